@@ -1,0 +1,403 @@
+"""Cloud-Optimized GeoTIFFs of large 2-D rasters (the damage score and the damage classes).
+
+`write_cog` never holds the whole raster in memory: it reads the source in row windows (a
+whole number of output tiles, and of the source's chunks where it can, at most
+`max_window_bytes` each), writes them into a tiled BigTIFF-if-needed GeoTIFF under a temporary
+name, then has GDAL's COG driver copy that into the final layout (tiles, overviews built by
+the driver, header and overviews first so HTTP range readers fetch little) under a second
+temporary name, checks the result is a COG, and renames it onto `dst` (`atomic_path`). The
+folder needs room for both for a moment (the staging file is fast-compressed, about the
+final size).
+
+A class raster (`class_names` given, uint8) also gets, so QGIS, ArcGIS and GDAL show named,
+coloured classes without any set-up:
+- a colour table inside the TIFF (0 none light grey, 1..k yellow to dark red, 255 nodata
+  transparent; see `palette`);
+- category names in a `<name>.tif.aux.xml` (GDAL PAM; GeoTIFF has no tag for them), which
+  QGIS reads as the class labels of the colour table;
+- a `<name>.qml` QGIS style (paletted renderer with only the used classes and their labels),
+  which QGIS loads automatically as the layer's default style.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from numpy.typing import DTypeLike
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.windows import Window
+
+from ruinmap.cluster.outputs.atomic import atomic_path, temp_sibling, write_text_atomic
+from ruinmap.cluster.outputs.palette import (
+    NODATA_CLASS,
+    class_categories,
+    class_colormap,
+    hex_color,
+)
+from ruinmap.errors import InputError, RuinmapError
+
+OVERVIEW_RESAMPLINGS = (
+    "nearest",
+    "average",
+    "mode",
+    "bilinear",
+    "cubic",
+    "cubicspline",
+    "lanczos",
+    "rms",
+)
+COMPRESSIONS = ("deflate", "zstd", "lzw")
+# A window of this many bytes is read and written at once; with GDAL's own cache this bounds
+# the memory of a COG write whatever the raster's size.
+DEFAULT_WINDOW_BYTES = 128 * 2**20
+# GDAL's block cache (MB) while writing: its default, 5 % of RAM, would hold gigabytes of
+# finished tiles on a large machine; tiles are written in whole rows, so little is re-read.
+_GDAL_CACHE_MB = 256
+# GeoTIFF tiles must be multiples of 16 pixels.
+_TILE_MULTIPLE = 16
+
+
+class Sliceable2D(Protocol):
+    """What `write_cog` reads: a 2-D array-like (numpy, zarr.Array, dask or xarray)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, key: Any) -> Any: ...
+
+
+def source_row_chunk(source: Any) -> int | None:
+    """Rows per storage chunk (or shard) of `source`, when it has chunks; else None."""
+    for attr in ("shards", "chunks"):
+        try:
+            value = getattr(source, attr, None)
+        except Exception:  # zarr raises on `.shards` of some arrays; not worth failing over
+            value = None
+        if not value:
+            continue
+        first = value[0]
+        if isinstance(first, tuple):  # dask: a tuple of chunk sizes per dimension
+            first = first[0] if first else None
+        if isinstance(first, (int, np.integer)) and first > 0:
+            return int(first)
+    return None
+
+
+def window_rows(
+    shape: tuple[int, int],
+    itemsize: int,
+    *,
+    block: int,
+    chunk_rows: int | None = None,
+    max_window_bytes: int = DEFAULT_WINDOW_BYTES,
+) -> int:
+    """Rows read per window: whole tiles (and whole source chunks where that stays near the
+    byte budget), as many as fit `max_window_bytes`, at least one tile row."""
+    height, width = shape
+    row_bytes = max(width * itemsize, 1)
+    budget_rows = max(max_window_bytes // row_bytes, 1)
+    step = block
+    if chunk_rows:
+        aligned = math.lcm(block, chunk_rows)
+        # A window that ends mid-chunk makes the next window read that chunk again.
+        if aligned * row_bytes <= 2 * max_window_bytes:
+            step = aligned
+    rows = max(step, budget_rows // step * step)
+    return min(rows, -(-height // block) * block)
+
+
+def _check_source(source: Any, dst: Path) -> tuple[int, int]:
+    shape = tuple(getattr(source, "shape", ()))
+    if len(shape) != 2:
+        raise InputError(f"{dst.name}: expected a 2-D raster (rows, columns), got shape {shape}")
+    height, width = int(shape[0]), int(shape[1])
+    if height == 0 or width == 0:
+        raise InputError(
+            f"{dst.name}: the raster is empty (shape {shape}); a GeoTIFF needs at least 1x1 "
+            "pixel, so there is nothing to write (is the job's area empty?)"
+        )
+    return height, width
+
+
+def _check_options(
+    dst: Path,
+    dtype: np.dtype,
+    source_dtype: np.dtype | None,
+    nodata: float | None,
+    block: int,
+    overview_resampling: str | None,
+    compress: str,
+    class_names: Sequence[str] | None,
+) -> str:
+    if block <= 0 or block % _TILE_MULTIPLE:
+        raise InputError(f"{dst.name}: block {block}: must be a positive multiple of 16 pixels")
+    if compress not in COMPRESSIONS:
+        raise InputError(f"{dst.name}: compress {compress!r}: use one of {COMPRESSIONS}")
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        raise InputError(f"{dst.name}: dtype {dtype}: a GeoTIFF band must be integer or float")
+    if source_dtype is not None and source_dtype.kind == "f" and dtype.kind in "iu":
+        raise InputError(
+            f"{dst.name}: the source is {source_dtype} but dtype is {dtype}; casting floats to "
+            "integers would turn NaN into arbitrary classes; classify first (uint8, 255 = nodata)"
+        )
+    if nodata is not None:
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            if not (float(nodata).is_integer() and info.min <= nodata <= info.max):
+                raise InputError(f"{dst.name}: nodata {nodata} does not fit dtype {dtype}")
+    if class_names is not None and dtype != np.uint8:
+        raise InputError(f"{dst.name}: class_names need a uint8 class raster, dtype is {dtype}")
+    if overview_resampling is None:
+        overview_resampling = "nearest" if dtype.kind in "iu" else "average"
+    if overview_resampling not in OVERVIEW_RESAMPLINGS:
+        raise InputError(
+            f"{dst.name}: overview_resampling {overview_resampling!r}: use one of "
+            f"{OVERVIEW_RESAMPLINGS}"
+        )
+    return overview_resampling
+
+
+def write_cog(
+    source: Sliceable2D,
+    dst: str | os.PathLike[str],
+    *,
+    transform: Affine,
+    crs: CRS | str,
+    nodata: float | None,
+    dtype: DTypeLike,
+    block: int = 512,
+    overview_resampling: str | None = None,
+    compress: str = "deflate",
+    level: int | None = None,
+    description: str | None = None,
+    class_names: Sequence[str] | None = None,
+    tags: Mapping[str, object] | None = None,
+    max_window_bytes: int = DEFAULT_WINDOW_BYTES,
+) -> Path:
+    """Write a 2-D raster to `dst` as a Cloud-Optimized GeoTIFF, one row window at a time.
+
+    source: numpy array, zarr.Array, dask or xarray array of shape (rows, cols); windows
+        `source[r0:r1, :]` are read in turn, so it is never loaded whole (a dask array is
+        computed once per window: pass a stored array, not a long graph).
+    transform, crs: georeferencing of pixel (0, 0)'s corner, as rasterio uses them.
+    nodata: the nodata value (NaN for float scores, 255 for classes) or None.
+    dtype: the band's data type; values are cast to it (floats to integers are refused).
+    block: tile side in pixels (multiple of 16). Overviews halve the size until one fits a tile.
+    overview_resampling: default "nearest" for integers (classes must stay classes), "average"
+        for floats.
+    compress: "deflate" (readable everywhere), "zstd" (needs GDAL >= 2.3) or "lzw"; floats
+        use the floating-point predictor.
+    level: compression level; default 1 for floats (their noisy low mantissa bits barely
+        compress: deflate 6 saves about 2 % and takes twice as long) and 4 for integers
+        (classes: within 8 % of level 6's size, 2-3 times faster).
+    description: the band's description (shown by QGIS as the band name), e.g. "score".
+    class_names: names of damage classes 1..k of a uint8 class raster; adds the colour table,
+        category names and QGIS style (module doc).
+    tags: dataset metadata (method, units, dates...) written into the TIFF.
+
+    Raises InputError for an empty or non-2-D source and for bad options. Returns `dst`.
+    """
+    dst = Path(dst)
+    out_dtype = np.dtype(dtype)
+    src_dtype = np.dtype(source.dtype) if hasattr(source, "dtype") else None
+    height, width = _check_source(source, dst)
+    resampling = _check_options(
+        dst, out_dtype, src_dtype, nodata, block, overview_resampling, compress, class_names
+    )
+    try:
+        crs = CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise InputError(f"{dst.name}: crs {crs!r} is not a CRS ({exc})") from None
+    rows = window_rows(
+        (height, width),
+        out_dtype.itemsize,
+        block=block,
+        chunk_rows=source_row_chunk(source),
+        max_window_bytes=max_window_bytes,
+    )
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = temp_sibling(dst.with_suffix(".tif"))
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
+            _write_staging(
+                source,
+                staging,
+                shape=(height, width),
+                rows=rows,
+                transform=transform,
+                crs=crs,
+                nodata=nodata,
+                dtype=out_dtype,
+                block=block,
+                description=description,
+                colormap=class_colormap(class_names) if class_names is not None else None,
+                tags=tags,
+            )
+            with atomic_path(dst) as tmp:
+                options: dict[str, Any] = {
+                    "BLOCKSIZE": block,
+                    "COMPRESS": compress.upper(),
+                    "OVERVIEW_RESAMPLING": resampling.upper(),
+                    "BIGTIFF": "IF_SAFER",
+                    "NUM_THREADS": "ALL_CPUS",
+                }
+                if out_dtype.kind == "f":
+                    options["PREDICTOR"] = "YES"
+                if compress != "lzw":
+                    default_level = 1 if out_dtype.kind == "f" else 4
+                    options["LEVEL"] = default_level if level is None else level
+                rasterio.shutil.copy(staging, tmp, driver="COG", **options)
+                _remove_pam(tmp)
+                problems = cog_problems(tmp, block=block)
+                if problems:
+                    raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
+    finally:
+        _remove_pam(staging)
+        staging.unlink(missing_ok=True)
+    if class_names is not None:
+        write_class_sidecars(dst, class_names)
+    else:
+        # A class raster written here before would leave its labels on this raster.
+        _remove_pam(dst)
+        dst.with_suffix(".qml").unlink(missing_ok=True)
+    return dst
+
+
+def _pam_path(path: Path) -> Path:
+    return path.with_name(path.name + ".aux.xml")
+
+
+def _remove_pam(path: Path) -> None:
+    _pam_path(path).unlink(missing_ok=True)
+
+
+def _write_staging(
+    source: Sliceable2D,
+    path: Path,
+    *,
+    shape: tuple[int, int],
+    rows: int,
+    transform: Affine,
+    crs: CRS,
+    nodata: float | None,
+    dtype: np.dtype,
+    block: int,
+    description: str | None,
+    colormap: Mapping[int, tuple[int, int, int, int]] | None,
+    tags: Mapping[str, object] | None,
+) -> None:
+    height, width = shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": block,
+        "blockysize": block,
+        # Written once and read once by the COG copy: fast compression only keeps it small.
+        "compress": "zstd",
+        "zstd_level": 1,
+        "bigtiff": "IF_SAFER",
+    }
+    with rasterio.open(path, "w", **profile) as out:
+        for r0 in range(0, height, rows):
+            r1 = min(r0 + rows, height)
+            values = np.asarray(source[r0:r1, :])
+            if values.shape != (r1 - r0, width):
+                raise InputError(
+                    f"{path.name}: rows {r0}:{r1} of the source have shape {values.shape}, "
+                    f"expected {(r1 - r0, width)}"
+                )
+            out.write(values.astype(dtype, copy=False), 1, window=Window(0, r0, width, r1 - r0))
+        if description:
+            out.set_band_description(1, description)
+        if colormap is not None:
+            out.write_colormap(1, dict(colormap))
+        if tags:
+            out.update_tags(**{str(k): str(v) for k, v in tags.items()})
+
+
+def cog_problems(path: str | os.PathLike[str], *, block: int | None = None) -> list[str]:
+    """Why `path` is not a valid COG (empty list if it is).
+
+    Checks GDAL's own COG layout marker (IMAGE_STRUCTURE LAYOUT=COG, written only by the COG
+    driver), tiling (and the tile size when `block` is given), and overviews on every band
+    when the raster is larger than one tile.
+    """
+    problems = []
+    with rasterio.open(path) as src:
+        layout = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
+        if layout != "COG":
+            problems.append(f"LAYOUT is {layout!r}, not 'COG'")
+        tile_h, tile_w = src.block_shapes[0]
+        if not src.profile.get("tiled"):
+            problems.append(f"not tiled (blocks {tile_h}x{tile_w})")
+        elif block is not None and (tile_h, tile_w) != (block, block):
+            problems.append(f"tiles are {tile_h}x{tile_w}, expected {block}x{block}")
+        if max(src.height, src.width) > tile_w:
+            for band in src.indexes:
+                if not src.overviews(band):
+                    problems.append(f"band {band} has no overviews")
+    return problems
+
+
+def write_class_sidecars(dst: str | os.PathLike[str], class_names: Sequence[str]) -> list[Path]:
+    """Write the category names (`<dst>.aux.xml`) and QGIS style (`<stem>.qml`) of a class
+    raster; returns their paths. `write_cog(..., class_names=...)` calls this."""
+    dst = Path(dst)
+    categories = class_categories(class_names)
+    colors = class_colormap(class_names)
+    names = [categories.get(value, "") for value in range(max(categories) + 1)]
+    pam = (
+        "<PAMDataset>\n"
+        '  <PAMRasterBand band="1">\n'
+        "    <CategoryNames>\n"
+        + "".join(f"      <Category>{escape(name)}</Category>\n" for name in names)
+        + "    </CategoryNames>\n"
+        "  </PAMRasterBand>\n"
+        "</PAMDataset>\n"
+    )
+    entries = "".join(
+        f"        <paletteEntry value={quoteattr(str(value))} "
+        f"color={quoteattr(hex_color(colors[value]))} alpha={quoteattr(str(colors[value][3]))} "
+        f"label={quoteattr(name)}/>\n"
+        for value, name in categories.items()
+        if value != NODATA_CLASS
+    )
+    qml = (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        "  <pipe>\n"
+        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" '
+        'nodataColor="">\n'
+        "      <rasterTransparency/>\n"
+        "      <colorPalette>\n"
+        f"{entries}"
+        "      </colorPalette>\n"
+        "    </rasterrenderer>\n"
+        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
+        '    <rasterresampler maxOversampling="2"/>\n'
+        "  </pipe>\n"
+        "  <blendMode>0</blendMode>\n"
+        "</qgis>\n"
+    )
+    return [
+        write_text_atomic(_pam_path(dst), pam),
+        write_text_atomic(dst.with_suffix(".qml"), qml),
+    ]
