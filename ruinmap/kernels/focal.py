@@ -1,0 +1,829 @@
+"""Focal (moving-window) statistics on 2-D images: circular mean, circular median, Lee filter.
+
+Every kernel treats NaN as nodata and pixels outside the array as missing, never as zero or as
+a reflected copy. That is what makes halos work: cut a tile with `focal_halo` extra pixels on
+each side (clipped at the image edge), run the kernel, crop back to the tile, and the result
+equals the same window of the whole-image result (bitwise for `focal_median` and `lee_filter`,
+to float64 rounding for `focal_mean`, see there).
+
+The circular window of radius r holds the pixels whose centres lie within r pixels of the
+centre pixel's centre: offsets (dy, dx) with dy^2 + dx^2 <= r^2. Row dy of the disk spans
+dx = -w..w with w = isqrt(r^2 - dy^2) (`disk_half_widths`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+from numba import njit
+
+from ruinmap.errors import InputError
+from ruinmap.kernels._checks import as_image, non_negative_int, positive_int
+
+__all__ = [
+    "MAX_MEDIAN_RADIUS",
+    "disk_half_widths",
+    "disk_offsets",
+    "focal_halo",
+    "focal_mean",
+    "focal_mean_reference",
+    "focal_median",
+    "focal_median_reference",
+    "lee_filter",
+    "lee_filter_reference",
+]
+
+# The median sorts every window; past this radius (149 pixels a window) a sliding histogram
+# would be needed, and smoothing that wide is what focal_mean is for.
+MAX_MEDIAN_RADIUS = 7
+
+# focal_mean works on column blocks this wide (plus the halo): the prefix sums restart at each
+# block, which bounds their magnitude (precision), and the ring of prefix rows of a block stays
+# within the per-core L2 cache for the radii damage smoothing uses.
+_BLOCK_COLUMNS = 2048
+# Running group sums are rebuilt from the prefix rows this often, so float64 rounding in the
+# add-one-row/drop-one-row updates cannot accumulate down a tall image.
+_REANCHOR_ROWS = 256
+# Disk rows of equal half-width that are this many or more a side are summed as one running
+# vertical group (4 row reads a step) instead of one by one (2 reads a row).
+_MIN_GROUP_ROWS = 2
+# Window counts are kept mod 2**16 while every count fits (the differences of wrapped prefix
+# counts are exact); larger windows fall back to int32.
+_UINT16_COUNTS_MAX = np.iinfo(np.uint16).max
+# Flags a prefix row reports.
+_HAS_NAN = 1
+_HAS_INF = 2
+
+
+# --- the disk ---------------------------------------------------------------------------------
+
+
+def disk_half_widths(radius: int) -> np.ndarray:
+    """Half-widths w[d], d = 0..radius, of the rows of the radius-`radius` disk (int64).
+
+    Row dy of the window covers dx = -w[|dy|]..w[|dy|], w[d] = isqrt(radius^2 - d^2), so the
+    window holds sum(2 w[|dy|] + 1) pixels. radius 0 gives [0] (the centre pixel alone).
+    """
+    r = non_negative_int(radius, "radius")
+    return np.array([math.isqrt(r * r - d * d) for d in range(r + 1)], dtype=np.int64)
+
+
+def disk_offsets(radius: int) -> np.ndarray:
+    """(n, 2) int64 array of the (dy, dx) offsets in the radius-`radius` disk, row-major order."""
+    w = disk_half_widths(radius)
+    r = len(w) - 1
+    offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-w[abs(dy)], w[abs(dy)] + 1)]
+    return np.array(offsets, dtype=np.int64).reshape(-1, 2)
+
+
+def focal_halo(radius: int) -> int:
+    """Pixels of halo a tile needs on each side for a radius-`radius` window: the radius."""
+    return non_negative_int(radius, "radius")
+
+
+def _clamped_half_widths(radius: int, rows: int, cols: int) -> np.ndarray:
+    """Disk half-widths limited to what an image of rows x cols can reach.
+
+    Offsets beyond rows - 1 (cols - 1) never pair two pixels of the image, so clamping the
+    vertical reach to rows - 1 and every half-width to cols - 1 leaves the window unchanged
+    inside the image while bounding the buffers.
+    """
+    w = disk_half_widths(radius)[: min(radius, rows - 1) + 1]
+    return np.minimum(w, cols - 1)
+
+
+def _row_groups(hw: np.ndarray) -> np.ndarray:
+    """(n, 3) int64 rows (d0, d1, w): the disk rows at distance d0..d1 above and below have half
+    width w. Runs of equal half-width shorter than _MIN_GROUP_ROWS are split into single rows."""
+    groups: list[tuple[int, int, int]] = []
+    d = 1
+    r = len(hw) - 1
+    while d <= r:
+        e = d
+        while e + 1 <= r and hw[e + 1] == hw[d]:
+            e += 1
+        if e - d + 1 >= _MIN_GROUP_ROWS:
+            groups.append((d, e, int(hw[d])))
+        else:
+            groups.extend((dd, dd, int(hw[dd])) for dd in range(d, e + 1))
+        d = e + 1
+    return np.array(groups, dtype=np.int64).reshape(-1, 3)
+
+
+# --- focal_mean: jitted core ------------------------------------------------------------------
+#
+# Per column block, each input row becomes a float64 prefix-sum row (NaN and out-of-image as 0)
+# in a ring of 2 r + 2 rows; the sum over disk row dy at column x is P[x + w + 1] - P[x - w].
+# The window sum is then one vectorised pass per few disk rows, with no per-pixel work that
+# grows with the window area. Disk rows of equal half-width (the flat top and bottom of the
+# disk) are pre-added into running vertical group sums, which cuts the passes by a third at
+# r = 15. NaN-free blocks skip the counts (the window size is geometric); a block switches to
+# counting valid pixels the first time a NaN row enters its ring.
+#
+# Indices are passed through max(i, 0): numba wraps negative indices, and proving them
+# non-negative is what lets LLVM drop that check and vectorise the inner loops.
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _prefix_row(
+    x: np.ndarray, z: int, c0: int, c1: int, lead: int, width: int, P: np.ndarray, k: int
+) -> int:
+    """P[k, :width + 1] = prefix sums of image row z from column c0 - lead on.
+
+    Returns _HAS_NAN | _HAS_INF flags: NaN pixels (counted as missing) and an infinite or
+    overflowing row sum (the prefix differences are then meaningless, see focal_mean).
+    """
+    k = max(k, 0)
+    z = max(z, 0)
+    c0 = max(c0, 0)
+    lead = max(lead, 0)
+    n_in = max(c1 - c0, 0)
+    for j in range(lead + 1):
+        P[k, j] = 0.0
+    s = 0.0
+    nan_seen = 0
+    o = lead + 1
+    for j in range(n_in):
+        v = np.float64(x[z, c0 + j])
+        nan_seen += v != v
+        s += v if v == v else 0.0
+        P[k, o + j] = s
+    for j in range(o + n_in, width + 1):
+        P[k, j] = s
+    return (_HAS_NAN if nan_seen > 0 else 0) | (_HAS_INF if s - s != 0.0 else 0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _prefix_count_row(
+    x: np.ndarray,
+    z: int,
+    c0: int,
+    c1: int,
+    lead: int,
+    width: int,
+    P: np.ndarray,
+    C: np.ndarray,
+    k: int,
+) -> int:
+    """_prefix_row and _count_row in one read of the image row; returns _HAS_INF or 0."""
+    k = max(k, 0)
+    z = max(z, 0)
+    c0 = max(c0, 0)
+    lead = max(lead, 0)
+    n_in = max(c1 - c0, 0)
+    for j in range(lead + 1):
+        P[k, j] = 0.0
+        C[k, j] = 0
+    s = 0.0
+    c = 0
+    o = lead + 1
+    for j in range(n_in):
+        v = np.float64(x[z, c0 + j])
+        valid = v == v
+        s += v if valid else 0.0
+        c += valid
+        P[k, o + j] = s
+        C[k, o + j] = c
+    for j in range(o + n_in, width + 1):
+        P[k, j] = s
+        C[k, j] = c
+    return _HAS_INF if s - s != 0.0 else 0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _count_row(
+    x: np.ndarray, z: int, c0: int, c1: int, lead: int, width: int, C: np.ndarray, k: int
+) -> None:
+    """C[k, :width + 1] = prefix counts of the valid pixels of row z (wrapping in C's type)."""
+    k = max(k, 0)
+    z = max(z, 0)
+    c0 = max(c0, 0)
+    lead = max(lead, 0)
+    n_in = max(c1 - c0, 0)
+    for j in range(lead + 1):
+        C[k, j] = 0
+    c = 0
+    o = lead + 1
+    for j in range(n_in):
+        v = x[z, c0 + j]
+        c += v == v
+        C[k, o + j] = c
+    for j in range(o + n_in, width + 1):
+        C[k, j] = c
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _group_step(B: np.ndarray, t: int, a: int, b: int, c: int, d: int, m: int) -> None:
+    """B[t] += (B[a] - B[b]) + (B[c] - B[d]) over the first m columns (rows are distinct)."""
+    t = max(t, 0)
+    a = max(a, 0)
+    b = max(b, 0)
+    c = max(c, 0)
+    d = max(d, 0)
+    for j in range(m):
+        B[t, j] += (B[a, j] - B[b, j]) + (B[c, j] - B[d, j])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _group_rebuild(
+    B: np.ndarray, t: int, ring: int, y: int, d0: int, d1: int, rows: int, m: int
+) -> None:
+    """B[t] = sum of ring rows y - d and y + d, d0 <= d <= d1, that lie in the image."""
+    t = max(t, 0)
+    for j in range(m):
+        B[t, j] = 0
+    for d in range(d0, d1 + 1):
+        for yy in (y - d, y + d):
+            if 0 <= yy < rows:
+                src = max(yy % ring, 0)
+                for j in range(m):
+                    B[t, j] += B[src, j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _add_terms4(
+    acc: np.ndarray, B: np.ndarray, rw: np.ndarray, oa: np.ndarray, ob: np.ndarray, j: int, n: int
+) -> None:
+    """acc[i] += sum over terms j..j+3 of B[rw, i + oa] - B[rw, i + ob]."""
+    r0 = max(rw[j], 0)
+    r1 = max(rw[j + 1], 0)
+    r2 = max(rw[j + 2], 0)
+    r3 = max(rw[j + 3], 0)
+    a0 = max(oa[j], 0)
+    a1 = max(oa[j + 1], 0)
+    a2 = max(oa[j + 2], 0)
+    a3 = max(oa[j + 3], 0)
+    b0 = max(ob[j], 0)
+    b1 = max(ob[j + 1], 0)
+    b2 = max(ob[j + 2], 0)
+    b3 = max(ob[j + 3], 0)
+    for i in range(n):
+        acc[i] += ((B[r0, i + a0] - B[r0, i + b0]) + (B[r1, i + a1] - B[r1, i + b1])) + (
+            (B[r2, i + a2] - B[r2, i + b2]) + (B[r3, i + a3] - B[r3, i + b3])
+        )
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _add_terms1(
+    acc: np.ndarray, B: np.ndarray, rw: np.ndarray, oa: np.ndarray, ob: np.ndarray, j: int, n: int
+) -> None:
+    r0 = max(rw[j], 0)
+    a0 = max(oa[j], 0)
+    b0 = max(ob[j], 0)
+    for i in range(n):
+        acc[i] += B[r0, i + a0] - B[r0, i + b0]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_terms(
+    acc: np.ndarray, B: np.ndarray, rw: np.ndarray, oa: np.ndarray, ob: np.ndarray, k: int, n: int
+) -> None:
+    """acc[:n] = sum of the k terms; four per pass keeps acc's loads and stores off the bill."""
+    for i in range(n):
+        acc[i] = 0
+    j = 0
+    while j + 4 <= k:
+        _add_terms4(acc, B, rw, oa, ob, j, n)
+        j += 4
+    while j < k:
+        _add_terms1(acc, B, rw, oa, ob, j, n)
+        j += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _focal_mean_block(
+    x: np.ndarray,
+    hw: np.ndarray,
+    groups: np.ndarray,
+    x0: int,
+    x1: int,
+    out: np.ndarray,
+    P: np.ndarray,
+    C: np.ndarray,
+    acc: np.ndarray,
+    cnt: np.ndarray,
+    cfull: np.ndarray,
+    colcnt: np.ndarray,
+    rw: np.ndarray,
+    oa: np.ndarray,
+    ob: np.ndarray,
+) -> bool:
+    """Focal mean of output columns x0..x1-1, all rows; True if an infinity spoilt the sums.
+
+    P (float64) and C (counts) hold, by row: the ring of 2 r + 2 prefix rows, one running sum
+    per multi-row group, then a row of zeros that stands in for rows outside the image.
+    Local column j of a prefix row is image column x0 - px + j - 1 (P[.., 0] = 0).
+    """
+    rows, cols = x.shape
+    r = hw.shape[0] - 1
+    px = hw[0]
+    ring = 2 * r + 2
+    ng = groups.shape[0]
+    zrow = ring + ng
+    n = x1 - x0
+    c0 = max(x0 - px, 0)
+    c1 = min(x1 + px, cols)
+    lead = c0 - (x0 - px)
+    width = n + 2 * px
+    m = width + 1
+    for j in range(m):
+        P[zrow, j] = 0.0
+        C[zrow, j] = 0
+    for g in range(ng):
+        for j in range(m):
+            P[ring + g, j] = 0.0
+            C[ring + g, j] = 0
+    # Window sizes of a NaN-free block: columns in the image per disk row, summed.
+    for d in range(r + 1):
+        w = hw[d]
+        for i in range(n):
+            xx = x0 + i
+            colcnt[d, i] = min(xx + w, cols - 1) - max(xx - w, 0) + 1
+    for i in range(n):
+        cfull[i] = 0
+    for dy in range(-r, r + 1):
+        for i in range(n):
+            cfull[i] += colcnt[abs(dy), i]
+    nan_mode = False
+    has_inf = False
+    for y in range(-r - 1, rows):
+        z = y + r
+        if 0 <= z < rows:
+            if nan_mode:
+                flags = _prefix_count_row(x, z, c0, c1, lead, width, P, C, z % ring)
+            else:
+                flags = _prefix_row(x, z, c0, c1, lead, width, P, z % ring)
+            has_inf = has_inf or (flags & _HAS_INF) != 0
+            if not nan_mode and flags & _HAS_NAN:
+                # First NaN: count every row still in the ring, and the group sums at y - 1.
+                nan_mode = True
+                for zz in range(max(z - ring + 1, 0), z + 1):
+                    _count_row(x, zz, c0, c1, lead, width, C, zz % ring)
+                for g in range(ng):
+                    if groups[g, 0] < groups[g, 1]:
+                        _group_rebuild(
+                            C, ring + g, ring, y - 1, groups[g, 0], groups[g, 1], rows, m
+                        )
+        # Group sums step from y - 1 to y:
+        # T_g += P[y + d1] - P[y - 1 + d0] + P[y - d0] - P[y - 1 - d1].
+        reanchor = (y + r + 1) % _REANCHOR_ROWS == 0
+        for g in range(ng):
+            d0 = groups[g, 0]
+            d1 = groups[g, 1]
+            if d0 == d1:
+                continue
+            if reanchor:
+                _group_rebuild(P, ring + g, ring, y, d0, d1, rows, m)
+                if nan_mode:
+                    _group_rebuild(C, ring + g, ring, y, d0, d1, rows, m)
+                continue
+            ra = y + d1
+            rb = y - 1 + d0
+            rc = y - d0
+            rd = y - 1 - d1
+            ra = ra % ring if 0 <= ra < rows else zrow
+            rb = rb % ring if 0 <= rb < rows else zrow
+            rc = rc % ring if 0 <= rc < rows else zrow
+            rd = rd % ring if 0 <= rd < rows else zrow
+            _group_step(P, ring + g, ra, rb, rc, rd, m)
+            if nan_mode:
+                _group_step(C, ring + g, ra, rb, rc, rd, m)
+        if y < 0:
+            continue
+        # The terms of output row y: the centre row, then each group or single row pair.
+        k = 0
+        rw[k] = y % ring
+        oa[k] = px + hw[0] + 1
+        ob[k] = px - hw[0]
+        k += 1
+        for g in range(ng):
+            d0 = groups[g, 0]
+            d1 = groups[g, 1]
+            w = groups[g, 2]
+            if d0 == d1:
+                for yy in (y - d0, y + d0):
+                    if 0 <= yy < rows:
+                        rw[k] = yy % ring
+                        oa[k] = px + w + 1
+                        ob[k] = px - w
+                        k += 1
+            else:
+                rw[k] = ring + g
+                oa[k] = px + w + 1
+                ob[k] = px - w
+                k += 1
+        _sum_terms(acc, P, rw, oa, ob, k, n)
+        yo = max(y, 0)
+        xo = max(x0, 0)
+        if nan_mode:
+            _sum_terms(cnt, C, rw, oa, ob, k, n)
+            for i in range(n):
+                c = cnt[i]
+                out[yo, xo + i] = acc[i] / c if c > 0 else np.nan
+        elif y - r >= 0 and y + r < rows:
+            for i in range(n):
+                out[yo, xo + i] = acc[i] / cfull[i]
+        else:
+            for i in range(n):
+                cnt[i] = 0
+            for yy in range(max(y - r, 0), min(y + r, rows - 1) + 1):
+                d = abs(yy - y)
+                for i in range(n):
+                    cnt[i] += colcnt[d, i]
+            for i in range(n):
+                out[yo, xo + i] = acc[i] / cnt[i]
+    return has_inf
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _focal_mean_2d(
+    x: np.ndarray,
+    hw: np.ndarray,
+    groups: np.ndarray,
+    block: int,
+    counts: np.ndarray,
+    out: np.ndarray,
+) -> bool:
+    """Run the blocks; `counts` is an empty array whose dtype (uint16 or int32) the counts take.
+
+    Returns True if some row held an infinity (or its sum overflowed): out is then unreliable.
+    """
+    cols = x.shape[1]
+    r = hw.shape[0] - 1
+    px = hw[0]
+    ring = 2 * r + 2
+    ng = groups.shape[0]
+    nb = min(block, cols)
+    m = nb + 2 * px + 1
+    P = np.empty((ring + ng + 1, m))
+    C = np.empty((ring + ng + 1, m), counts.dtype)
+    acc = np.empty(nb)
+    cnt = np.empty(nb, counts.dtype)
+    cfull = np.empty(nb, np.int64)
+    colcnt = np.empty((r + 1, nb), np.int64)
+    rw = np.empty(2 * r + 2, np.int64)
+    oa = np.empty(2 * r + 2, np.int64)
+    ob = np.empty(2 * r + 2, np.int64)
+    has_inf = False
+    for x0 in range(0, cols, block):
+        x1 = min(x0 + block, cols)
+        has_inf |= _focal_mean_block(
+            x, hw, groups, x0, x1, out, P, C, acc, cnt, cfull, colcnt, rw, oa, ob
+        )
+    return has_inf
+
+
+def _as_kernel_input(x: object) -> np.ndarray:
+    """A C-contiguous float32/float64 image: one compiled variant per dtype, unit-stride rows."""
+    img = as_image(x, "x")
+    return img if img.flags.c_contiguous else np.ascontiguousarray(img)
+
+
+def focal_mean(x: np.ndarray, radius: int) -> np.ndarray:
+    """NaN-aware mean over a circular window of `radius` pixels (float32 out).
+
+    out[y, x] = mean of the valid x[y + dy, x + dx] with dy^2 + dx^2 <= radius^2. NaN pixels and
+    pixels outside the array are skipped, so the edge windows are smaller rather than padded;
+    NaN where the window holds no valid pixel. radius 0 is the identity (NaN stays NaN).
+    A tile cut with a halo of `radius` pixels (clipped at the image edge) and cropped back
+    gives the same values as the whole image.
+
+    Cost: each input row becomes a float64 prefix-sum row once; a disk row's sum is then two
+    reads, disk rows of equal half-width share a running vertical sum (16 terms at r = 15
+    instead of 31), and the terms are added four per vectorised pass. Nothing grows with the
+    window area (pi r^2), only with the number of distinct disk rows; where a block holds no
+    NaN the window sizes are geometric and no counts are kept.
+
+    Precision: sums are float64. Prefix sums restart every 2048 columns and running group sums
+    every 256 rows, so the absolute error of a window sum stays below (2 r + 1) L^2 2^-52
+    max|x| (L = block width + 2 r; about 3e-8 max|x| at r = 15, typically far less), where
+    max|x| is over the rows involved: below float32 resolution unless bright and dark pixels
+    six or more decades apart share rows. For float32 input whose magnitudes span less than
+    about three decades every partial sum is exact, and tiles equal the whole image bitwise;
+    otherwise they agree to that bound. Infinities follow NumPy (a window with +inf has mean
+    +inf, with both signs NaN) through a slower exact path.
+
+    Raises InputError for a non-2-D or non-float image and for a negative or non-integer radius.
+    """
+    img = _as_kernel_input(x)
+    r = non_negative_int(radius, "radius")
+    out = np.empty(img.shape, dtype=np.float32)
+    if img.size == 0:
+        return out
+    if r == 0:
+        out[...] = img
+        return out
+    if _focal_mean_into(img, r, out):
+        # An infinity makes every later prefix sum of its row infinite, so redo the sums over
+        # the finite pixels and apply NumPy's rules: a window with +inf (-inf) has mean +inf
+        # (-inf), with both NaN. Rare (to_db of 0 gives -inf), so three passes are fine.
+        infinite = np.isinf(img)
+        _focal_mean_into(np.where(infinite, np.nan, img), r, out)
+        reach = np.empty(img.shape, dtype=np.float32)
+        _focal_mean_into(np.where(img == np.inf, 1.0, 0.0), r, reach)
+        has_pos = reach > 0
+        _focal_mean_into(np.where(img == -np.inf, 1.0, 0.0), r, reach)
+        has_neg = reach > 0
+        out[has_pos] = np.inf
+        out[has_neg] = -np.inf
+        out[has_pos & has_neg] = np.nan
+    return out
+
+
+def _focal_mean_into(img: np.ndarray, r: int, out: np.ndarray) -> bool:
+    """Run the jitted focal mean (radius r >= 1) into out; True if an infinity was met."""
+    rows, cols = img.shape
+    hw = _clamped_half_widths(r, rows, cols)
+    window = int(np.sum(2 * hw[np.abs(np.arange(-len(hw) + 1, len(hw)))] + 1))
+    counts = np.empty(0, np.uint16 if window <= _UINT16_COUNTS_MAX else np.int32)
+    # Equal blocks of at most _BLOCK_COLUMNS, so no thin last block pays the halo for little.
+    n_blocks = -(-cols // _BLOCK_COLUMNS)
+    block = -(-cols // n_blocks)
+    return bool(_focal_mean_2d(img, hw, _row_groups(hw), block, counts, out))
+
+
+def focal_mean_reference(x: np.ndarray, radius: int) -> np.ndarray:
+    """Plain NumPy focal_mean: NaN-pad by the radius, add every disk offset's shifted image."""
+    img = as_image(x, "x").astype(np.float64)
+    r = non_negative_int(radius, "radius")
+    rows, cols = img.shape
+    padded = np.pad(img, r, constant_values=np.nan)
+    total = np.zeros((rows, cols))
+    count = np.zeros((rows, cols))
+    for dy, dx in disk_offsets(r):
+        shifted = padded[r + dy : r + dy + rows, r + dx : r + dx + cols]
+        with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in np.nanmean
+            total += np.where(np.isnan(shifted), 0.0, shifted)
+        count += ~np.isnan(shifted)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype(np.float32)
+
+
+# --- focal_median -----------------------------------------------------------------------------
+
+
+@functools.cache
+def _sorting_network(n: int) -> np.ndarray:
+    """(m, 2) comparators (a < b) that sort n values: Batcher's odd-even merge sort.
+
+    Built for the next power of two N and restricted to comparators within the first n slots:
+    with +inf in slots n..N-1 the dropped comparators would never move anything.
+    (Knuth, TAOCP vol. 3, 5.3.4; the iterative form of Batcher 1968.)
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    pairs: list[tuple[int, int]] = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _focal_median_2d(
+    x: np.ndarray,
+    dys: np.ndarray,
+    dxs: np.ndarray,
+    network: np.ndarray,
+    out: np.ndarray,
+    A: np.ndarray,
+    cnt: np.ndarray,
+) -> None:
+    """Median per pixel, a row at a time: A[t, i] = window value t of pixel i (+inf if missing),
+    sorted by one vectorised min/max pass per comparator, so no branch depends on the data."""
+    rows, cols = x.shape
+    k = dys.shape[0]
+    inf = np.inf
+    for y in range(rows):
+        for i in range(cols):
+            cnt[i] = 0
+        for t in range(k):
+            yy = y + dys[t]
+            dx = dxs[t]
+            lo = max(0, -dx)
+            hi = max(min(cols, cols - dx), lo)
+            if yy < 0 or yy >= rows:
+                lo = hi = cols
+            for i in range(lo):
+                A[t, i] = inf
+            ys = max(yy, 0)
+            lo = max(lo, 0)
+            src = max(lo + dx, 0)
+            for j in range(hi - lo):
+                v = x[ys, src + j]
+                valid = v == v
+                A[t, lo + j] = v if valid else inf
+                cnt[lo + j] += valid
+            for i in range(hi, cols):
+                A[t, i] = inf
+        for c in range(network.shape[0]):
+            a = max(network[c, 0], 0)
+            b = max(network[c, 1], 0)
+            for i in range(cols):
+                va = A[a, i]
+                vb = A[b, i]
+                A[a, i] = va if va < vb else vb
+                A[b, i] = vb if va < vb else va
+        yo = max(y, 0)
+        for i in range(cols):
+            n = cnt[i]
+            h = max(n // 2, 0)
+            if n == 0:
+                out[yo, i] = np.nan
+            elif n % 2 == 1:
+                out[yo, i] = A[h, i]
+            else:
+                # mean of the two middle values in float64, as np.nanmedian computes it
+                out[yo, i] = (np.float64(A[h - 1, i]) + np.float64(A[h, i])) / 2.0
+
+
+def focal_median(x: np.ndarray, radius: int) -> np.ndarray:
+    """NaN-aware median over a circular window of `radius` pixels (float32 out).
+
+    Same window as `focal_mean` (dy^2 + dx^2 <= radius^2), NaN and out-of-array pixels skipped,
+    NaN where no valid pixel. An even count takes the mean of the two middle values (computed
+    in float64), as `np.nanmedian` does. radius 0 is the identity. Tiles cut with a halo of
+    `radius` equal the whole image bitwise. Each row of windows is sorted by a branch-free
+    sorting network (9 comparators at radius 1, 48 at 2, 171 at 3), so the cost grows with the
+    window and radius is limited to MAX_MEDIAN_RADIUS (7).
+
+    Raises InputError for a non-2-D or non-float image, a negative or non-integer radius, or a
+    radius above MAX_MEDIAN_RADIUS.
+    """
+    img = _as_kernel_input(x)
+    r = _median_radius(radius)
+    out = np.empty(img.shape, dtype=np.float32)
+    if img.size == 0:
+        return out
+    offsets = disk_offsets(r)
+    k, cols = len(offsets), img.shape[1]
+    A = np.empty((k, cols), dtype=img.dtype)
+    network = _sorting_network(k)
+    _focal_median_2d(
+        img, offsets[:, 0].copy(), offsets[:, 1].copy(), network, out, A, np.empty(cols, np.int64)
+    )
+    return out
+
+
+def _median_radius(radius: object) -> int:
+    r = non_negative_int(radius, "radius")
+    if r > MAX_MEDIAN_RADIUS:
+        raise InputError(
+            f"radius {r} is too large for focal_median (at most {MAX_MEDIAN_RADIUS}: every window "
+            f"is sorted); use focal_mean for wider smoothing"
+        )
+    return r
+
+
+def focal_median_reference(x: np.ndarray, radius: int) -> np.ndarray:
+    """Plain NumPy focal_median: NaN-padded sliding windows, disk mask, np.nanmedian."""
+    img = as_image(x, "x").astype(np.float64)
+    r = _median_radius(radius)
+    if img.size == 0:
+        return np.empty(img.shape, dtype=np.float32)
+    padded = np.pad(img, r, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * r + 1, 2 * r + 1))
+    offsets = disk_offsets(r)
+    values = windows[:, :, offsets[:, 0] + r, offsets[:, 1] + r]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as intended
+        return np.nanmedian(values, axis=-1).astype(np.float32)
+
+
+# --- lee_filter -------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lee_2d(
+    x: np.ndarray, h: int, eta2: float, out: np.ndarray, cols_sums: np.ndarray, win: np.ndarray
+) -> None:
+    """Lee filter of a (2h+1)^2 window.
+
+    cols_sums (3, cols + 2h): per column, the sum, sum of squares and count of the valid pixels
+    in the window rows; win (3, cols): the same over the window. Both are summed in a fixed
+    order (rows top to bottom, columns left to right), so a pixel's result does not depend on
+    where a tile was cut.
+    """
+    rows, cols = x.shape
+    h = max(h, 0)
+    width = cols + 2 * h
+    for q in range(3):
+        for j in range(width):
+            cols_sums[q, j] = 0.0
+    for y in range(rows):
+        lo = max(y - h, 0)
+        hi = min(y + h, rows - 1)
+        for j in range(cols):
+            v = float(x[lo, j])
+            valid = v == v
+            v = v if valid else 0.0
+            cols_sums[0, h + j] = v
+            cols_sums[1, h + j] = v * v
+            cols_sums[2, h + j] = 1.0 if valid else 0.0
+        for yy in range(lo + 1, hi + 1):
+            for j in range(cols):
+                v = float(x[yy, j])
+                valid = v == v
+                v = v if valid else 0.0
+                cols_sums[0, h + j] += v
+                cols_sums[1, h + j] += v * v
+                cols_sums[2, h + j] += 1.0 if valid else 0.0
+        for i in range(cols):
+            win[0, i] = cols_sums[0, i]
+            win[1, i] = cols_sums[1, i]
+            win[2, i] = cols_sums[2, i]
+        for t in range(1, 2 * h + 1):
+            for i in range(cols):
+                win[0, i] += cols_sums[0, i + t]
+                win[1, i] += cols_sums[1, i + t]
+                win[2, i] += cols_sums[2, i + t]
+        yo = max(y, 0)
+        for i in range(cols):
+            v = np.float64(x[yo, i])
+            n = win[2, i]
+            mean = win[0, i] / n
+            var_z = max(win[1, i] / n - mean * mean, 0.0)
+            var_x = (var_z - mean * mean * eta2) / (1.0 + eta2)
+            b = max(0.0, var_x / var_z) if var_z > 0.0 else 0.0
+            res = (1.0 - b) * mean + b * v
+            # NaN centres are selected last, which keeps the loop free of branches
+            out[yo, i] = res if v == v else np.nan
+
+
+def _lee_args(size: object, enl: object) -> tuple[int, float]:
+    s = positive_int(size, "size")
+    if s % 2 == 0:
+        raise InputError(f"size must be odd (a centred size x size window), got {s}; try {s + 1}")
+    if isinstance(enl, bool) or not isinstance(enl, int | float | np.integer | np.floating):
+        raise InputError(f"enl must be a number (equivalent number of looks), got {enl!r}")
+    e = float(enl)
+    if not (math.isfinite(e) and e > 0.0):
+        raise InputError(
+            f"enl must be a finite number > 0 (the equivalent number of looks, e.g. 4.4 for "
+            f"Sentinel-1 IW GRD), got {enl!r}"
+        )
+    return s, e
+
+
+def lee_filter(x: np.ndarray, size: int = 3, enl: float = 5.0) -> np.ndarray:
+    """Lee MMSE speckle filter over a size x size square window (float32 out).
+
+    Lee (1980), Digital image enhancement and noise filtering by use of local statistics,
+    IEEE TPAMI 2(2), as applied to Sentinel-1 backscatter before the pixel-wise t-test of
+    Ballinger (2024, PWTT). With m and var_z the mean and variance of the valid pixels in the
+    window (population variance, ddof = 0, so a 1x1 window has variance 0; Lee's estimator is
+    the window's own second moment), eta = 1 / sqrt(enl) the speckle coefficient of variation:
+
+        var_x = (var_z - m^2 eta^2) / (1 + eta^2),   b = max(0, var_x / var_z)  (0 if var_z = 0)
+        out   = (1 - b) m + b x
+
+    Homogeneous windows (var_z <= m^2 eta^2) return the mean; edges and bright targets keep
+    more of x. Input in linear power (not dB). NaN pixels stay NaN and are skipped in their
+    neighbours' windows, as are pixels outside the array, so tiles cut with a halo of
+    size // 2 equal the whole image bitwise. var_z = E[x^2] - m^2 in float64, clipped at 0.
+
+    Raises InputError for a non-2-D or non-float image, an even or non-positive size, or an
+    enl that is not a finite number > 0.
+    """
+    img = _as_kernel_input(x)
+    s, e = _lee_args(size, enl)
+    out = np.empty(img.shape, dtype=np.float32)
+    if img.size == 0:
+        return out
+    h = s // 2
+    cols = img.shape[1]
+    _lee_2d(img, h, 1.0 / e, out, np.empty((3, cols + 2 * h)), np.empty((3, cols)))
+    return out
+
+
+def lee_filter_reference(x: np.ndarray, size: int = 3, enl: float = 5.0) -> np.ndarray:
+    """Plain NumPy Lee filter: NaN-padded sliding windows, np.nanmean / np.nanvar (ddof=0)."""
+    img = as_image(x, "x").astype(np.float64)
+    s, e = _lee_args(size, enl)
+    if img.size == 0:
+        return np.empty(img.shape, dtype=np.float32)
+    h = s // 2
+    padded = np.pad(img, h, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (s, s))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN centres are overwritten below
+        mean = np.nanmean(windows, axis=(-2, -1))
+        var_z = np.nanvar(windows, axis=(-2, -1))
+    eta2 = 1.0 / e
+    var_x = (var_z - mean**2 * eta2) / (1.0 + eta2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b = np.where(var_z > 0, np.maximum(0.0, var_x / var_z), 0.0)
+    out = (1.0 - b) * mean + b * img
+    out[np.isnan(img)] = np.nan
+    return out.astype(np.float32)
