@@ -1,0 +1,51 @@
+"""A progress bar over Dask futures, drawn with rich on stderr only when it is a terminal."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+
+from distributed import Future, as_completed
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+def progress_enabled(requested: bool | None = None) -> bool:
+    """`requested` when given, else whether stderr is an interactive terminal."""
+    if requested is not None:
+        return requested
+    return sys.stderr.isatty()
+
+
+def track(
+    futures: Sequence[Future], description: str, *, enabled: bool | None = None
+) -> Iterator[Future]:
+    """Yield `futures` as they finish, advancing a progress bar when enabled.
+
+    The bar counts finished futures, failed ones included: the caller sees the failure
+    when it asks the yielded future for its result.
+    """
+    if not futures:
+        return
+    if not progress_enabled(enabled):
+        yield from as_completed(futures)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=len(futures))
+        for future in as_completed(futures):
+            bar.advance(task)
+            yield future
