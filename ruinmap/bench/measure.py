@@ -56,6 +56,9 @@ class BenchResult:
     reference_median_s: float
     speedup_vs_numpy: float
     reference_single_call_s: float | None = None
+    # kernels with `out=` are timed writing into a preallocated image; this is the median
+    # with a fresh output per call, page faults included
+    median_s_allocating: float | None = None
     speedup_vs_numpy_single_call: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -140,7 +143,19 @@ def _measure(
     out = run(kernel, arrays)
     bytes_moved = sum(a.nbytes for a in arrays) + _nbytes(out)
     del out
-    times = _times(lambda: run(kernel, arrays), repeat)
+    allocating: float | None = None
+    if case.out_dtype is None:
+        times = _times(lambda: run(kernel, arrays), repeat)
+    else:
+        allocating = float(np.median(_times(lambda: run(kernel, arrays), repeat)))
+        dest = np.zeros(arrays[0].shape[-2:], case.out_dtype)  # zeros: pages mapped up front
+
+        def into(*args: np.ndarray) -> np.ndarray:
+            return kernel(*args[:-1], out=args[-1])
+
+        with_dest = [*arrays, dest]
+        run(into, with_dest)
+        times = _times(lambda: run(into, with_dest), repeat)
     median = float(np.median(times))
 
     ref = _time_reference(case, reference, arrays, size, threads, repeat, run)
@@ -170,6 +185,7 @@ def _measure(
             None if ref.single_call_s is None else ref.single_call_s / median
         ),
         notes=ref.notes,
+        median_s_allocating=allocating,
     )
 
 
