@@ -17,7 +17,6 @@ with byte shuffle.
 from __future__ import annotations
 
 import contextlib
-import glob
 import hashlib
 import logging
 import math
@@ -42,6 +41,7 @@ from rasterio.windows import Window
 from ruinmap import __version__
 from ruinmap.cluster.connect import WORKER_ENV, open_client
 from ruinmap.cluster.dates import acquisition_date, parse_date_text
+from ruinmap.cluster.files import is_folder_pattern, match_files
 from ruinmap.cluster.grid import RESAMPLING_METHODS, Grid, SourceRead, pixel_offset, read_window
 from ruinmap.cluster.grid import target_grid as _target_grid
 from ruinmap.cluster.progress import track
@@ -185,15 +185,15 @@ def expand_inputs(patterns: Sequence[str | os.PathLike[str]], what: str) -> list
         raise InputError(f"{what}: no files given")
     found: list[Path] = []
     for pattern in patterns:
-        text = os.fspath(pattern)
-        if glob.has_magic(text):
-            matches = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True))
-            matches = [p for p in matches if p.is_file()]
-        else:
-            path = Path(text).expanduser()
-            matches = [path] if path.exists() else []
+        matches = match_files(pattern)
         if not matches:
-            raise InputError(f"{what} {text!r}: no files match; check the path or glob (quote it)")
+            text = os.fspath(pattern)
+            hint = (
+                f"it is a folder; give a glob such as {os.path.join(text, '*.tif')!r}"
+                if is_folder_pattern(pattern)
+                else "check the path or glob (quote it)"
+            )
+            raise InputError(f"{what} {text!r}: no files match; {hint}")
         for path in matches:
             resolved = path.absolute()
             if resolved not in found:

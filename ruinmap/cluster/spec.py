@@ -60,6 +60,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from ruinmap.cluster.files import is_folder_pattern, match_files
 from ruinmap.errors import SpecError
 
 __all__ = [
@@ -860,21 +861,18 @@ def expand_inputs(patterns: Sequence[str], key: str) -> tuple[tuple[Path, ...], 
     files: dict[Path, None] = {}
     problems: list[str] = []
     for i, pattern in enumerate(patterns):
-        if glob.has_magic(pattern):
-            matched = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))]
-            regular = [p for p in matched if p.is_file()]
-            if not regular:
-                problems.append(f"{key}[{i}]: '{pattern}' matches no file")
-            files.update(dict.fromkeys(regular))
-        elif os.path.isdir(pattern):
+        matched = match_files(pattern)
+        if matched:
+            files.update(dict.fromkeys(matched))
+        elif is_folder_pattern(pattern):
             problems.append(
                 f"{key}[{i}]: '{pattern}' is a folder; give a glob such as "
                 f"'{os.path.join(pattern, '*.tif')}'"
             )
-        elif not os.path.isfile(pattern):
-            problems.append(f"{key}[{i}]: '{pattern}' does not exist")
+        elif glob.has_magic(pattern):
+            problems.append(f"{key}[{i}]: '{pattern}' matches no file")
         else:
-            files[Path(pattern)] = None
+            problems.append(f"{key}[{i}]: '{pattern}' does not exist")
     return tuple(files), problems
 
 
