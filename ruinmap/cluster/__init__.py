@@ -1,1 +1,1 @@
-"""Everything that touches Dask, Zarr, files and jobs: ingest, the pipeline, aggregation, service."""
+"""Everything that touches Dask, Zarr, files and jobs: ingest, pipeline, aggregation, service."""

@@ -1,0 +1,1 @@
+"""Tests of the damage-mapping job (their fixtures live in this folder's conftest)."""
