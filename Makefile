@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # numba's on-disk cache, kept inside the tree so CI and later runs reuse compiled kernels.
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,16 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/ruinmap demo
 
-test: $(VENV)/.installed
+# The results-page test drives a real headless Chromium: Debian's chromium and chromedriver,
+# installed here when this is a Debian machine we may install on; otherwise that test skips.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }; }; } || \
+	  echo "no chromium/chromedriver: the results-page browser test will be skipped"
+
+test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
