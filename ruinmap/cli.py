@@ -134,8 +134,9 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
     )
     p.add_argument(
         "--scheduler",
-        default="local",
-        help="'local' (default: a cluster on this machine) or tcp://host:port",
+        default=None,
+        help="'local' (a cluster on this machine), tcp://host:port, slurm, pbs or kubernetes; "
+        "default: the Dask config's ruinmap.cluster.address, else local",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing ruinmap store at --out"

@@ -26,9 +26,10 @@ def test_unreachable_scheduler_is_a_cluster_error_naming_the_address():
             pass
 
 
-@pytest.mark.parametrize("address", ["slurm", "http://example.org", ""])
+@pytest.mark.parametrize("address", ["lsf", "http://example.org", ""])
 def test_unknown_scheduler_setting_is_a_cluster_error(address):
-    with pytest.raises(ClusterError, match="expected local or a scheduler address"):
+    with pytest.raises(ClusterError, match="expected one of kubernetes, local, pbs, slurm, or a "
+                                           "scheduler address"):
         with open_client(address):
             pass
 

@@ -290,7 +290,7 @@ def test_empty_glob_list_is_refused(job_dir: Path) -> None:
 @pytest.mark.parametrize(
     "address",
     ["tcp://host", "http://host:8786", "tcp://host:99999", "remote", "tcp://:8786", "",
-     "slurm"],
+     "lsf"],
 )
 def test_bad_cluster_address_is_refused(job_dir: Path, address: str) -> None:
     with pytest.raises(SpecError, match=r"cluster\.address: '.*' is not a cluster address; "

@@ -3,11 +3,15 @@
 `open_client(address)` is a context manager yielding a `distributed.Client`:
 
 - `"local"` (default): an embedded LocalCluster on 127.0.0.1, one worker process per core,
-  one thread each, each worker's memory limit its share of the machine's memory;
+  one thread each, each worker's memory limit its share of the machine's memory (Dask config
+  `ruinmap.local.*` changes these);
 - `"tcp://host:port"` (also `tls://`, `ucx://`): an existing scheduler; ClusterError when it
-  cannot be reached within `timeout_s`.
+  cannot be reached within `timeout_s` (default `ruinmap.cluster.connect-timeout`);
+- `"slurm"`, `"pbs"`, `"kubernetes"`: a cluster started through dask-jobqueue or the Dask
+  operator (`ruinmap.cluster.profiles`).
 
-Other profiles (slurm, pbs, kubernetes) register a factory in `PROFILES` under their name.
+An address of None means the Dask config `ruinmap.cluster.address` ("local" by default); see
+`ruinmap.cluster.config.resolve_address` for the full precedence.
 """
 
 from __future__ import annotations
@@ -22,23 +26,13 @@ from typing import Any
 import dask
 from distributed import Client, LocalCluster
 
+from ruinmap.cluster import profiles
+from ruinmap.cluster.config import WORKER_ENV, resolve_address, setting
 from ruinmap.errors import ClusterError
 
-log = logging.getLogger(__name__)
+__all__ = ["PROFILES", "WORKER_ENV", "dashboard_link", "default_worker_count", "open_client"]
 
-# Environment of every local worker process (one per core, so every library gets one thread).
-# GDAL's block cache defaults to 5% of the machine's memory in every process; a worker reads
-# each source block once, so a small cache costs nothing and keeps a worker's memory flat
-# whatever the image size. zarr's codec thread pool would otherwise start cores + 4 threads
-# in every worker.
-WORKER_ENV = {
-    "GDAL_CACHEMAX": "64",
-    "ZARR_THREADING__MAX_WORKERS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1",
-}
+log = logging.getLogger(__name__)
 # distributed sets MALLOC_TRIM_THRESHOLD_ in every worker by default. Setting it turns off
 # glibc's dynamic mmap threshold, so each MiB-sized chunk buffer becomes a fresh mmap and
 # page-faults on first touch: ingest wrote shards ~1.5-2x slower with it (2-core VM, 4096^2).
@@ -63,11 +57,19 @@ def has_dashboard() -> bool:
 def _local(
     *,
     n_workers: int | None = None,
-    threads_per_worker: int = 1,
-    memory_limit: str | int | float = "auto",
-    dashboard: bool = True,
+    threads_per_worker: int | None = None,
+    memory_limit: str | int | float | None = None,
+    dashboard: bool | None = None,
     timeout_s: float = 60.0,
 ) -> Iterator[Client]:
+    # arguments left out come from the Dask config (ruinmap.local.*)
+    n_workers = n_workers or setting("local.n-workers") or default_worker_count()
+    threads_per_worker = threads_per_worker or setting("local.threads-per-worker") or 1
+    if memory_limit is None:
+        memory_limit = setting("local.memory-limit")
+        memory_limit = "auto" if memory_limit is None else memory_limit
+    if dashboard is None:  # environment variables arrive as text: "false" means False
+        dashboard = str(setting("local.dashboard")).lower() not in ("false", "0", "no", "off")
     serve_dashboard = dashboard and has_dashboard()
     if dashboard and not serve_dashboard:
         log.info("no Dask dashboard: it needs bokeh (pip install 'bokeh>=3.1')")
@@ -79,8 +81,8 @@ def _local(
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
             cluster = LocalCluster(
-                n_workers=n_workers or default_worker_count(),
-                threads_per_worker=threads_per_worker,
+                n_workers=int(n_workers),
+                threads_per_worker=int(threads_per_worker),
                 processes=True,
                 host="127.0.0.1",
                 # a free port, so clusters never fight over 8787; without bokeh it serves only
@@ -101,7 +103,8 @@ def _local(
 
 
 @contextlib.contextmanager
-def _remote(address: str, *, timeout_s: float = 10.0, **_: Any) -> Iterator[Client]:
+def _remote(address: str, *, timeout_s: float | None = None, **_: Any) -> Iterator[Client]:
+    timeout_s = float(timeout_s or setting("cluster.connect-timeout") or 10.0)
     try:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError) as exc:
@@ -116,6 +119,9 @@ def _remote(address: str, *, timeout_s: float = 10.0, **_: Any) -> Iterator[Clie
 
 PROFILES: dict[str, Callable[..., contextlib.AbstractContextManager[Client]]] = {
     "local": _local,
+    "slurm": profiles.slurm,
+    "pbs": profiles.pbs,
+    "kubernetes": profiles.kubernetes,
 }
 
 
@@ -131,14 +137,16 @@ def dashboard_link(client: Client) -> str | None:
 
 
 @contextlib.contextmanager
-def open_client(address: str = "local", **options: Any) -> Iterator[Client]:
-    """A Client for `address` ("local" or "tcp://host:port"), closed (with its cluster) on exit.
+def open_client(address: str | None = None, **options: Any) -> Iterator[Client]:
+    """A Client for `address` (a profile name or "tcp://host:port"; None: the Dask config
+    `ruinmap.cluster.address`), closed (with any cluster it started) on exit.
 
     `options` go to the profile: for "local" `n_workers`, `threads_per_worker`,
-    `memory_limit`, `dashboard` (bool), `timeout_s`; for a scheduler address `timeout_s`.
+    `memory_limit`, `dashboard` (bool), `timeout_s`; for a scheduler address `timeout_s`;
+    slurm, pbs and kubernetes take everything from the Dask config.
     Logs the dashboard link when there is one.
     """
-    address = address.strip()
+    address = resolve_address(address) if address is None else address.strip()
     if address in PROFILES:
         manager = PROFILES[address](**options)
     elif address.startswith(_REMOTE_SCHEMES):
@@ -146,7 +154,8 @@ def open_client(address: str = "local", **options: Any) -> Iterator[Client]:
     else:
         known = ", ".join(sorted(PROFILES))
         raise ClusterError(
-            f"--scheduler {address!r}: expected {known} or a scheduler address tcp://host:port"
+            f"--scheduler {address!r}: expected one of {known}, or a scheduler address "
+            "tcp://host:port"
         )
     with manager as client:
         # a local scheduler without bokeh serves only health routes under the same name

@@ -39,6 +39,7 @@ from distributed import Client
 from rasterio.windows import Window
 
 from ruinmap import __version__
+from ruinmap.cluster import objectstore
 from ruinmap.cluster.connect import WORKER_ENV, open_client
 from ruinmap.cluster.dates import acquisition_date, parse_date_text
 from ruinmap.cluster.files import is_folder_pattern, match_files
@@ -145,13 +146,16 @@ class IngestPlan:
     nodata: float | None
     reads: dict[str, tuple[tuple[SourceRead, ...], ...]]  # side -> time index -> files
     durable: bool
+    # the client's object-storage endpoint and GDAL /vsis3/ settings (s3:// inputs or store)
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    gdal_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class IngestReport:
     """What an ingest did."""
 
-    out: Path
+    out: Path | str  # a local path, or an s3:// URL
     grid: Grid
     bands: tuple[str, ...]
     times: dict[str, list[str | None]]
@@ -174,17 +178,29 @@ class IngestReport:
 # Inputs
 
 
-def expand_inputs(patterns: Sequence[str | os.PathLike[str]], what: str) -> list[Path]:
-    """Files named by `patterns` (paths or globs), in the given order, each once.
+def expand_inputs(patterns: Sequence[str | os.PathLike[str]], what: str) -> list[Path | str]:
+    """Files named by `patterns` (paths or globs, local or s3://), in the given order, each once.
 
-    Raises InputError naming the first pattern that matches no file.
+    Local files come back as absolute Paths, objects as s3:// URLs. Raises InputError naming
+    the first pattern that matches no file.
     """
     if isinstance(patterns, str | os.PathLike):
         patterns = [patterns]
     if not patterns:
         raise InputError(f"{what}: no files given")
-    found: list[Path] = []
+    found: list[Path | str] = []
     for pattern in patterns:
+        if objectstore.is_url(pattern):
+            urls = objectstore.glob(str(objectstore.as_location(pattern)))
+            if not urls:
+                hint = (
+                    f"it is a folder; give a glob such as '{str(pattern).rstrip('/')}/*.tif'"
+                    if objectstore.is_prefix(str(pattern))
+                    else "check the bucket, the key or glob, and the AWS credentials"
+                )
+                raise InputError(f"{what} {pattern!r}: no objects match; {hint}")
+            found.extend(u for u in urls if u not in found)
+            continue
         matches = match_files(pattern)
         if not matches:
             text = os.fspath(pattern)
@@ -204,7 +220,7 @@ def expand_inputs(patterns: Sequence[str | os.PathLike[str]], what: str) -> list
 _SUPPORTED_KINDS = "uif"
 
 
-def inspect_source(path: Path, side: str, user_nodata: float | None = None) -> SourceFile:
+def inspect_source(path: Path | str, side: str, user_nodata: float | None = None) -> SourceFile:
     """Open one raster's header, check it can be ingested, and describe it.
 
     Raises InputError naming the file: not a raster, truncated (its first or last pixel
@@ -244,8 +260,8 @@ def inspect_source(path: Path, side: str, user_nodata: float | None = None) -> S
                 "truncated or corrupt"
             ) from None
         tags = dict(src.tags())
-        date, date_source = acquisition_date(tags, path.name)
-        stat = path.stat()
+        date, date_source = acquisition_date(tags, objectstore.name_of(path))
+        size_bytes, mtime_ns = objectstore.stat(path)
         return SourceFile(
             path=str(path),
             side=side,
@@ -256,12 +272,12 @@ def inspect_source(path: Path, side: str, user_nodata: float | None = None) -> S
             descriptions=tuple(d or None for d in src.descriptions),
             date=date,
             date_source=date_source,
-            size_bytes=stat.st_size,
-            mtime_ns=stat.st_mtime_ns,
+            size_bytes=size_bytes,
+            mtime_ns=mtime_ns,
         )
 
 
-def _check_nodata_fits(value: float, dtype: np.dtype, path: Path) -> None:
+def _check_nodata_fits(value: float, dtype: np.dtype, path: Path | str) -> None:
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if not (math.isfinite(value) and value == int(value) and info.min <= value <= info.max):
@@ -302,7 +318,9 @@ def _file_band_names(files: Sequence[SourceFile]) -> tuple[str | None, ...]:
     return tuple(names)
 
 
-def _user_dates(dates: Sequence[str] | None, files: Sequence[Path], what: str) -> list[Any]:
+def _user_dates(
+    dates: Sequence[str] | None, files: Sequence[Path | str], what: str
+) -> list[Any]:
     if dates is None:
         return [None] * len(files)
     if len(dates) != len(files):
@@ -419,16 +437,24 @@ def choose_shard(chunk: int, shard: int | None, band_count: int) -> int:
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with objectstore.open_binary(path) as f:
         while block := f.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
 
 
+def _open_array(plan: IngestPlan, side: str) -> zarr.Array:
+    return _open_array_cached(plan.store, side, plan.store_id,
+                              tuple(sorted(plan.storage_options.items())))
+
+
 @lru_cache(maxsize=8)
-def _open_array(store: str, side: str, store_id: str) -> zarr.Array:
+def _open_array_cached(
+    store: str, side: str, store_id: str, options: tuple[tuple[str, Any], ...]
+) -> zarr.Array:
     # store_id keys the cache, so an overwritten store at the same path is reopened
-    return zarr.open_array(store=store, path=side, mode="r+", zarr_format=3)
+    return zarr.open_array(store=objectstore.zarr_store(store, dict(options)), path=side,
+                           mode="r+", zarr_format=3)
 
 
 def _fsync(path: Path) -> None:
@@ -448,20 +474,29 @@ def write_unit(plan: IngestPlan, side: str, t: int, iy: int, ix: int) -> int:
     grid, step = plan.grid, plan.shard
     row0, col0 = iy * step, ix * step
     window = Window(col0, row0, min(step, grid.width - col0), min(step, grid.height - row0))
-    with rasterio.Env(GDAL_CACHEMAX=int(WORKER_ENV["GDAL_CACHEMAX"]) * 2**20):
+    # the GDAL settings of s3:// inputs are the client's, applied here on the worker
+    gdal_cache = int(WORKER_ENV["GDAL_CACHEMAX"]) * 2**20
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache, **plan.gdal_options):
         parts = [
             read_window(read, grid, window, resampling=plan.resampling, nodata=plan.nodata)
             for read in plan.reads[side][t]
         ]
     block = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    array = _open_array(plan.store, side, plan.store_id)
-    target = shard_file(plan.store, array, (t, 0, iy, ix))
-    target.unlink(missing_ok=True)
-    array[t, :, row0 : row0 + block.shape[1], col0 : col0 + block.shape[2]] = block
-    if plan.durable and target.exists():  # an all-nodata shard is not stored at all
-        _fsync(target)
-        _fsync(target.parent)
-    ledger_of(plan.store).record(unit_key(side, t, iy, ix))
+    array = _open_array(plan, side)
+    if objectstore.is_url(plan.store):
+        # one PUT writes the shard whole; drop one an unrecorded attempt left all the same,
+        # so an all-nodata shard (which zarr does not store) never keeps stale data
+        key = array.metadata.encode_chunk_key((t, 0, iy, ix))
+        objectstore.remove(f"{plan.store}/{array.path}/{key}", plan.storage_options)
+        array[t, :, row0 : row0 + block.shape[1], col0 : col0 + block.shape[2]] = block
+    else:
+        target = shard_file(plan.store, array, (t, 0, iy, ix))
+        target.unlink(missing_ok=True)
+        array[t, :, row0 : row0 + block.shape[1], col0 : col0 + block.shape[2]] = block
+        if plan.durable and target.exists():  # an all-nodata shard is not stored at all
+            _fsync(target)
+            _fsync(target.parent)
+    ledger_of(plan.store, plan.storage_options).record(unit_key(side, t, iy, ix))
     return int(block.nbytes)
 
 
@@ -566,7 +601,32 @@ def _differences(old: dict[str, Any], new: dict[str, Any], by_content: bool) -> 
 # The driver
 
 
-def _check_out_path(out: Path) -> None:
+# what a template upload cut short can leave under an s3:// --out (no root zarr.json yet)
+_TEMPLATE_MEMBERS = ("pre/", "post/", "x/", "y/", "band/", "pre_time/", "post_time/",
+                     "spatial_ref/")
+
+
+def _is_unfinished_template(url: str) -> bool:
+    names = objectstore.list_names(url)
+    return bool(names) and all(n.startswith(_TEMPLATE_MEMBERS) for n in names)
+
+
+def _check_out_url(out: str) -> None:
+    if not objectstore.bucket_exists(out):
+        raise StoreError(f"--out {out}: the bucket does not exist (or these credentials cannot "
+                         "see it); create it first")
+    if is_ruinmap_store(out) or not objectstore.list_names(out) or _is_unfinished_template(out):
+        return
+    raise StoreError(
+        f"--out {out}: holds objects and is not a ruinmap store; choose a new prefix or remove "
+        "them (ruinmap only ever replaces its own stores)"
+    )
+
+
+def _check_out_path(out: Path | str) -> None:
+    if isinstance(out, str):
+        _check_out_url(out)
+        return
     if not out.exists():
         if not out.parent.is_dir():
             raise StoreError(f"--out {out}: its parent directory does not exist")
@@ -581,8 +641,19 @@ def _check_out_path(out: Path) -> None:
     )
 
 
-def _create_store(out: Path, **template: Any) -> None:
-    """Write the template beside `out` and rename it into place, so `out` is never half made."""
+def _create_store(out: Path | str, **template: Any) -> None:
+    """Write the template beside `out` and rename it into place, so `out` is never half made.
+
+    On S3 (no rename) the template is written locally and uploaded with its root `zarr.json`
+    last: until that object exists the prefix is not a ruinmap store, and a re-run replaces
+    whatever an upload cut short left.
+    """
+    if isinstance(out, str):
+        objectstore.remove_prefix(out)
+        with objectstore.local_staging() as folder:
+            write_template(folder / "store.zarr", **template)
+            objectstore.upload_tree(folder / "store.zarr", out, last="zarr.json")
+        return
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -593,15 +664,6 @@ def _create_store(out: Path, **template: Any) -> None:
     os.rename(tmp, out)
 
 
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.stat(os.path.join(dirpath, name)).st_size
-    return total
-
-
 def plan_inputs(
     pre: Sequence[str | os.PathLike[str]],
     post: Sequence[str | os.PathLike[str]],
@@ -610,8 +672,22 @@ def plan_inputs(
     """Inspect the inputs and decide acquisitions, band names and the target grid.
 
     Reads headers only; raises InputError/SpecError for every bad input, before anything
-    is written.
+    is written. s3:// inputs are read through GDAL's /vsis3/ (`objectstore.gdal_options`).
     """
+    remote = any(objectstore.is_url(p) for p in (*_as_list(pre), *_as_list(post)))
+    with rasterio.Env(**objectstore.gdal_options()) if remote else contextlib.nullcontext():
+        return _plan_inputs(pre, post, options)
+
+
+def _as_list(patterns: Sequence[str | os.PathLike[str]] | str) -> list[str | os.PathLike[str]]:
+    return [patterns] if isinstance(patterns, str | os.PathLike) else list(patterns)
+
+
+def _plan_inputs(
+    pre: Sequence[str | os.PathLike[str]],
+    post: Sequence[str | os.PathLike[str]],
+    options: IngestOptions,
+) -> tuple[dict[str, list[Acquisition]], tuple[str, ...], Grid]:
     if options.resampling not in RESAMPLING_METHODS:
         raise SpecError(
             f"--resampling {options.resampling!r}: use one of {', '.join(RESAMPLING_METHODS)}"
@@ -648,7 +724,7 @@ def plan_inputs(
 
 
 @contextlib.contextmanager
-def _client_for(client: Client | None, scheduler: str) -> Iterator[Client]:
+def _client_for(client: Client | None, scheduler: str | None) -> Iterator[Client]:
     if client is not None:
         yield client
     else:
@@ -663,12 +739,14 @@ def ingest(
     options: IngestOptions | None = None,
     *,
     client: Client | None = None,
-    scheduler: str = "local",
+    scheduler: str | None = None,
     progress: bool | None = None,
 ) -> IngestReport:
-    """Ingest pre- and post-event rasters (paths or globs) into the ruinmap store `out`.
+    """Ingest pre- and post-event rasters (paths or globs, local or s3://) into the ruinmap
+    store `out` (a local path or an s3:// URL).
 
-    Uses `client` when given, else opens one for `scheduler` ("local" or "tcp://host:port").
+    Uses `client` when given, else opens one for `scheduler` (a profile such as "local" or
+    "slurm", or "tcp://host:port"; None: the Dask config `ruinmap.cluster.address`).
     Resumes an unfinished store made from the same inputs and settings; does nothing to a
     complete one unless `options.overwrite`. Raises InputError/SpecError for bad inputs
     (before writing anything), StoreError for an output path that is not a ruinmap store or
@@ -676,7 +754,7 @@ def ingest(
     """
     options = options or IngestOptions()
     started = time.perf_counter()
-    out = Path(out).expanduser().absolute()
+    out = objectstore.as_location(out)
     compression = Compression.parse(options.compression)
     _check_out_path(out)
     acquisitions, bands, grid = plan_inputs(pre, post, options)
@@ -772,7 +850,7 @@ def _hash_all(paths: Sequence[str]) -> dict[str, str | None]:
 
 
 def _write_store(
-    out: Path,
+    out: Path | str,
     existing: dict[str, Any] | None,
     units: list[tuple[str, int, int, int]],
     report: IngestReport,
@@ -781,7 +859,7 @@ def _write_store(
     background: dict[str, Future[str]],
     *,
     client: Client | None,
-    scheduler: str,
+    scheduler: str | None,
     progress: bool | None,
     started: float,
 ) -> IngestReport:
@@ -822,6 +900,10 @@ def _write_store(
                 attrs=attrs,
             )
 
+        remote = objectstore.is_url(out) or any(
+            objectstore.is_url(f.path) for side in SIDES for a in acquisitions[side]
+            for f in a.files
+        )
         ledger = ledger_of(out)
         ledger.clean()
         clean_partial_writes(out)
@@ -848,6 +930,8 @@ def _write_store(
                 for side in SIDES
             },
             durable=options.durable,
+            storage_options=objectstore.storage_options() if remote else {},
+            gdal_options=objectstore.gdal_options() if remote else {},
         )
         log.info(
             "ingest %s: grid %dx%d, %d shard(s) per date, %d to write, %d already done",
@@ -892,7 +976,8 @@ def _write_store(
         sources = store_attrs(**attrs_args, checksums=final)["sources"]
         update_store_attrs(out, sources=sources, complete=True)
         ledger.remove()
-    report.stored_bytes = sum(_dir_bytes(out / side) for side in SIDES)
+    report.stored_bytes = sum(objectstore.total_bytes(objectstore.join(out, side))
+                              for side in SIDES)
     report.seconds = time.perf_counter() - started
     report.phase_seconds["finish"] = report.seconds - sum(report.phase_seconds.values())
     return report

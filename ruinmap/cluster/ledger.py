@@ -125,3 +125,81 @@ class Ledger:
     def remove(self) -> None:
         """Delete the whole ledger (once its job is complete and marked so elsewhere)."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class ObjectLedger:
+    """A `Ledger` kept in object storage (`s3://.../ledger`), one object per finished unit.
+
+    The same ordering guarantee holds: `record` is one PUT after the unit's data objects are
+    written, and a PUT is atomic (an entry is there whole or not at all) and durable once it
+    returns. There are no temporary files, so `clean` has nothing to do. Listings are always
+    fresh (no cache), since other processes record concurrently.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, object] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+
+    @property
+    def path(self) -> str:
+        return self.url
+
+    def __repr__(self) -> str:
+        return f"ObjectLedger({self.url!r})"
+
+    def __reduce__(self) -> tuple[type[ObjectLedger], tuple[str, dict[str, object]]]:
+        return (ObjectLedger, (self.url, self.storage_options))
+
+    def _entry(self, key: str) -> str:
+        return f"{self.url}/{_file_name(key)}"
+
+    def record(self, key: str, info: dict[str, object] | None = None) -> None:
+        """Mark `key` finished; call only after the unit's data is written."""
+        from ruinmap.cluster.objectstore import put_bytes
+
+        body = {"key": key, "host": socket.gethostname(), "pid": os.getpid(), **(info or {})}
+        put_bytes(self._entry(key), json.dumps(body, sort_keys=True).encode(),
+                  self.storage_options)
+
+    def is_done(self, key: str) -> bool:
+        from ruinmap.cluster.objectstore import is_file
+
+        return is_file(self._entry(key), self.storage_options)
+
+    def done(self) -> set[str]:
+        from ruinmap.cluster.objectstore import list_names
+
+        try:
+            names = list_names(self.url, self.storage_options)
+        except FileNotFoundError:
+            return set()
+        return {n.replace("+", "/") for n in names if "/" not in n and not n.startswith(".")}
+
+    def info(self, key: str) -> dict[str, object]:
+        from ruinmap.cluster.objectstore import read_bytes
+
+        try:
+            return dict(json.loads(read_bytes(self._entry(key), self.storage_options)))
+        except FileNotFoundError:
+            raise StoreError(f"{self.url}: {key!r} is not recorded") from None
+
+    def pending(self, keys: Iterable[str]) -> list[str]:
+        finished = self.done()
+        return [key for key in keys if key not in finished]
+
+    def clean(self) -> int:
+        return 0  # a PUT leaves no temporary objects behind
+
+    def remove(self) -> None:
+        from ruinmap.cluster.objectstore import remove_prefix
+
+        remove_prefix(self.url, self.storage_options)
+
+
+def open_ledger(
+    location: str | os.PathLike[str], storage_options: dict[str, object] | None = None
+) -> Ledger | ObjectLedger:
+    """The ledger at a local folder or an s3:// URL."""
+    if isinstance(location, str) and location.startswith("s3://"):
+        return ObjectLedger(location, storage_options)
+    return Ledger(location)

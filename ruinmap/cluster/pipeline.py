@@ -25,7 +25,7 @@ import logging
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,14 +37,15 @@ import rasterio
 import zarr
 from distributed import Client
 
+from ruinmap.cluster import objectstore
 from ruinmap.cluster.aggregate import (
     building_scores,
     district_table,
     grid_layers,
-    load_partial,
     merge_partials,
     score_edges,
 )
+from ruinmap.cluster.config import resolve_address
 from ruinmap.cluster.connect import open_client
 from ruinmap.cluster.grid import Grid
 from ruinmap.cluster.ingest import DEFAULT_CHUNK, IngestOptions, ingest, plan_inputs
@@ -58,7 +59,7 @@ from ruinmap.cluster.rasterize import (
 )
 from ruinmap.cluster.spec import CvaParams, JobSpec, PwttParams, SpecFiles, validate_spec_files
 from ruinmap.cluster.store import open_store, read_store_attrs, time_dim, validate_store
-from ruinmap.cluster.tiles import TileJob, partial_path, plan_tiles, run_tile
+from ruinmap.cluster.tiles import TileJob, load_tile_partial, plan_tiles, run_tile
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,14 @@ class JobResult:
     """What a run did and produced."""
 
     spec: JobSpec
-    store: Path
+    store: Path | str  # a local path, or an s3:// URL
     districts: pd.DataFrame
     buildings: gpd.GeoDataFrame | None
     grid_fraction: np.ndarray
     grid_mean: np.ndarray
     tiles_total: int
     tiles_run: int
-    files: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, Path | str] = field(default_factory=dict)  # s3:// URLs for s3 outputs
     timings: dict[str, float] = field(default_factory=dict)
     dashboard: str | None = None
 
@@ -93,11 +94,11 @@ class JobResult:
 def _ensure_store(
     spec: JobSpec, files: SpecFiles, client: Client, ingest_options: IngestOptions | None,
     progress: bool | None,
-) -> Path:
+) -> Path | str:
     if files.store is not None:
         validate_store(files.store)
         return files.store
-    out = Path(spec.output.dir) / STORE_NAME
+    out = objectstore.join(objectstore.as_location(spec.output.dir), STORE_NAME)
     ingest([str(p) for p in files.pre], [str(p) for p in files.post], out,
            ingest_options or IngestOptions(), client=client, progress=progress)
     return out
@@ -105,11 +106,13 @@ def _ensure_store(
 
 def _orbit_of_file(path: str, params: PwttParams) -> int | None:
     orbit = params.orbit_from_spec(path)
-    if orbit is not None or not Path(path).is_file():
+    if orbit is not None or not objectstore.is_file(path):
         return orbit
+    remote = objectstore.is_url(path)
     try:
-        with rasterio.open(path) as src:
-            tags = src.tags()
+        with rasterio.Env(**objectstore.gdal_options()) if remote else contextlib.nullcontext():
+            with rasterio.open(path) as src:
+                tags = src.tags()
     except rasterio.errors.RasterioIOError:
         return None
     for name in params.orbit_tags:
@@ -138,33 +141,38 @@ def date_orbits(attrs: Mapping[str, Any], side: str, count: int, params: Any) ->
     return tuple(orbits)
 
 
-def _band_scale(store: Path, n_bands: int, shard: int) -> tuple[float, ...]:
+def _band_scale(store: Path | str, n_bands: int, shard: int) -> tuple[float, ...]:
     """Pooled (pre and post) standard deviation of each band over the whole image."""
     import dask
     import dask.array as da
 
     stds = []
     for band in range(n_bands):
-        parts = [da.from_zarr(str(store), component=side, chunks=(1, 1, shard, shard))[:, band]
+        parts = [da.from_zarr(objectstore.zarr_store(store), component=side,
+                              chunks=(1, 1, shard, shard))[:, band]
                  .ravel() for side in ("pre", "post")]
         stds.append(da.nanstd(da.concatenate(parts)))
     return tuple(float(v) for v in dask.compute(*stds))
 
 
-def _consolidate(store: Path) -> None:
+def _consolidate(store: Path | str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(str(store), zarr_format=3)
+        zarr.consolidate_metadata(objectstore.zarr_store(store), zarr_format=3)
 
 
-def _create_outputs(store: Path, grid: Grid, chunk: int, shard: int) -> None:
+def _create_outputs(store: Path | str, grid: Grid, chunk: int, shard: int) -> None:
     """(Re)create the empty `score` and `damage` arrays: dims (y, x), the input's shards."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, (dtype, fill) in OUTPUT_ARRAYS.items():
-            shutil.rmtree(store / name, ignore_errors=True)
+            if isinstance(store, str):
+                objectstore.remove_prefix(f"{store}/{name}")
+            else:
+                shutil.rmtree(store / name, ignore_errors=True)
             zarr.create_array(
-                store=str(store), name=name, shape=(grid.height, grid.width), dtype=dtype,
+                store=objectstore.zarr_store(store), name=name,
+                shape=(grid.height, grid.width), dtype=dtype,
                 chunks=(chunk, chunk), shards=(shard, shard), fill_value=fill,
                 dimension_names=("y", "x"), attributes={"grid_mapping": "spatial_ref"},
                 compressors=[zarr.codecs.ZstdCodec(level=1)], overwrite=True,
@@ -172,7 +180,7 @@ def _create_outputs(store: Path, grid: Grid, chunk: int, shard: int) -> None:
     _consolidate(store)
 
 
-def _write_grid(store: Path, grid: Grid, cell_px: int, fraction: np.ndarray,
+def _write_grid(store: Path | str, grid: Grid, cell_px: int, fraction: np.ndarray,
                 mean: np.ndarray) -> None:
     """The damage grid as arrays grid_damaged_fraction and grid_mean_score (grid_y, grid_x),
     with cell-centre coordinates and a `grid_spatial_ref` holding the cells' GeoTransform.
@@ -199,7 +207,8 @@ def _write_grid(store: Path, grid: Grid, cell_px: int, fraction: np.ndarray,
         for name, (data, dims, attrs) in arrays.items():
             fill = np.nan if data.dtype.kind == "f" else 0
             array = zarr.create_array(
-                store=str(store), name=name, shape=data.shape, dtype=data.dtype,
+                store=objectstore.zarr_store(store), name=name, shape=data.shape,
+                dtype=data.dtype,
                 fill_value=fill, dimension_names=dims, attributes=attrs, overwrite=True,
             )
             array[...] = data
@@ -230,20 +239,27 @@ def _signature(spec: JobSpec, files: SpecFiles, attrs: Mapping[str, Any], tile_p
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _prepare_work_dir(work_dir: Path, signature: str, store: Path, grid: Grid, chunk: int,
-                      shard: int) -> None:
+def _prepare_work_dir(work_dir: Path | str, signature: str, store: Path | str, grid: Grid,
+                      chunk: int, shard: int) -> None:
     """Keep the ledger and partials of the same job; start over for any other."""
-    marker = work_dir / "job.json"
+    marker = objectstore.join(work_dir, "job.json")
     same = False
     with contextlib.suppress(OSError, ValueError):
-        same = json.loads(marker.read_text()).get("signature") == signature
-    arrays_exist = all((store / name / "zarr.json").is_file() for name in OUTPUT_ARRAYS)
+        same = json.loads(objectstore.read_bytes(marker)).get("signature") == signature
+    arrays_exist = all(objectstore.is_file(objectstore.join(store, name, "zarr.json"))
+                       for name in OUTPUT_ARRAYS)
     if same and arrays_exist:
+        return
+    body = json.dumps({"signature": signature})
+    if isinstance(work_dir, str):
+        objectstore.remove_prefix(work_dir)
+        _create_outputs(store, grid, chunk, shard)
+        objectstore.put_bytes(str(marker), body.encode())
         return
     shutil.rmtree(work_dir, ignore_errors=True)
     _create_outputs(store, grid, chunk, shard)
     (work_dir / "partials").mkdir(parents=True)
-    marker.write_text(json.dumps({"signature": signature}))
+    Path(marker).write_text(body)
 
 
 @contextlib.contextmanager
@@ -270,8 +286,13 @@ def run_job(
     progress: bool | None = None,
     ingest_options: IngestOptions | None = None,
     write_products: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> JobResult:
     """Run (or resume) the job `spec` on `client`, or on `scheduler` / the spec's cluster.
+
+    `on_progress(done, total)` is called with the tiles finished (recorded ones included) once
+    the tiles are planned and again as each tile finishes; an exception it raises stops the
+    job (the job service uses this to dismiss a running job).
 
     Raises SpecError / InputError for a bad spec or inputs (before any work), StoreError for
     an unusable store, ClusterError when the cluster cannot be used.
@@ -286,9 +307,11 @@ def run_job(
         _, bands, _ = plan_inputs([str(p) for p in files.pre], [str(p) for p in files.post],
                                   ingest_options or IngestOptions())
     check_bands(spec.method_params, bands)
-    output_dir = Path(spec.output.dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    address = scheduler or spec.cluster.address
+    output_dir = objectstore.as_location(spec.output.dir)
+    if isinstance(output_dir, Path):
+        output_dir.mkdir(parents=True, exist_ok=True)
+    # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
+    address = resolve_address(scheduler, spec.cluster.given_address)
     with _client(client, address) as cl:
         dashboard = None
         with contextlib.suppress(Exception):
@@ -315,13 +338,15 @@ def run_job(
             context = ScoreContext(**{**context.__dict__, "band_scale": scale})
         cell_px = max(1, round(spec.grid.cell_size / pixel_m))
         signature = _signature(spec, files, attrs, shard)
-        work_dir = output_dir / WORK_DIR
+        work_dir = objectstore.join(output_dir, WORK_DIR)
         _prepare_work_dir(work_dir, signature, store, grid, chunk, shard)
         edges = score_edges(params.class_thresholds)
+        remote = objectstore.is_url(store) or objectstore.is_url(work_dir)
         job = TileJob(
             store=str(store), work_dir=str(work_dir), grid=grid, params=params, context=context,
             halo=halo_px(params, pixel_m), cell_px=cell_px,
             n_districts=len(inputs.district_ids), edges=edges, signature=signature,
+            storage_options=objectstore.storage_options() if remote else {},
         )  # fmt: skip
         tiles = plan_tiles(grid.height, grid.width, shard)
         ledger = job.ledger
@@ -329,6 +354,9 @@ def run_job(
         done = ledger.done()
         pending = [t for t in tiles if t.key not in done]
         t0 = time.perf_counter()
+        finished = len(tiles) - len(pending)
+        if on_progress is not None:
+            on_progress(finished, len(tiles))
         if pending:
             vectors = tile_vectors(pending, grid, inputs)
             [job_future] = cl.scatter([job], broadcast=True)
@@ -339,13 +367,16 @@ def run_job(
             ]
             for future in track(futures, "tiles", enabled=progress):
                 log.debug("tile timings %s", future.result())
+                finished += 1
+                if on_progress is not None:
+                    on_progress(finished, len(tiles))
         timings["tiles_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     n_buildings = 0 if inputs.building_geoms is None else len(inputs.building_geoms)
     grid_shape = (-(-grid.height // cell_px), -(-grid.width // cell_px))
     merged = merge_partials(
-        (load_partial(partial_path(work_dir, t)) for t in tiles),
+        (load_tile_partial(job, t) for t in tiles),
         n_districts=len(inputs.district_ids), n_classes=len(params.class_thresholds) + 1,
         edges=edges, n_buildings=n_buildings, grid_shape=grid_shape,
     )  # fmt: skip
@@ -382,7 +413,8 @@ def run_job(
 
         # a re-run of a finished job whose products are all written rewrites nothing
         rewrite = bool(pending) or not are_current(work_dir, signature)
-        if rewrite or not (store / "grid_mean_score" / "zarr.json").is_file():
+        if rewrite or not objectstore.is_file(
+                objectstore.join(store, "grid_mean_score", "zarr.json")):
             _write_grid(store, grid, cell_px, fraction, mean)
         result.files = write_all(result, inputs=inputs, grid=grid, cell_px=cell_px,
                                  files=files, work_dir=work_dir, signature=signature,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ import zarr
 from affine import Affine
 from rasterio.io import MemoryFile
 
+from ruinmap.cluster import objectstore
 from ruinmap.cluster.grid import Grid
 from ruinmap.cluster.outputs import (
     atomic_path,
@@ -66,30 +68,55 @@ def write_grid_cog(dst: Path, fraction: np.ndarray, mean: np.ndarray, transform:
     return dst
 
 
-def are_current(work_dir: Path, signature: str) -> bool:
+def are_current(work_dir: Path | str, signature: str) -> bool:
     """Whether the products were last written, completely, by the job with `signature`."""
     try:
-        return bool(json.loads((work_dir / PRODUCTS_MARKER).read_text())["signature"] == signature)
+        marker = objectstore.read_bytes(objectstore.join(work_dir, PRODUCTS_MARKER))
+        return bool(json.loads(marker)["signature"] == signature)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
 def write_products(
     result: JobResult, *, inputs: JobInputs, grid: Grid, cell_px: int, files: SpecFiles,
-    work_dir: Path, signature: str, rewrite: bool,
-) -> dict[str, Path]:
-    """Write every product of `result`; return {name: path}.
+    work_dir: Path | str, signature: str, rewrite: bool,
+) -> dict[str, Path | str]:
+    """Write every product of `result`; return {name: path or s3:// URL}.
 
     With `rewrite` every file is written; otherwise only missing ones (see `are_current`).
-    The job's `signature` is recorded in `work_dir` once all are written.
+    The job's `signature` is recorded in `work_dir` once all are written. For an s3://
+    output.dir each file is written (atomically) to a local temporary folder, then uploaded
+    in one PUT, so a reader sees a whole file or none.
     """
+    target = objectstore.as_location(result.spec.output.dir)
+    if isinstance(target, Path):
+        return _write_products(result, inputs=inputs, grid=grid, cell_px=cell_px, files=files,
+                               work_dir=work_dir, signature=signature, rewrite=rewrite,
+                               out=target, remote=None)
+    with objectstore.local_staging("ruinmap-products-") as staging:
+        return _write_products(result, inputs=inputs, grid=grid, cell_px=cell_px, files=files,
+                               work_dir=work_dir, signature=signature, rewrite=rewrite,
+                               out=staging, remote=target)
+
+
+def _write_products(
+    result: JobResult, *, inputs: JobInputs, grid: Grid, cell_px: int, files: SpecFiles,
+    work_dir: Path | str, signature: str, rewrite: bool, out: Path, remote: str | None,
+) -> dict[str, Path | str]:
     started = time.perf_counter()
-    marker = work_dir / PRODUCTS_MARKER
+    marker = objectstore.join(work_dir, PRODUCTS_MARKER)
     spec = result.spec
     params = spec.method_params
-    out = Path(spec.output.dir)
     store = result.store
-    written: dict[str, Path] = {}
+    written: dict[str, Path | str] = {}
+
+    def final(path: Path) -> Path | str:
+        """Where a file written in `out` ends up: itself, or its object under `remote`."""
+        return path if remote is None else f"{remote}/{path.name}"
+
+    def publish(path: Path) -> None:
+        if remote is not None:
+            objectstore.put_file(path, f"{remote}/{path.name}")
     transform = Affine(*grid.transform)
     tags = {"method": spec.method, "threshold": params.threshold,
             "class_thresholds": ",".join(f"{t:g}" for t in params.class_thresholds)}
@@ -100,40 +127,44 @@ def write_products(
         block //= 2
 
     def due(path: Path) -> bool:
-        return rewrite or not path.exists()
+        return rewrite or not objectstore.exists(final(path))
 
-    score = zarr.open_array(store=str(store), path="score", mode="r")
-    damage = zarr.open_array(store=str(store), path="damage", mode="r")
-    if due(out / "score.tif"):
-        write_cog(score, out / "score.tif", transform=transform, crs=grid.crs_wkt,
-                  nodata=float("nan"), dtype=np.float32, description="damage score", tags=tags,
-                  block=block)
-    written["score_tif"] = out / "score.tif"
-    if due(out / "damage.tif"):
-        write_cog(damage, out / "damage.tif", transform=transform, crs=grid.crs_wkt,
-                  nodata=255, dtype=np.uint8, description="damage class",
-                  class_names=params.class_labels, tags=tags, block=block)
-    written["damage_tif"] = out / "damage.tif"
-    if due(out / "grid.tif"):
-        cell_transform = transform @ Affine.scale(cell_px)
-        write_grid_cog(out / "grid.tif", result.grid_fraction, result.grid_mean, cell_transform,
-                       grid.crs_wkt, {**tags, "cell_px": cell_px,
-                                      "cell_size_m": spec.grid.cell_size})
-    written["grid_tif"] = out / "grid.tif"
+    def product(key: str, path: Path, write: Callable[[], object]) -> None:
+        if due(path):
+            write()
+            publish(path)
+        written[key] = final(path)
+
+    score = zarr.open_array(store=objectstore.zarr_store(store), path="score", mode="r")
+    damage = zarr.open_array(store=objectstore.zarr_store(store), path="damage", mode="r")
+    product("score_tif", out / "score.tif", lambda: write_cog(
+        score, out / "score.tif", transform=transform, crs=grid.crs_wkt, nodata=float("nan"),
+        dtype=np.float32, description="damage score", tags=tags, block=block))
+    product("damage_tif", out / "damage.tif", lambda: write_cog(
+        damage, out / "damage.tif", transform=transform, crs=grid.crs_wkt, nodata=255,
+        dtype=np.uint8, description="damage class", class_names=params.class_labels, tags=tags,
+        block=block))
+    cell_transform = transform @ Affine.scale(cell_px)
+    product("grid_tif", out / "grid.tif", lambda: write_grid_cog(
+        out / "grid.tif", result.grid_fraction, result.grid_mean, cell_transform, grid.crs_wkt,
+        {**tags, "cell_px": cell_px, "cell_size_m": spec.grid.cell_size}))
 
     districts = gpd.GeoDataFrame(
         result.districts.copy(), geometry=inputs.district_frame.geometry.to_numpy(),
         crs=inputs.district_frame.crs,
     )
     if due(out / "districts.parquet"):
-        written.update(write_district_tables(districts, out))
+        tables = write_district_tables(districts, out)
+        for path in tables.values():
+            publish(Path(path))
+        written.update({key: final(Path(path)) for key, path in tables.items()})
     else:
-        written.update({f"districts_{ext}": out / f"districts.{ext}"
+        written.update({f"districts_{ext}": final(out / f"districts.{ext}")
                         for ext in ("parquet", "geojson", "csv")})
     if result.buildings is not None:
-        if due(out / "buildings.parquet"):
-            write_building_table(result.buildings, out)
-        written["buildings_parquet"] = out / "buildings.parquet"
+        buildings = result.buildings
+        product("buildings_parquet", out / "buildings.parquet",
+                lambda: write_building_table(buildings, out))
 
     if due(out / "map.png"):
         preview, factor = downsample_for_preview(damage)
@@ -141,28 +172,34 @@ def write_products(
             out / "map.png", score_preview=preview,
             preview_transform=preview_transform(transform, factor), crs=grid.crs_wkt,
             districts=districts, class_names=params.class_labels,
-            title=f"Damage ({spec.method}) - {Path(spec.output.dir).name}",
+            title=f"Damage ({spec.method}) - {objectstore.name_of(spec.output.dir)}",
             caption=f"method {spec.method}, damaged where score > {params.threshold:g}; "
                     f"districts from {files.districts.path.name}",
         )  # fmt: skip
-    written["map_png"] = out / "map.png"
+        publish(out / "map.png")
+    written["map_png"] = final(out / "map.png")
 
     result.timings["products_s"] = time.perf_counter() - started
+    written["job_json"] = final(out / "job.json")
     if due(out / "job.json"):
         _write_report(result, files, written, out)
-    written["job_json"] = out / "job.json"
-    write_text_atomic(marker, json.dumps({"signature": signature}))  # last: all are current
+        publish(out / "job.json")
+    body = json.dumps({"signature": signature})  # last: all are current
+    if isinstance(marker, str):
+        objectstore.put_bytes(marker, body.encode())
+    else:
+        write_text_atomic(marker, body)
     return written
 
 
-def _write_report(result: JobResult, files: SpecFiles, written: dict[str, Path],
+def _write_report(result: JobResult, files: SpecFiles, written: dict[str, Path | str],
                   out: Path) -> None:
     spec = result.spec
     attrs = read_store_attrs(result.store)
     records = []
     for source in attrs.get("sources", []):
-        path = Path(str(source.get("path")))
-        records.append({"path": str(path), "size": source.get("size_bytes"),
+        path = str(source.get("path"))  # a local path or an s3:// URL, as ingested
+        records.append({"path": path, "size": source.get("size_bytes"),
                         "sha256": source.get("sha256"), "side": source.get("side")})
     records.append(input_record(files.districts.path))
     if files.buildings is not None:

@@ -60,6 +60,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
+from ruinmap.cluster import objectstore
 from ruinmap.cluster.files import is_folder_pattern, match_files
 from ruinmap.errors import SpecError
 
@@ -128,10 +129,16 @@ def _base_dir(info: ValidationInfo) -> Path:
     return Path(context.get("base_dir") or Path.cwd())
 
 
-def _resolve(text: str, info: ValidationInfo) -> str:
-    """A user path made absolute against the spec's folder; globs keep their magic."""
+def _resolve(text: str, info: ValidationInfo, *, allow_url: bool = False) -> str:
+    """A user path made absolute against the spec's folder; globs keep their magic.
+
+    With `allow_url`, an s3:// URL is kept as given (imagery, stores and outputs may live in
+    object storage; polygons are read locally)."""
     if "://" in text:
-        raise ValueError(f"'{text}' is a URL; only local paths are supported for now")
+        if allow_url and text.startswith(objectstore.URL_SCHEMES):
+            return text.rstrip("/")
+        where = "s3:// URLs" if allow_url else "URLs for imagery, stores and output only"
+        raise ValueError(f"'{text}' is a URL; only local paths are supported here ({where})")
     expanded = os.path.expanduser(text)
     if not os.path.isabs(expanded):
         expanded = os.path.join(_base_dir(info), expanded)
@@ -179,12 +186,12 @@ class InputsSpec(_Model):
             return None
         if not value:
             raise ValueError("empty list; give at least one glob or file")
-        return tuple(_resolve(pattern, info) for pattern in value)
+        return tuple(_resolve(pattern, info, allow_url=True) for pattern in value)
 
     @field_validator("store")
     @classmethod
     def _resolve_store(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _resolve(value, info)
+        return None if value is None else _resolve(value, info, allow_url=True)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> InputsSpec:
@@ -237,33 +244,41 @@ class GridSpec(_Model):
 class OutputSpec(_Model):
     """Where results go."""
 
-    dir: str = Field(description="output folder; created if absent")
+    dir: str = Field(description="output folder (or s3:// prefix); created if absent")
 
     @field_validator("dir")
     @classmethod
     def _resolve_dir(cls, value: str, info: ValidationInfo) -> str:
-        return _resolve(value, info)
+        return _resolve(value, info, allow_url=True)
 
 
 _TCP_ADDRESS = re.compile(r"^(?P<scheme>tcp|tls)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^:/\s\[\]]+)"
                           r":(?P<port>\d{1,5})$")
-#: Accepted cluster address forms; batch-system profiles (slurm, pbs, kubernetes) go here later.
+#: Accepted cluster address forms (profiles: `ruinmap.cluster.connect.PROFILES`).
 CLUSTER_ADDRESS_FORMS: dict[str, str] = {
     "local": "an embedded dask LocalCluster on this machine",
     "tcp://host:port": "a running dask scheduler",
     "tls://host:port": "a running dask scheduler with TLS",
+    "slurm": "workers as SLURM jobs (dask-jobqueue, Dask config jobqueue.slurm)",
+    "pbs": "workers as PBS jobs (dask-jobqueue, Dask config jobqueue.pbs)",
+    "kubernetes": "a DaskCluster through the Dask operator (Dask config ruinmap.kubernetes)",
 }
+_PROFILE_NAMES = ("local", "slurm", "pbs", "kubernetes")
 
 
 class ClusterSpec(_Model):
-    """Where the work runs: "local" (embedded LocalCluster) or a scheduler address."""
+    """Where the work runs: a profile ("local", "slurm", "pbs", "kubernetes") or a scheduler
+    address. Left out of the job file, the Dask config `ruinmap.cluster.address` decides
+    (`ruinmap.cluster.config.resolve_address`)."""
 
-    address: str = Field(default="local", description="'local' or 'tcp://host:port'")
+    address: str = Field(
+        default="local", description="'local', 'slurm', 'pbs', 'kubernetes' or 'tcp://host:port'"
+    )
 
     @field_validator("address")
     @classmethod
     def _known_form(cls, value: str) -> str:
-        if value == "local":
+        if value in _PROFILE_NAMES:
             return value
         match = _TCP_ADDRESS.match(value)
         if match and 1 <= int(match["port"]) <= 65535:
@@ -274,6 +289,11 @@ class ClusterSpec(_Model):
     @property
     def is_local(self) -> bool:
         return self.address == "local"
+
+    @property
+    def given_address(self) -> str | None:
+        """The address the job file set, or None when it left it to the Dask config."""
+        return self.address if "address" in self.model_fields_set else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,8 +638,15 @@ class JobSpec(_Model):
         return self._source
 
     def to_json_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (absolute paths, None left out) that `parse_spec` reads back."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """A JSON-ready dict (absolute paths, None left out) that `parse_spec` reads back.
+
+        A cluster address the job did not set is left out too, so the re-read job still
+        leaves it to the Dask config.
+        """
+        data = self.model_dump(mode="json", exclude_none=True)
+        if self.cluster.given_address is None:
+            data.pop("cluster", None)
+        return data
 
     def to_toml(self) -> str:
         """The spec as TOML text (absolute paths)."""
@@ -844,24 +871,37 @@ class VectorInfo:
 class SpecFiles:
     """The files a validated spec names: expanded input lists and vector schemas."""
 
-    pre: tuple[Path, ...]
-    post: tuple[Path, ...]
-    store: Path | None
+    pre: tuple[Path | str, ...]  # local files, or s3:// URLs
+    post: tuple[Path | str, ...]
+    store: Path | str | None
     districts: VectorInfo
     buildings: VectorInfo | None
-    output_dir: Path
+    output_dir: Path | str
 
 
-def expand_inputs(patterns: Sequence[str], key: str) -> tuple[tuple[Path, ...], list[str]]:
-    """Files matched by `patterns` (globs or plain files), sorted per pattern, duplicates dropped.
+def expand_inputs(
+    patterns: Sequence[str], key: str
+) -> tuple[tuple[Path | str, ...], list[str]]:
+    """Files matched by `patterns` (globs or plain files, local or s3://), sorted per pattern,
+    duplicates dropped.
 
     Returns the files and the problems found (a pattern matching nothing, a folder), each
     naming `key[i]`.
     """
-    files: dict[Path, None] = {}
+    files: dict[Path | str, None] = {}
     problems: list[str] = []
     for i, pattern in enumerate(patterns):
-        matched = match_files(pattern)
+        if objectstore.is_url(pattern):
+            try:
+                urls = objectstore.glob(pattern)
+            except (OSError, ValueError) as exc:  # credentials, endpoint, bucket
+                problems.append(f"{key}[{i}]: '{pattern}' cannot be listed ({exc})")
+                continue
+            files.update(dict.fromkeys(urls))
+            if not urls:
+                problems.append(f"{key}[{i}]: '{pattern}' matches no object")
+            continue
+        matched: list[Path] = match_files(pattern)
         if matched:
             files.update(dict.fromkeys(matched))
         elif is_folder_pattern(pattern):
@@ -988,12 +1028,14 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
     folder must be creatable. Nothing is created or written.
     """
     problems: list[str] = []
-    pre: tuple[Path, ...] = ()
-    post: tuple[Path, ...] = ()
-    store: Path | None = None
+    pre: tuple[Path | str, ...] = ()
+    post: tuple[Path | str, ...] = ()
+    store: Path | str | None = None
     if spec.inputs.store is not None:
-        store = Path(spec.inputs.store)
-        if not store.exists():
+        store = objectstore.as_location(spec.inputs.store)
+        if not objectstore.exists(objectstore.join(store, "zarr.json")) and not (
+            isinstance(store, Path) and store.exists()
+        ):
             problems.append(
                 f"inputs.store: '{store}' does not exist; run `ruinmap ingest` first or give "
                 "inputs.pre and inputs.post"
@@ -1003,7 +1045,7 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
         pre, pre_problems = expand_inputs(spec.inputs.pre, "inputs.pre")
         post, post_problems = expand_inputs(spec.inputs.post, "inputs.post")
         problems += pre_problems + post_problems
-        for both in sorted(set(pre) & set(post)):
+        for both in sorted(set(pre) & set(post), key=str):
             problems.append(f"inputs.post: '{both}' is also in inputs.pre")
 
     district_fields = {"id": spec.districts.id}
@@ -1028,8 +1070,13 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
                     f"method_params.orbits: '{pattern}' matches none of the input files"
                 )
 
-    output_dir = Path(spec.output.dir)
-    _check_output_dir(output_dir, problems)
+    output_dir = objectstore.as_location(spec.output.dir)
+    if isinstance(output_dir, str):
+        if not objectstore.bucket_exists(output_dir):
+            problems.append(f"output.dir: the bucket of '{output_dir}' does not exist (or "
+                            "these credentials cannot see it)")
+    else:
+        _check_output_dir(output_dir, problems)
     if problems:
         raise SpecError(_join_problems(spec.source, problems))
     assert districts is not None  # a missing district file is a problem above

@@ -42,8 +42,9 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
+from ruinmap.cluster import objectstore
 from ruinmap.cluster.grid import Grid
-from ruinmap.cluster.ledger import Ledger
+from ruinmap.cluster.ledger import Ledger, ObjectLedger, open_ledger
 from ruinmap.errors import SpecError, StoreError
 
 STORE_FORMAT = "ruinmap-store"
@@ -113,16 +114,21 @@ class Compression:
         return "none" if self.codec == "none" else f"{self.codec}:{self.level}"
 
 
-def _root_json(path: Path) -> dict[str, Any] | None:
+def _root_json(path: Path | str) -> dict[str, Any] | None:
     try:
-        return dict(json.loads((path / "zarr.json").read_text()))
+        return dict(json.loads(objectstore.read_bytes(objectstore.join(path, "zarr.json"))))
     except (OSError, ValueError):
         return None
 
 
+def _location(path: str | os.PathLike[str]) -> Path | str:
+    # an s3:// URL stays text (Path would fold its "//"); a local path stays as given
+    return str(path) if objectstore.is_url(path) else Path(path)
+
+
 def read_store_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The `ruinmap` root attribute of a store, or StoreError when `path` is not a ruinmap store."""
-    root = Path(path)
+    root = _location(path)
     meta = _root_json(root)
     attrs = (meta or {}).get("attributes", {}).get(ATTRS_KEY)
     if meta is None or meta.get("zarr_format") != 3 or not isinstance(attrs, dict):
@@ -157,14 +163,16 @@ def is_complete(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def ledger_of(path: str | os.PathLike[str]) -> Ledger:
-    """The ledger of unfinished work inside a store."""
-    return Ledger(Path(path) / LEDGER_DIR)
+def ledger_of(
+    path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+) -> Ledger | ObjectLedger:
+    """The ledger of unfinished work inside a store (local folder or s3:// URL)."""
+    return open_ledger(objectstore.join(_location(path), LEDGER_DIR), storage_options)
 
 
-def _consolidate(path: Path) -> None:
+def _consolidate(path: Path | str) -> None:
     with _quiet_zarr():
-        zarr.consolidate_metadata(str(path), zarr_format=3)
+        zarr.consolidate_metadata(objectstore.zarr_store(path), zarr_format=3)
 
 
 def update_store_attrs(path: str | os.PathLike[str], **changes: Any) -> dict[str, Any]:
@@ -172,9 +180,10 @@ def update_store_attrs(path: str | os.PathLike[str], **changes: Any) -> dict[str
     attrs = read_store_attrs(path)
     attrs.update(changes)
     with _quiet_zarr():
-        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        group = zarr.open_group(objectstore.zarr_store(_location(path)), mode="r+",
+                                zarr_format=3)
         group.attrs[ATTRS_KEY] = attrs
-    _consolidate(Path(path))
+    _consolidate(_location(path))
     return attrs
 
 
@@ -185,8 +194,13 @@ def mark_complete(path: str | os.PathLike[str]) -> None:
 
 def remove_store(path: str | os.PathLike[str]) -> None:
     """Delete a ruinmap store; refuses anything that is not one."""
-    root = Path(path)
+    root = _location(path)
     read_store_attrs(root)
+    if isinstance(root, str):
+        # no rename on S3: drop the root metadata first, so it stops being a store at once
+        objectstore.remove(str(objectstore.join(root, "zarr.json")))
+        objectstore.remove_prefix(root)
+        return
     trash = root.with_name(f".{root.name}.trash-{uuid.uuid4().hex[:8]}")
     os.rename(root, trash)  # gone from its name at once, even if the deletion below is cut short
     shutil.rmtree(trash)
@@ -196,7 +210,7 @@ def validate_store(
     path: str | os.PathLike[str], *, require_complete: bool = True
 ) -> dict[str, Any]:
     """Check a store's layout; return its `ruinmap` attribute or raise StoreError."""
-    root = Path(path)
+    root = _location(path)
     attrs = read_store_attrs(root)
     if require_complete and not attrs.get("complete"):
         raise StoreError(
@@ -204,7 +218,7 @@ def validate_store(
             "ingest` with the same arguments to complete it"
         )
     for side in SIDES:
-        meta = _root_json(root / side)
+        meta = _root_json(objectstore.join(root, side))
         if meta is None or meta.get("node_type") != "array":
             raise StoreError(f"{root}: array {side!r} is missing")
         dims = meta.get("dimension_names")
@@ -214,7 +228,7 @@ def validate_store(
             )
         if meta.get("data_type") != "float32":
             raise StoreError(f"{root}/{side}: data type {meta.get('data_type')}, expected float32")
-    if _root_json(root / "spatial_ref") is None:
+    if _root_json(objectstore.join(root, "spatial_ref")) is None:
         raise StoreError(f"{root}: the spatial_ref variable (CRS) is missing")
     return attrs
 
@@ -223,7 +237,8 @@ def open_store(path: str | os.PathLike[str], *, require_complete: bool = True) -
     """Open a ruinmap store lazily (dask arrays chunked like its inner Zarr chunks)."""
     validate_store(path, require_complete=require_complete)
     with _quiet_zarr():
-        return xr.open_zarr(str(path), consolidated=True, decode_coords="all")
+        return xr.open_zarr(objectstore.zarr_store(_location(path)), consolidated=True,
+                            decode_coords="all")
 
 
 def side_array(ds: xr.Dataset, side: str) -> xr.DataArray:
@@ -240,7 +255,12 @@ def shard_file(store: str | os.PathLike[str], array: zarr.Array, coords: Sequenc
 
 
 def clean_partial_writes(store: str | os.PathLike[str]) -> int:
-    """Remove temporary files a killed zarr write left (`*.partial`); returns how many."""
+    """Remove temporary files a killed zarr write left (`*.partial`); returns how many.
+
+    Nothing to do in object storage: an object is written whole by one PUT or not at all.
+    """
+    if objectstore.is_url(store):
+        return 0
     removed = 0
     for side in SIDES:
         for dirpath, _, files in os.walk(Path(store) / side):

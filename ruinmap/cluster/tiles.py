@@ -12,21 +12,24 @@ So a recorded tile's outputs and partial are whole and durable; anything else is
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
 import zarr
 from affine import Affine
 
-from ruinmap.cluster.aggregate import save_partial, tile_partial
+from ruinmap.cluster import objectstore
+from ruinmap.cluster.aggregate import TilePartial, load_partial, save_partial, tile_partial
 from ruinmap.cluster.grid import Grid
-from ruinmap.cluster.ledger import Ledger
+from ruinmap.cluster.ledger import Ledger, ObjectLedger, open_ledger
 from ruinmap.cluster.methods import ScoreContext, compute_score
 from ruinmap.cluster.rasterize import (
     TileVectors,
@@ -38,7 +41,8 @@ from ruinmap.cluster.spec import MethodParams
 from ruinmap.cluster.store import shard_file
 from ruinmap.kernels import classify
 
-__all__ = ["Tile", "TileJob", "partial_path", "plan_tiles", "read_window_stack", "run_tile"]
+__all__ = ["Tile", "TileJob", "load_tile_partial", "partial_path", "plan_tiles",
+           "read_window_stack", "run_tile"]
 
 
 @dataclass(frozen=True)
@@ -72,14 +76,17 @@ def plan_tiles(height: int, width: int, tile_px: int) -> list[Tile]:
 
 
 @lru_cache(maxsize=16)
-def _array(store: str, name: str, mode: str, token: str = "") -> zarr.Array:
+def _array(store: str, name: str, mode: str, token: str = "",
+           options: tuple[tuple[str, Any], ...] = ()) -> zarr.Array:
     # `token` (the job signature) keys the cache: arrays re-created for another job at the
     # same path are reopened, never written through stale metadata
-    return zarr.open_array(store=store, path=name, mode=mode, zarr_format=3)
+    return zarr.open_array(store=objectstore.zarr_store(store, dict(options)), path=name,
+                           mode=mode, zarr_format=3)
 
 
 def read_window_stack(
-    store: str, side: str, tile: Tile, halo: int, grid: Grid, token: str = ""
+    store: str, side: str, tile: Tile, halo: int, grid: Grid, token: str = "",
+    storage_options: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """The (time, band, y, x) window of `tile` widened by `halo` (clipped at the image edge).
 
@@ -88,7 +95,9 @@ def read_window_stack(
     r0, c0 = max(0, tile.row0 - halo), max(0, tile.col0 - halo)
     r1 = min(grid.height, tile.row0 + tile.height + halo)
     c1 = min(grid.width, tile.col0 + tile.width + halo)
-    block = np.asarray(_array(store, side, "r", token)[:, :, r0:r1, c0:c1], dtype=np.float32)
+    options = tuple(sorted((storage_options or {}).items()))
+    block = np.asarray(_array(store, side, "r", token, options)[:, :, r0:r1, c0:c1],
+                       dtype=np.float32)
     return block, (tile.row0 - r0, tile.col0 - c0)
 
 
@@ -106,14 +115,44 @@ class TileJob:
     n_districts: int
     edges: np.ndarray
     signature: str
+    # the client's object-storage endpoint, for an s3:// store or output folder
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def ledger(self) -> Ledger:
-        return Ledger(Path(self.work_dir) / "ledger")
+    def ledger(self) -> Ledger | ObjectLedger:
+        return open_ledger(objectstore.join(self.work_dir, "ledger"), self.storage_options)
+
+    @property
+    def options_key(self) -> tuple[tuple[str, Any], ...]:
+        return tuple(sorted(self.storage_options.items()))
 
 
-def partial_path(work_dir: str | Path, tile: Tile) -> Path:
-    return Path(work_dir) / "partials" / f"tile_{tile.iy}_{tile.ix}.npz"
+def partial_path(work_dir: str | Path, tile: Tile) -> Path | str:
+    name = f"tile_{tile.iy}_{tile.ix}.npz"
+    if objectstore.is_url(work_dir):
+        return f"{str(work_dir).rstrip('/')}/partials/{name}"
+    return Path(work_dir) / "partials" / name
+
+
+def save_tile_partial(job: TileJob, tile: Tile, partial: TilePartial) -> None:
+    """Save a tile's partial durably: fsync'd and renamed locally, one PUT in object storage."""
+    target = partial_path(job.work_dir, tile)
+    if isinstance(target, Path):
+        save_partial(partial, target)
+        return
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: getattr(partial, name) for name in partial.__dataclass_fields__})
+    objectstore.put_bytes(target, buffer.getvalue(), job.storage_options)
+
+
+def load_tile_partial(job: TileJob, tile: Tile) -> TilePartial:
+    """The partial `save_tile_partial` saved for `tile`."""
+    target = partial_path(job.work_dir, tile)
+    if isinstance(target, Path):
+        return load_partial(target)
+    data = io.BytesIO(objectstore.read_bytes(target, job.storage_options))
+    with np.load(data) as arrays:
+        return TilePartial(**{name: arrays[name] for name in TilePartial.__dataclass_fields__})
 
 
 def _fsync(path: Path) -> None:
@@ -126,9 +165,16 @@ def _fsync(path: Path) -> None:
 
 
 def _write_output(job: TileJob, name: str, tile: Tile, data: np.ndarray) -> None:
-    array = _array(job.store, name, "r+", job.signature)
+    array = _array(job.store, name, "r+", job.signature, job.options_key)
     shard = array.shards[0] if array.shards else array.chunks[0]
-    target = shard_file(job.store, array, (tile.row0 // shard, tile.col0 // shard))
+    coords = (tile.row0 // shard, tile.col0 // shard)
+    if objectstore.is_url(job.store):
+        # one PUT writes the shard whole; drop a stale one as below all the same
+        key = array.metadata.encode_chunk_key(coords)
+        objectstore.remove(f"{job.store}/{array.path}/{key}", job.storage_options)
+        array[tile.row0 : tile.row0 + tile.height, tile.col0 : tile.col0 + tile.width] = data
+        return
+    target = shard_file(job.store, array, coords)
     target.unlink(missing_ok=True)  # never keep a shard an unrecorded attempt left
     array[tile.row0 : tile.row0 + tile.height, tile.col0 : tile.col0 + tile.width] = data
     _fsync(target)
@@ -138,8 +184,10 @@ def _write_output(job: TileJob, name: str, tile: Tile, data: np.ndarray) -> None
 def run_tile(job: TileJob, tile: Tile, vectors: TileVectors) -> dict[str, float]:
     """Score, write and reduce one tile, then record it; returns timings in seconds."""
     started = time.perf_counter()
-    pre, (dr, dc) = read_window_stack(job.store, "pre", tile, job.halo, job.grid, job.signature)
-    post, _ = read_window_stack(job.store, "post", tile, job.halo, job.grid, job.signature)
+    pre, (dr, dc) = read_window_stack(job.store, "pre", tile, job.halo, job.grid, job.signature,
+                                      job.storage_options)
+    post, _ = read_window_stack(job.store, "post", tile, job.halo, job.grid, job.signature,
+                                job.storage_options)
     read_s = time.perf_counter() - started
     padded = compute_score(pre, post, job.params, job.context)
     del pre, post
@@ -164,7 +212,7 @@ def run_tile(job: TileJob, tile: Tile, vectors: TileVectors) -> dict[str, float]
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=job.cell_px,
     )  # fmt: skip
-    save_partial(partial, partial_path(job.work_dir, tile))
+    save_tile_partial(job, tile, partial)
     total_s = time.perf_counter() - started
     # last: a recorded tile's outputs and partial are durable
     job.ledger.record(tile.key, {"signature": job.signature, "seconds": round(total_s, 3)})

@@ -1,0 +1,1 @@
+"""Offline checks of deploy/: Dockerfile, compose file, Kubernetes manifests, HPC config."""
