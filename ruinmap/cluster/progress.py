@@ -30,12 +30,17 @@ def track(
     """Yield `futures` as they finish, advancing a progress bar when enabled.
 
     The bar counts finished futures, failed ones included: the caller sees the failure
-    when it asks the yielded future for its result.
+    when it asks the yielded future for its result. Once the caller has taken it (the next
+    iteration), a future is released: the scheduler then forgets its task, so the loss of a
+    worker never recomputes finished work (a tile rewriting its shard while later steps read
+    it, say).
     """
     if not futures:
         return
     if not progress_enabled(enabled):
-        yield from as_completed(futures)
+        for future in as_completed(futures):
+            yield future
+            future.release()
         return
     columns = (
         TextColumn("{task.description}"),
@@ -49,3 +54,4 @@ def track(
         for future in as_completed(futures):
             bar.advance(task)
             yield future
+            future.release()

@@ -1,0 +1,246 @@
+"""The job store: one SQLite file (WAL), one row per job.
+
+Every state change is one transaction committed (and, with `synchronous=FULL`, fsync'd)
+before the caller reports it, so a status a client has seen survives a crash of the service.
+Transitions are guarded in SQL (`... WHERE status = 'running'`), so a job dismissed while it
+finishes is never reported successful afterwards.
+
+Statuses follow OGC API - Processes: accepted (queued), running, successful, failed,
+dismissed. `seq` orders the queue: jobs start in the order they were accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ruinmap.errors import StoreError
+
+__all__ = ["ACTIVE", "STATUSES", "JobRecord", "JobStore", "utc_now"]
+
+STATUSES = ("accepted", "running", "successful", "failed", "dismissed")
+ACTIVE = ("accepted", "running")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    process_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress INTEGER NOT NULL DEFAULT 0,
+    message TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL,
+    started TEXT,
+    finished TEXT,
+    updated TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    output_dir TEXT NOT NULL,
+    files TEXT NOT NULL DEFAULT '{}',
+    tiles_total INTEGER,
+    tiles_run INTEGER,
+    runs INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+"""
+
+
+def utc_now() -> str:
+    """The current time as RFC 3339 UTC with milliseconds, e.g. 2026-11-29T11:40:00.123Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as stored. `files` maps output ids to paths relative to `output_dir`."""
+
+    seq: int
+    id: str
+    process_id: str
+    status: str
+    progress: int
+    message: str
+    created: str
+    started: str | None
+    finished: str | None
+    updated: str
+    spec: dict[str, Any]
+    output_dir: Path
+    files: dict[str, str]
+    tiles_total: int | None
+    tiles_run: int | None
+    runs: int
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        seq=row["seq"], id=row["id"], process_id=row["process_id"], status=row["status"],
+        progress=row["progress"], message=row["message"], created=row["created"],
+        started=row["started"], finished=row["finished"], updated=row["updated"],
+        spec=json.loads(row["spec"]), output_dir=Path(row["output_dir"]),
+        files=json.loads(row["files"]), tiles_total=row["tiles_total"],
+        tiles_run=row["tiles_run"], runs=row["runs"],
+    )  # fmt: skip
+
+
+class JobStore:
+    """Thread-safe access to the jobs table in `path` (created with its folder if absent)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # one connection shared by the service's threads, serialised by a lock: SQLite
+            # writes are serial anyway, and each call is a short transaction
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=30)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed change survives a crash
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the job store ({exc}); check the "
+                             "path in [store] db and that its folder is writable") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- reading
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def list(self, *, statuses: Iterable[str] = (), limit: int = 100, offset: int = 0,
+             newest_first: bool = True) -> list[JobRecord]:
+        wanted = list(statuses)
+        where = f"WHERE status IN ({','.join('?' * len(wanted))})" if wanted else ""
+        order = "DESC" if newest_first else "ASC"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs {where} ORDER BY seq {order} LIMIT ? OFFSET ?",
+                (*wanted, limit, offset),
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def count(self, *, statuses: Iterable[str] = ()) -> int:
+        wanted = list(statuses)
+        where = f"WHERE status IN ({','.join('?' * len(wanted))})" if wanted else ""
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", wanted)
+                       .fetchone()[0])
+
+    def active_with_output(self, output_dir: Path) -> JobRecord | None:
+        """An accepted or running job writing into `output_dir`, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE output_dir = ? AND status IN ('accepted', 'running')",
+                (str(output_dir),),
+            ).fetchone()
+        return None if row is None else _record(row)
+
+    # -- changing (each a committed transaction)
+
+    def create(self, process_id: str, spec: dict[str, Any], output_dir: Path,
+               job_id: str | None = None) -> JobRecord:
+        """Store a new accepted job. Refuse (StoreError) when an active job already writes
+        into `output_dir`, or into the same ingested store (`spec.inputs.store`, which a job
+        writes its score into); checked in the same transaction as the insert."""
+        job_id = job_id or uuid.uuid4().hex
+        now = utc_now()
+        store = (spec.get("inputs") or {}).get("store")
+        with self._transaction() as db:
+            busy = db.execute(
+                "SELECT id FROM jobs WHERE output_dir = ? AND status IN "
+                "('accepted', 'running')", (str(output_dir),),
+            ).fetchone()
+            if busy is not None:
+                raise StoreError(
+                    f"output.dir '{output_dir.name}' is in use by job {busy['id']}; "
+                    "choose another output.dir or wait for that job"
+                )
+            if store is not None:
+                busy = db.execute(
+                    "SELECT id FROM jobs WHERE json_extract(spec, '$.inputs.store') = ? AND "
+                    "status IN ('accepted', 'running')", (store,),
+                ).fetchone()
+                if busy is not None:
+                    raise StoreError(
+                        f"inputs.store '{Path(store).name}' is in use by job {busy['id']} "
+                        "(a job writes its score into the store); wait for that job"
+                    )
+            db.execute(
+                "INSERT INTO jobs (id, process_id, status, created, updated, spec, output_dir) "
+                "VALUES (?, ?, 'accepted', ?, ?, ?, ?)",
+                (job_id, process_id, now, now, json.dumps(spec), str(output_dir)),
+            )
+        record = self.get(job_id)
+        assert record is not None
+        return record
+
+    def _update(self, job_id: str, allowed_from: tuple[str, ...], **fields: Any) -> bool:
+        fields["updated"] = utc_now()
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        marks = ",".join("?" * len(allowed_from))
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET {sets} WHERE id = ? AND status IN ({marks})",
+                (*fields.values(), job_id, *allowed_from),
+            )
+        return cursor.rowcount == 1
+
+    def mark_running(self, job_id: str) -> bool:
+        """accepted (or running, when resumed after a restart) -> running."""
+        now = utc_now()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET status = 'running', started = COALESCE(started, ?), "
+                "updated = ?, runs = runs + 1, message = 'started' "
+                "WHERE id = ? AND status IN ('accepted', 'running')", (now, now, job_id),
+            )
+        return cursor.rowcount == 1
+
+    def set_progress(self, job_id: str, progress: int, message: str) -> bool:
+        return self._update(job_id, ("running",), progress=max(0, min(100, progress)),
+                            message=message)
+
+    def mark_successful(self, job_id: str, files: dict[str, str], tiles_total: int,
+                        tiles_run: int, message: str) -> bool:
+        return self._update(
+            job_id, ("running",), status="successful", progress=100, finished=utc_now(),
+            files=json.dumps(files), tiles_total=tiles_total, tiles_run=tiles_run,
+            message=message,
+        )  # fmt: skip
+
+    def mark_failed(self, job_id: str, message: str) -> bool:
+        return self._update(job_id, ACTIVE, status="failed", finished=utc_now(),
+                            message=message)
+
+    def mark_dismissed(self, job_id: str, message: str) -> bool:
+        return self._update(job_id, ("accepted", "running", "successful", "failed"),
+                            status="dismissed", finished=utc_now(), message=message)

@@ -1,0 +1,169 @@
+"""An OGC execute request for `damage-map` checked into a job spec the service may run.
+
+The body is `{"inputs": <job spec as JSON>, "outputs"?: {...}, "response"?: "document"}`;
+the job spec is that of `ruinmap run` (`ruinmap.cluster.spec`). Its `cluster` table, if any,
+is ignored: the service runs every job on its own cluster. `output.dir` is optional and
+relative to the output root (default: a folder named by the job id). Input paths are relative
+to the first data root, except `inputs.store` (an ingested store, e.g. an earlier job's
+`<dir>/store.zarr`), which is relative to the output root: the job writes its score layers
+into the store, so it must lie there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruinmap.cluster.service.paths import PathPolicy
+from ruinmap.cluster.service.problems import RequestError
+from ruinmap.cluster.spec import JobSpec, parse_spec, validate_spec_files
+from ruinmap.errors import SpecError
+
+__all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request"]
+
+PROCESS_ID = "damage-map"
+
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+#: Output id -> (file name, media type, title); the ids are JobResult.files' keys.
+OUTPUTS: dict[str, tuple[str, str, str]] = {
+    "score_tif": ("score.tif", COG, "Damage score per pixel (COG, float32)"),
+    "damage_tif": ("damage.tif", COG, "Damage class per pixel (COG, uint8)"),
+    "grid_tif": ("grid.tif", COG, "Damage grid: damaged fraction and mean score per cell (COG)"),
+    "districts_parquet": ("districts.parquet", "application/vnd.apache.parquet",
+                          "Per-district table with polygons (GeoParquet)"),
+    "districts_geojson": ("districts.geojson", "application/geo+json",
+                          "Per-district table with polygons (GeoJSON)"),
+    "districts_csv": ("districts.csv", "text/csv", "Per-district table (CSV)"),
+    "buildings_parquet": ("buildings.parquet", "application/vnd.apache.parquet",
+                          "Per-building scores (GeoParquet), when footprints were given"),
+    "map_png": ("map.png", "image/png", "Map of damage by district (PNG)"),
+    "job_json": ("job.json", "application/json", "What was run: spec, inputs, timings"),
+}
+
+_REQUEST_KEYS = {"inputs", "outputs", "response", "subscriber"}
+_SPEC_KEYS = set(JobSpec.model_fields)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A checked request: the spec (absolute paths) and its output folder."""
+
+    spec: JobSpec
+    output_dir: Path
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _table(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = spec.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RequestError(400, "Invalid input", f"inputs.{key}: expected an object, got "
+                           f"{type(value).__name__}")
+    return value
+
+
+def _check_outputs(outputs: Any) -> None:
+    if not isinstance(outputs, Mapping):
+        raise RequestError(400, "Invalid request", "outputs: expected an object")
+    for name, wanted in outputs.items():
+        if name not in OUTPUTS:
+            raise RequestError(400, "Invalid request", f"outputs: no output '{name}'; outputs "
+                               f"are {', '.join(OUTPUTS)}")
+        if not isinstance(wanted, Mapping):
+            raise RequestError(400, "Invalid request", f"outputs.{name}: expected an object")
+        mode = wanted.get("transmissionMode", "reference")
+        if mode != "reference":
+            raise RequestError(400, "Invalid request", f"outputs.{name}.transmissionMode: "
+                               f"'{mode}' is not supported; outputs are sent by reference")
+
+
+def check_execute_request(body: Any, policy: PathPolicy, job_id: str) -> Submission:
+    """Check an execute request; raise RequestError (400/403) naming the problem."""
+    try:
+        return _check(body, policy, job_id)
+    except (OSError, UnicodeError) as exc:  # a path the OS cannot take (bad bytes, ...)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RequestError(400, "Bad path", f"inputs: a path cannot be used: {detail}") \
+            from None
+
+
+def _check(body: Any, policy: PathPolicy, job_id: str) -> Submission:
+    if not isinstance(body, Mapping):
+        raise RequestError(400, "Invalid request",
+                           f"the body must be a JSON object, not {type(body).__name__}")
+    unknown = sorted(set(body) - _REQUEST_KEYS)
+    if unknown:
+        raise RequestError(400, "Invalid request", f"unknown key(s) {', '.join(unknown)}; an "
+                           "execute request has inputs, outputs and response")
+    if "subscriber" in body:
+        raise RequestError(400, "Invalid request",
+                           "subscriber: callbacks are not supported; poll /jobs/{jobId}")
+    if body.get("response", "document") not in ("document", "raw"):
+        raise RequestError(400, "Invalid request", "response: expected 'document' or 'raw'")
+    if "outputs" in body:
+        _check_outputs(body["outputs"])
+    spec_in = body.get("inputs")
+    if not isinstance(spec_in, Mapping):
+        raise RequestError(400, "Invalid request", "inputs: expected an object holding the job "
+                           "spec (method, inputs, districts, ...)")
+    unknown = sorted(set(spec_in) - _SPEC_KEYS)
+    if unknown:
+        raise RequestError(400, "Invalid input", f"inputs: unknown key(s) {', '.join(unknown)}; "
+                           f"valid keys: {', '.join(sorted(_SPEC_KEYS))}")
+
+    # the paths as sent, before anything resolves them
+    images = _table(spec_in, "inputs")
+    texts: list[tuple[str, str]] = []
+    for side in ("pre", "post"):
+        texts += [(f"inputs.inputs.{side}", t) for t in _strings(images.get(side))]
+    for key, table in (("inputs.store", images), ("districts.path", _table(spec_in, "districts")),
+                       ("buildings.path", _table(spec_in, "buildings"))):
+        value = table.get(key.rsplit(".", 1)[1])
+        if isinstance(value, str):
+            texts.append((f"inputs.{key}" if key != "inputs.store" else "inputs.inputs.store",
+                          value))
+    output = _table(spec_in, "output")
+    out_text = output.get("dir")
+    if out_text is not None and not isinstance(out_text, str):
+        raise RequestError(400, "Invalid input", "inputs.output.dir: expected a string")
+    for key, text in [*texts, *([("inputs.output.dir", out_text)] if out_text else [])]:
+        PathPolicy.check_text(text, key)
+
+    output_dir = policy.output_dir(out_text, job_id)
+    data = {k: v for k, v in spec_in.items() if k != "cluster"}
+    data["output"] = {**output, "dir": str(output_dir)}
+    store = images.get("store")
+    if isinstance(store, str) and not Path(store).is_absolute():
+        # a store must lie under the output root (the job writes into it): relative to it
+        data["inputs"] = {**images, "store": str(policy.output_root / store)}
+    try:
+        spec = parse_spec(data, policy.input_base(), source="inputs")
+    except SpecError as exc:
+        raise RequestError(400, "Invalid input", str(exc)) from None
+
+    # the real paths: every input under a data root; an ingested store under the output root,
+    # because the job writes its score and damage layers into the store
+    if spec.inputs.store is not None:
+        policy.check_output(spec.inputs.store, "inputs.inputs.store")
+    for side, patterns in (("pre", spec.inputs.pre), ("post", spec.inputs.post)):
+        for pattern in patterns or ():
+            policy.check_input_glob(pattern, f"inputs.inputs.{side}")
+    policy.check_input(spec.districts.path, "inputs.districts.path")
+    if spec.buildings is not None:
+        policy.check_input(spec.buildings.path, "inputs.buildings.path")
+    try:
+        validate_spec_files(spec)
+    except SpecError as exc:
+        raise RequestError(400, "Invalid input", str(exc)) from None
+    return Submission(spec=spec, output_dir=output_dir)
+
