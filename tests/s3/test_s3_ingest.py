@@ -46,7 +46,8 @@ def _assert_store_holds(store: str, local: dict[str, list[Path]]) -> None:
     ds = open_store(store)
     try:
         for side, paths in local.items():
-            stack = side_array(ds, side).values
+            # read here, not on the session's test cluster, whose workers have no S3 credentials
+            stack = side_array(ds, side).compute(scheduler="threads").values
             assert stack.shape[0] == len(paths)
             for t, path in enumerate(paths):
                 with rasterio.open(path) as src:
