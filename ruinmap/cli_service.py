@@ -142,14 +142,17 @@ def _add_jobs(sub: argparse._SubParsersAction) -> Runner:
     return run
 
 
-def _add_status(sub: argparse._SubParsersAction) -> Runner:
-    p = sub.add_parser("status", help="show one job's status")
+def _job_command(
+    sub: argparse._SubParsersAction, name: str, help_text: str, call: str
+) -> Runner:
+    """A command taking a job id that calls `client.<call>(id)` and prints the job's status."""
+    p = sub.add_parser(name, help=help_text)
     p.add_argument("id", help="job id")
     _add_client_options(p)
 
     def run(args: argparse.Namespace) -> int:
         with _client(args) as client:
-            info = client.status(args.id)
+            info = getattr(client, call)(args.id)
         if args.json:
             print(json.dumps(info, indent=2))
         else:
@@ -157,6 +160,10 @@ def _add_status(sub: argparse._SubParsersAction) -> Runner:
         return 0
 
     return run
+
+
+def _add_status(sub: argparse._SubParsersAction) -> Runner:
+    return _job_command(sub, "status", "show one job's status", "status")
 
 
 def _add_results(sub: argparse._SubParsersAction) -> Runner:
@@ -176,20 +183,9 @@ def _add_results(sub: argparse._SubParsersAction) -> Runner:
 
 
 def _add_cancel(sub: argparse._SubParsersAction) -> Runner:
-    p = sub.add_parser("cancel", help="dismiss a job: stop its work and remove its outputs")
-    p.add_argument("id", help="job id")
-    _add_client_options(p)
-
-    def run(args: argparse.Namespace) -> int:
-        with _client(args) as client:
-            info = client.cancel(args.id)
-        if args.json:
-            print(json.dumps(info, indent=2))
-        else:
-            _print_status(info)
-        return 0
-
-    return run
+    return _job_command(
+        sub, "cancel", "dismiss a job: stop its work and remove its outputs", "cancel"
+    )
 
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Runner]] = {
