@@ -25,8 +25,8 @@ from ruinmap.cluster.spec import (
     load_spec,
     metres_to_px,
     parse_spec,
-    validate_spec_files,
 )
+from ruinmap.cluster.spec_files import validate_spec_files
 from ruinmap.errors import SpecError
 
 VALID_TOML = """\

@@ -14,7 +14,8 @@ import pytest
 import rasterio
 from rasterio.features import rasterize
 
-from ruinmap.cluster.spec import load_spec, validate_spec_files
+from ruinmap.cluster.spec import load_spec
+from ruinmap.cluster.spec_files import validate_spec_files
 from ruinmap.cluster.synthetic import (
     BAND_TAG_POLARISATION,
     TAG_DATE,

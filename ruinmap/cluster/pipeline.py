@@ -57,7 +57,8 @@ from ruinmap.cluster.rasterize import (
     read_inputs,
     tile_vectors,
 )
-from ruinmap.cluster.spec import CvaParams, JobSpec, PwttParams, SpecFiles, validate_spec_files
+from ruinmap.cluster.spec import CvaParams, JobSpec, PwttParams
+from ruinmap.cluster.spec_files import SpecFiles, validate_spec_files
 from ruinmap.cluster.store import open_store, read_store_attrs, time_dim, validate_store
 from ruinmap.cluster.tiles import TileJob, load_tile_partial, plan_tiles, run_tile
 

@@ -39,7 +39,7 @@ from ruinmap.cluster.outputs import (
     write_job_report,
     write_text_atomic,
 )
-from ruinmap.cluster.spec import SpecFiles
+from ruinmap.cluster.spec_files import SpecFiles
 from ruinmap.cluster.store import read_store_attrs
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from pyproj import CRS
 from rasterio import features
 
 from ruinmap.cluster.grid import Grid
-from ruinmap.cluster.spec import JobSpec, SpecFiles
+from ruinmap.cluster.spec import JobSpec
+from ruinmap.cluster.spec_files import SpecFiles
 from ruinmap.errors import InputError, SpecError
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from typing import Any
 
 from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import RequestError
-from ruinmap.cluster.spec import JobSpec, parse_spec, validate_spec_files
+from ruinmap.cluster.spec import JobSpec, parse_spec
+from ruinmap.cluster.spec_files import validate_spec_files
 from ruinmap.errors import SpecError
 
 __all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request"]
