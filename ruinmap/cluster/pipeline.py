@@ -6,9 +6,10 @@
    building polygons, so a bad spec fails before any work starts;
 2. ingests the imagery into `output.dir/store.zarr` (or uses `inputs.store`), resuming an
    unfinished ingest;
-3. plans one tile per store shard and sends each pending tile to the cluster with the polygons
-   it needs (`tiles.run_tile`): each writes `score` and `damage` into the store, saves its
-   partial aggregates and records itself in the job's ledger (`<output.dir>/.ruinmap-job/`);
+3. plans one tile per store shard (smaller ones for small scenes, `tiles.tile_size`) and
+   sends each pending tile to the cluster with the polygons it needs (`tiles.run_tile`): each
+   writes `score` and `damage` into the store, saves its partial aggregates and records
+   itself in the job's ledger (`<output.dir>/.ruinmap-job/`);
 4. merges the partials of every tile (this run's and earlier runs') into the per-district
    table, per-building scores and the damage grid, and writes the products (`products`).
 
@@ -60,7 +61,7 @@ from ruinmap.cluster.rasterize import (
 from ruinmap.cluster.spec import CvaParams, JobSpec, PwttParams
 from ruinmap.cluster.spec_files import SpecFiles, validate_spec_files
 from ruinmap.cluster.store import open_store, read_store_attrs, time_dim, validate_store
-from ruinmap.cluster.tiles import TileJob, load_tile_partial, plan_tiles, run_tile
+from ruinmap.cluster.tiles import TileJob, load_tile_partial, plan_tiles, run_tile, tile_size
 
 log = logging.getLogger(__name__)
 
@@ -338,9 +339,11 @@ def run_job(
             scale = _band_scale(store, len(bands), shard)
             context = ScoreContext(**{**context.__dict__, "band_scale": scale})
         cell_px = max(1, round(spec.grid.cell_size / pixel_m))
-        signature = _signature(spec, files, attrs, shard)
+        # the output arrays are sharded by tile, so no two tasks write the same shard
+        tile_px = tile_size(grid.height, grid.width, chunk, shard)
+        signature = _signature(spec, files, attrs, tile_px)
         work_dir = objectstore.join(output_dir, WORK_DIR)
-        _prepare_work_dir(work_dir, signature, store, grid, chunk, shard)
+        _prepare_work_dir(work_dir, signature, store, grid, chunk, tile_px)
         edges = score_edges(params.class_thresholds)
         remote = objectstore.is_url(store) or objectstore.is_url(work_dir)
         job = TileJob(
@@ -349,7 +352,7 @@ def run_job(
             n_districts=len(inputs.district_ids), edges=edges, signature=signature,
             storage_options=objectstore.storage_options() if remote else {},
         )  # fmt: skip
-        tiles = plan_tiles(grid.height, grid.width, shard)
+        tiles = plan_tiles(grid.height, grid.width, tile_px)
         ledger = job.ledger
         ledger.clean()
         done = ledger.done()
