@@ -61,6 +61,7 @@ from ruinmap.cluster.rasterize import (
 from ruinmap.cluster.spec import CvaParams, JobSpec, PwttParams
 from ruinmap.cluster.spec_files import SpecFiles, validate_spec_files
 from ruinmap.cluster.store import open_store, read_store_attrs, time_dim, validate_store
+from ruinmap.cluster.stragglers import wait_for_stragglers
 from ruinmap.cluster.tiles import TileJob, load_tile_partial, plan_tiles, run_tile, tile_size
 
 log = logging.getLogger(__name__)
@@ -353,6 +354,8 @@ def run_job(
             storage_options=objectstore.storage_options() if remote else {},
         )  # fmt: skip
         tiles = plan_tiles(grid.height, grid.width, tile_px)
+        key_prefix = f"ruinmap-tile-{signature}-"
+        wait_for_stragglers(cl, key_prefix)  # a crashed run's tiles must not race this one's
         ledger = job.ledger
         ledger.clean()
         done = ledger.done()
@@ -365,8 +368,8 @@ def run_job(
             vectors = tile_vectors(pending, grid, inputs)
             [job_future] = cl.scatter([job], broadcast=True)
             futures = [
-                cl.submit(run_tile, job_future, tile, vec, key=f"ruinmap-tile-{signature}-"
-                          f"{tile.iy}-{tile.ix}", pure=False, retries=1)
+                cl.submit(run_tile, job_future, tile, vec, key=f"{key_prefix}{tile.iy}-{tile.ix}",
+                          pure=False, retries=1)
                 for tile, vec in zip(pending, vectors, strict=True)
             ]
             for future in track(futures, "tiles", enabled=progress):
