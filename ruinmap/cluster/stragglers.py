@@ -19,26 +19,36 @@ from ruinmap.errors import ClusterError
 
 log = logging.getLogger(__name__)
 
-# worker task states in which the task's function may still be running
-_RUNNING_STATES = frozenset({"executing", "long-running", "cancelled", "resumed"})
+# worker task states in which the task's function runs, or may still start
+_WORKER_LIVE = frozenset({"executing", "long-running", "cancelled", "resumed", "ready",
+                          "constrained", "waiting"})
+# scheduler task states of a task that may still be sent to a worker (a dead client is noticed
+# a moment after its connection drops; until then its tasks live on)
+_SCHEDULER_LIVE = frozenset({"waiting", "queued", "processing", "no-worker"})
 
 
 def running_task_keys(client: Client, prefix: str) -> list[str]:
-    """Keys starting with `prefix` of tasks whose function runs on some worker now."""
+    """Keys starting with `prefix` of tasks that run, or may still run, on some worker."""
 
-    def running(dask_worker: object, prefix: str = prefix) -> list[str]:
+    def on_worker(dask_worker: object, prefix: str = prefix) -> list[str]:
         tasks = dask_worker.state.tasks  # type: ignore[attr-defined]
         return [str(key) for key, ts in list(tasks.items())
-                if str(key).startswith(prefix) and ts.state in _RUNNING_STATES]
+                if str(key).startswith(prefix) and ts.state in _WORKER_LIVE]
 
-    per_worker = client.run(running)
-    return sorted({key for keys in per_worker.values() for key in keys})
+    def on_scheduler(dask_scheduler: object, prefix: str = prefix) -> list[str]:
+        tasks = dask_scheduler.tasks  # type: ignore[attr-defined]
+        return [str(key) for key, ts in list(tasks.items())
+                if str(key).startswith(prefix) and ts.state in _SCHEDULER_LIVE]
+
+    keys = {key for keys in client.run(on_worker).values() for key in keys}
+    keys.update(client.run_on_scheduler(on_scheduler))
+    return sorted(keys)
 
 
 def wait_for_stragglers(
     client: Client, prefix: str, *, timeout_s: float = 900.0, poll_s: float = 1.0
 ) -> int:
-    """Wait until no task with keys starting with `prefix` runs on any worker.
+    """Wait until no task with keys starting with `prefix` runs, or may still run, anywhere.
 
     Returns how many were running at first. Raises ClusterError after `timeout_s`.
     """

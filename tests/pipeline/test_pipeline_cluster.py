@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from distributed import Client
 
 from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.pipeline import WORK_DIR
 from ruinmap.cluster.spec import JobSpec, dump_toml
+from ruinmap.cluster.stragglers import wait_for_stragglers
 from ruinmap.cluster.synthetic import City
 
 pytestmark = pytest.mark.slow
@@ -78,15 +80,9 @@ def test_killed_run_resumes_without_recomputing_finished_tiles(
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     # tasks already running on the workers may still finish and record themselves
-    before = {}
-    settle = time.monotonic() + 30
-    while True:
-        snapshot = {p.name: p.stat().st_mtime_ns for p in ledger.iterdir()
-                    if not p.name.startswith(".")}
-        if snapshot == before or time.monotonic() > settle:
-            break
-        before = snapshot
-        time.sleep(1.0)  # wait until the ledger stops changing
+    with Client(dask_cli_cluster) as client:
+        wait_for_stragglers(client, "ruinmap-tile-", timeout_s=60, poll_s=0.05)
+    before = {p.name: p.stat().st_mtime_ns for p in ledger.iterdir() if not p.name.startswith(".")}
     total = 25  # 320 px in 64 px tiles
     assert 0 < len(before) < total, "the kill came after the last tile; nothing to resume"
     partials = {p.name: p.stat().st_mtime_ns for p in (out / WORK_DIR / "partials").iterdir()}

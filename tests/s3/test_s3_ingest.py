@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,7 @@ from ruinmap.cluster.ingest import ingest
 from ruinmap.cluster.store import LEDGER_DIR, is_complete, open_store, side_array
 from ruinmap.errors import InputError, StoreError
 
-from .conftest import BIN
+from .conftest import kill_when_recorded
 
 pytestmark = pytest.mark.slow
 
@@ -91,20 +87,7 @@ def test_a_killed_s3_ingest_resumes_without_redoing_recorded_shards(
     local = _upload_stack(s3_client, bucket, tmp_path, size=128, dates=2, seed=1)
     store = f"s3://{bucket}/stores/killed.zarr"
     ledger = f"{store}/{LEDGER_DIR}"
-    proc = subprocess.Popen([str(BIN / "ruinmap"), *_ingest_args(bucket, store, 32)],
-                            env=s3_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while len(objectstore.list_names(ledger)) < 4:
-            assert proc.poll() is None, "the ingest finished before it could be killed"
-            assert time.monotonic() < deadline, "no shard recorded in time"
-            time.sleep(0.1)  # polling the ledger, with a deadline
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the client and its local workers
-        proc.wait(timeout=30)
-    time.sleep(0.5)  # let a PUT already on the wire land before the ledger is read
-    recorded = objectstore.list_names(ledger)
+    recorded = kill_when_recorded(_ingest_args(bucket, store, 32), s3_env, ledger, 4)
     units = 2 * 2 * (128 // 32) ** 2
     assert 4 <= len(recorded) < units
     assert not is_complete(store)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +18,7 @@ from ruinmap.cluster.pipeline import WORK_DIR, run_job
 from ruinmap.cluster.spec import dump_toml, load_spec, parse_spec
 from ruinmap.cluster.synthetic import City, make_city, write_job_spec
 
-from .conftest import BIN
+from .conftest import kill_when_recorded
 
 pytestmark = pytest.mark.slow
 
@@ -127,20 +123,7 @@ def test_a_killed_s3_job_resumes_without_redoing_finished_tiles(
     job = _job_file(city, tmp_path, inputs={"store": store}, output={"dir": out})
     ledger = f"{out}/{WORK_DIR}/ledger"
     tiles = (192 // 64) ** 2
-    proc = subprocess.Popen([str(BIN / "ruinmap"), "run", str(job), "--no-progress"],
-                            env=s3_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while len(objectstore.list_names(ledger)) < 2:
-            assert proc.poll() is None, "the job finished before it could be killed"
-            assert time.monotonic() < deadline, "no tile recorded in time"
-            time.sleep(0.1)  # polling the ledger, with a deadline
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the client and its local workers
-        proc.wait(timeout=30)
-    time.sleep(0.5)  # a PUT already on the wire lands before the ledger is read
-    recorded = objectstore.list_names(ledger)
+    recorded = kill_when_recorded(["run", str(job), "--no-progress"], s3_env, ledger, 2)
     assert 2 <= len(recorded) < tiles
     assert not objectstore.exists(f"{out}/job.json")
 
