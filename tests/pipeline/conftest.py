@@ -11,15 +11,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import dask_cli_processes
 from distributed import Client
 
 from ruinmap.cluster.ingest import IngestOptions
@@ -59,47 +57,10 @@ def pipeline_run(pipeline_city: City, dask_client: Client) -> JobResult:
                    ingest_options=IngestOptions(chunk=64, shard=SHARD))
 
 
-def _wait_for(condition: Any, deadline_s: float, what: str) -> None:
-    end = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > end:
-            raise TimeoutError(f"gave up waiting for {what} after {deadline_s:g} s")
-        time.sleep(0.05)  # polling interval of a wait with a deadline, not a fixed sleep
-
-
 @pytest.fixture(scope="session")
 def dask_cli_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Address of a `dask scheduler` with two `dask worker` processes, all on 127.0.0.1."""
-    folder = tmp_path_factory.mktemp("dask_cli")
-    scheduler_file = folder / "scheduler.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
            "GDAL_CACHEMAX": "64"}
-    procs = [subprocess.Popen(
-        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )]  # fmt: skip
-    try:
-        _wait_for(scheduler_file.exists, 60, "the dask scheduler")
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
-                 "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1",
-                 "--memory-limit", "2GiB"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            ))  # fmt: skip
-        with Client(scheduler_file=str(scheduler_file), timeout=30) as client:
-            client.wait_for_workers(2, timeout=90)
-            address = client.scheduler.address
+    with dask_cli_processes(tmp_path_factory.mktemp("dask_cli"), env) as (address, _):
         yield address
-    finally:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(procs):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()

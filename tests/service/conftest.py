@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import dask_cli_processes
 from distributed import Client
 
 from ruinmap.cluster.service.config import hash_token
@@ -85,30 +86,8 @@ class DaskCluster:
 
 @pytest.fixture(scope="session")
 def dask_scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    folder = tmp_path_factory.mktemp("dask")
-    scheduler_file = folder / "scheduler.json"
-    procs = [subprocess.Popen(
-        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-         "--no-dashboard", "--scheduler-file", str(scheduler_file)],
-        env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )]  # fmt: skip
-    try:
-        wait_for(scheduler_file.exists, 60, "the dask scheduler")
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [str(BIN / "dask"), "worker", "--scheduler-file", str(scheduler_file),
-                 "--nthreads", "1", "--nworkers", "1", "--no-dashboard", "--host",
-                 "127.0.0.1", "--memory-limit", "2GiB"],
-                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            ))  # fmt: skip
-        with Client(scheduler_file=str(scheduler_file), timeout=30) as client:
-            client.wait_for_workers(2, timeout=90)
-            address = client.scheduler.address
+    with dask_cli_processes(tmp_path_factory.mktemp("dask"), ENV) as (address, scheduler_file):
         yield DaskCluster(address, scheduler_file)
-    finally:
-        for proc in reversed(procs):
-            _stop(proc)
 
 
 @pytest.fixture(scope="session")
