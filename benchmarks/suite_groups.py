@@ -58,7 +58,7 @@ def _scipy_welch_t(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
 
 
 def build_welch(pool: Executor) -> Mapping[str, Contender]:
-    from ruinmap.kernels.change import welch_t, welch_t_reference
+    from ruinmap.kernels.ttest import welch_t, welch_t_reference
 
     # No NaN: scipy's fast path propagates NaN, and nan_policy="omit" would time masked arrays.
     d = Inputs(SIZE, pool, THREADS, nan_fraction=0.0)
@@ -132,7 +132,7 @@ BOUND_KERNELS = (("nd_change", 5), ("log_ratio", 3), ("to_db", 2))
 
 
 def build_bound(pool: Executor) -> Mapping[str, Contender]:
-    from ruinmap.kernels import change
+    from ruinmap.kernels import indices
 
     d = Inputs(SIZE_LARGE, pool, THREADS)
     pre, post = d.sigma0("pre", 2), d.sigma0("post", 2)
@@ -150,7 +150,7 @@ def build_bound(pool: Executor) -> Mapping[str, Contender]:
     out: dict[str, Contender] = {}
     for name, arrays in BOUND_KERNELS:
         n = math.ceil(arrays * pixels / 3)
-        func = getattr(change, name)
+        func = getattr(indices, name)
         out[f"ruinmap {name}"] = Contender(lambda f=func, x=args[name]: _strips(pool, f, *x))
         out[f"triad, {name} bytes"] = Contender(
             lambda n=n: triad(a[:n], b[:n], c[:n], np.float32(3.0))

@@ -16,17 +16,14 @@ from ruinmap.cluster.methods import (
 )
 from ruinmap.cluster.spec import CvaParams, LogRatioParams, NdChangeParams, PwttParams
 from ruinmap.errors import SpecError
-from ruinmap.kernels.change import (
-    cva_magnitude_reference,
-    log_ratio_reference,
-    nd_change_reference,
-    welch_t_reference,
-)
+from ruinmap.kernels.cva import cva_magnitude_reference
 from ruinmap.kernels.focal import (
     focal_mean_reference,
     focal_median_reference,
     lee_filter_reference,
 )
+from ruinmap.kernels.indices import log_ratio_reference, nd_change_reference
+from ruinmap.kernels.ttest import welch_t_reference
 
 SHAPE = (40, 36)
 

@@ -88,26 +88,26 @@ def _focal(radius: int) -> Case:
     )
 
 
-CHANGE = "ruinmap.kernels.change"
+INDICES = "ruinmap.kernels.indices"
 
 CASES: tuple[Case, ...] = (
-    Case("to_db", CHANGE, {}, lambda d: (_pre(d),), out_dtype="float32"),
-    Case("log_ratio", CHANGE, {}, lambda d: (_pre(d), _post(d)), out_dtype="float32"),
+    Case("to_db", INDICES, {}, lambda d: (_pre(d),), out_dtype="float32"),
+    Case("log_ratio", INDICES, {}, lambda d: (_pre(d), _post(d)), out_dtype="float32"),
     Case(
-        "normalized_difference", CHANGE, {}, lambda d: (_pre(d, 1), _pre(d, 0)), layers=2,
+        "normalized_difference", INDICES, {}, lambda d: (_pre(d, 1), _pre(d, 0)), layers=2,
         out_dtype="float32",
     ),
     Case(
-        "nd_change", CHANGE, {},
+        "nd_change", INDICES, {},
         lambda d: (_pre(d, 1), _pre(d, 0), _post(d, 1), _post(d, 0)), layers=2,
         out_dtype="float32",
     ),
     Case(
-        "welch_t", CHANGE, {"n_pre": N_DATES, "n_post": N_DATES},
+        "welch_t", "ruinmap.kernels.ttest", {"n_pre": N_DATES, "n_post": N_DATES},
         lambda d: (d.sigma0("pre", N_DATES), d.sigma0("post", N_DATES)), layers=N_DATES,
     ),
     Case(
-        "cva_magnitude", CHANGE, {"bands": N_BANDS},
+        "cva_magnitude", "ruinmap.kernels.cva", {"bands": N_BANDS},
         lambda d: (d.sigma0("pre", N_BANDS), d.sigma0("post", N_BANDS)), layers=N_BANDS,
         out_dtype="float32",
     ),

@@ -7,17 +7,12 @@ and the tests hold the kernel to it.
 
 from __future__ import annotations
 
-from ruinmap.kernels.change import (
-    cva_magnitude,
-    log_ratio,
-    nd_change,
-    normalized_difference,
-    to_db,
-    welch_t,
-)
 from ruinmap.kernels.classify import classify
+from ruinmap.kernels.cva import cva_magnitude
 from ruinmap.kernels.focal import focal_mean, focal_median, lee_filter
 from ruinmap.kernels.grid import block_reduce
+from ruinmap.kernels.indices import log_ratio, nd_change, normalized_difference, to_db
+from ruinmap.kernels.ttest import welch_t
 from ruinmap.kernels.zonal import LabelStats, label_quantile, label_stats, merge_label_stats
 
 __all__ = [

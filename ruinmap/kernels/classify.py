@@ -12,7 +12,7 @@ from numba import njit
 
 from ruinmap.errors import InputError
 from ruinmap.kernels._checks import as_image
-from ruinmap.kernels.change import contiguous_row, output_array, unit_stride_x
+from ruinmap.kernels._layout import contiguous_row, output_array, unit_stride_x
 
 NODATA_CLASS = 255
 MAX_THRESHOLDS = 254

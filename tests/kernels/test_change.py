@@ -24,9 +24,8 @@ from numba import njit
 
 from ruinmap.errors import InputError
 from ruinmap.kernels import fastlog
-from ruinmap.kernels.change import (
-    cva_magnitude,
-    cva_magnitude_reference,
+from ruinmap.kernels.cva import cva_magnitude, cva_magnitude_reference
+from ruinmap.kernels.indices import (
     log_ratio,
     log_ratio_reference,
     nd_change,
@@ -35,9 +34,8 @@ from ruinmap.kernels.change import (
     normalized_difference_reference,
     to_db,
     to_db_reference,
-    welch_t,
-    welch_t_reference,
 )
+from ruinmap.kernels.ttest import welch_t, welch_t_reference
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(0, 0), (0, 5), (5, 0), (1, 1), (1, 7), (7, 1), (13, 17)]
