@@ -35,9 +35,9 @@ import zarr
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from ruinmap.cluster.connect import open_client
+from ruinmap.cluster.compute.connect import open_client
 from ruinmap.cluster.ingest import IngestOptions, ingest
-from ruinmap.cluster.store import Compression
+from ruinmap.cluster.storage.arrays import Compression
 
 TILE = 512
 

@@ -65,7 +65,7 @@ def make_scene(folder: Path, size: int, seed: int = 0) -> Path:
     from rasterio.transform import from_origin
     from rasterio.windows import Window
 
-    from ruinmap.cluster.spec import dump_toml
+    from ruinmap.cluster.job.spec import dump_toml
 
     job = folder / "job.toml"
     if job.exists():
@@ -142,9 +142,9 @@ def make_scene(folder: Path, size: int, seed: int = 0) -> Path:
 
 
 def run_ruinmap(job: Path, workers: int, out: Path) -> dict[str, Any]:
-    from ruinmap.cluster.connect import open_client
-    from ruinmap.cluster.pipeline import run_job
-    from ruinmap.cluster.spec import OutputSpec, load_spec
+    from ruinmap.cluster.compute.connect import open_client
+    from ruinmap.cluster.job.run import run_job
+    from ruinmap.cluster.job.spec import OutputSpec, load_spec
 
     spec = load_spec(job)
     spec = spec.model_copy(update={"output": OutputSpec(dir=str(out))})

@@ -135,8 +135,8 @@ def _inputs(out_name: str) -> dict[str, Any]:
 
 
 def run_direct(client: Any, job: Path, out: Path) -> float:
-    from ruinmap.cluster.pipeline import run_job
-    from ruinmap.cluster.spec import OutputSpec, load_spec
+    from ruinmap.cluster.job.run import run_job
+    from ruinmap.cluster.job.spec import OutputSpec, load_spec
 
     spec = load_spec(job)
     spec = spec.model_copy(update={"output": OutputSpec(dir=str(out))})
@@ -210,7 +210,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    from ruinmap.cluster.connect import open_client
+    from ruinmap.cluster.compute.connect import open_client
 
     scene = args.workdir / f"scene-{args.size}"
     print(f"scene {args.size}^2 in {scene} ...", file=sys.stderr)

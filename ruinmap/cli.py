@@ -246,8 +246,8 @@ def _add_run(sub: argparse._SubParsersAction) -> Runner:
     def run(args: argparse.Namespace) -> int:
         import logging
 
-        from ruinmap.cluster.pipeline import run_job
-        from ruinmap.cluster.spec import load_spec
+        from ruinmap.cluster.job.run import run_job
+        from ruinmap.cluster.job.spec import load_spec
 
         logging.basicConfig(format="%(message)s")
         logging.getLogger("ruinmap").setLevel(logging.INFO)
@@ -296,7 +296,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> Runner:
     def run(args: argparse.Namespace) -> int:
         import logging
 
-        from ruinmap.cluster.demo import run_demo
+        from ruinmap.demo import run_demo
 
         logging.basicConfig(format="%(message)s")
         logging.getLogger("ruinmap").setLevel(logging.INFO)

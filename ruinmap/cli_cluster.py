@@ -42,7 +42,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> Runner:
     def run(args: argparse.Namespace) -> int:
         import yaml
 
-        from ruinmap.cluster.config import resolve_address, settings
+        from ruinmap.cluster.settings import resolve_address, settings
 
         if args.cluster_command == "config":
             print(yaml.safe_dump({"ruinmap": settings()}, sort_keys=False), end="")
@@ -50,7 +50,7 @@ def _add_cluster(sub: argparse._SubParsersAction) -> Runner:
                   "[cluster] address says otherwise)")
             return 0
         if args.cluster_command == "script":
-            from ruinmap.cluster.profiles import job_script, kubernetes_cluster_spec
+            from ruinmap.cluster.compute.profiles import job_script, kubernetes_cluster_spec
 
             if args.profile == "kubernetes":
                 print(yaml.safe_dump(kubernetes_cluster_spec(), sort_keys=False), end="")

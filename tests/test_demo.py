@@ -16,7 +16,7 @@ from distributed import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ruinmap.cluster.demo import f1_score, rank_auc, run_demo
+from ruinmap.demo import f1_score, rank_auc, run_demo
 
 
 def _pairwise_auc(scores: np.ndarray, positive: np.ndarray) -> float:

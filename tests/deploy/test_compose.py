@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import DEPLOY, REPO
+from tests.support.repo import DEPLOY, REPO
 
 COMPOSE = DEPLOY / "compose.yaml"
 

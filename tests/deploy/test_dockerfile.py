@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from .conftest import DEPLOY, REPO
+from tests.support.repo import DEPLOY, REPO
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 

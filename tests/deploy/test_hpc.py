@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from .conftest import DEPLOY
+from tests.support.repo import DEPLOY
 
 
 def test_the_hpc_config_has_a_jobqueue_slurm_section_and_a_ruinmap_key():

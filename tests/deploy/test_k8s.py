@@ -21,9 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ruinmap.cluster.profiles import kubernetes_cluster_spec
-
-from .conftest import DEPLOY
+from ruinmap.cluster.compute.profiles import kubernetes_cluster_spec
+from tests.support.repo import DEPLOY
 
 K8S = DEPLOY / "k8s"
 CRD_DIR = (Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm"

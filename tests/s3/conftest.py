@@ -11,36 +11,21 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ruinmap.cluster import objectstore
-
-BIN = Path(sys.executable).parent
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "ruinmap-test", "AWS_SECRET_ACCESS_KEY": "ruinmap-test-secret",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.s3 import AWS_ENV, BIN, free_port
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
@@ -88,27 +73,3 @@ def run_cli(s3_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess
     return run
 
 
-def kill_when_recorded(args: list[str], env: dict[str, str], ledger: str, count: int) -> list[str]:
-    """Run `ruinmap *args`, SIGKILL it (and its local workers) once `ledger` holds `count`
-    entries, and return the ledger's entries once no more arrive (a PUT the server had
-    already received may still land)."""
-    proc = subprocess.Popen([str(BIN / "ruinmap"), *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while len(objectstore.list_names(ledger)) < count:
-            assert proc.poll() is None, "the run finished before it could be killed"
-            assert time.monotonic() < deadline, "nothing recorded in time"
-            time.sleep(0.1)  # polling the ledger, with a deadline
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    deadline = time.monotonic() + 10
-    recorded = objectstore.list_names(ledger)
-    while time.monotonic() < deadline:
-        time.sleep(0.2)  # polling until two listings agree, with a deadline
-        again = objectstore.list_names(ledger)
-        if again == recorded:
-            break
-        recorded = again
-    return recorded

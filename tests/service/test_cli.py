@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from ruinmap.cluster.spec import dump_toml
-
-from .conftest import ENV, TOKEN, Service, wait_final
+from ruinmap.cluster.job.spec import dump_toml
+from tests.support.service import ENV, TOKEN, Service, wait_final
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from .conftest import AUTH, TILES, Service, submit, wait_final, wait_for
+from tests.support.service import AUTH, TILES, Service, submit, wait_final, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from .conftest import (
+from tests.support.service import (
     AUTH,
     TILES,
     DaskCluster,

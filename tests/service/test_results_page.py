@@ -12,7 +12,7 @@ import geopandas as gpd
 import httpx
 import pytest
 
-from .conftest import Service, wait_for
+from tests.support.service import Service, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from ruinmap.cluster.service.config import hash_token, load_config
-from ruinmap.cluster.synthetic import City
-
-from .conftest import AUTH, TOKEN, TOKEN_2, Service, submit
+from ruinmap.synthetic import City
+from tests.support.service import AUTH, TOKEN, TOKEN_2, Service, submit
 
 pytestmark = pytest.mark.slow
 

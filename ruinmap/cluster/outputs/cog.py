@@ -26,7 +26,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 import rasterio
@@ -35,15 +34,12 @@ from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from ruinmap.cluster.outputs.atomic import atomic_path, temp_sibling, write_text_atomic
-from ruinmap.cluster.outputs.palette import (
-    NODATA_CLASS,
-    class_categories,
-    class_colormap,
-    hex_color,
-)
+from ruinmap.cluster.outputs.palette import class_colormap
+from ruinmap.cluster.outputs.styles import pam_path, write_class_sidecars
+from ruinmap.cluster.storage.durable import atomic_path, temp_sibling
 from ruinmap.errors import InputError, RuinmapError
 
 OVERVIEW_RESAMPLINGS = (
@@ -273,12 +269,8 @@ def write_cog(
     return dst
 
 
-def _pam_path(path: Path) -> Path:
-    return path.with_name(path.name + ".aux.xml")
-
-
 def _remove_pam(path: Path) -> None:
-    _pam_path(path).unlink(missing_ok=True)
+    pam_path(path).unlink(missing_ok=True)
 
 
 def _write_staging(
@@ -356,48 +348,20 @@ def cog_problems(path: str | os.PathLike[str], *, block: int | None = None) -> l
     return problems
 
 
-def write_class_sidecars(dst: str | os.PathLike[str], class_names: Sequence[str]) -> list[Path]:
-    """Write the category names (`<dst>.aux.xml`) and QGIS style (`<stem>.qml`) of a class
-    raster; returns their paths. `write_cog(..., class_names=...)` calls this."""
+def write_bands_cog(dst: str | os.PathLike[str], bands: Sequence[np.ndarray],
+                    names: Sequence[str], *, transform: Affine, crs: CRS | str,
+                    tags: Mapping[str, object]) -> Path:
+    """A small multi-band float32 COG (NaN nodata) of 2-D arrays that fit in memory, e.g. a
+    damage grid's layers; written whole, atomically. Returns `dst`."""
     dst = Path(dst)
-    categories = class_categories(class_names)
-    colors = class_colormap(class_names)
-    names = [categories.get(value, "") for value in range(max(categories) + 1)]
-    pam = (
-        "<PAMDataset>\n"
-        '  <PAMRasterBand band="1">\n'
-        "    <CategoryNames>\n"
-        + "".join(f"      <Category>{escape(name)}</Category>\n" for name in names)
-        + "    </CategoryNames>\n"
-        "  </PAMRasterBand>\n"
-        "</PAMDataset>\n"
-    )
-    entries = "".join(
-        f"        <paletteEntry value={quoteattr(str(value))} "
-        f"color={quoteattr(hex_color(colors[value]))} alpha={quoteattr(str(colors[value][3]))} "
-        f"label={quoteattr(name)}/>\n"
-        for value, name in categories.items()
-        if value != NODATA_CLASS
-    )
-    qml = (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28.0" styleCategories="Symbology">\n'
-        "  <pipe>\n"
-        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" '
-        'nodataColor="">\n'
-        "      <rasterTransparency/>\n"
-        "      <colorPalette>\n"
-        f"{entries}"
-        "      </colorPalette>\n"
-        "    </rasterrenderer>\n"
-        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
-        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
-        '    <rasterresampler maxOversampling="2"/>\n'
-        "  </pipe>\n"
-        "  <blendMode>0</blendMode>\n"
-        "</qgis>\n"
-    )
-    return [
-        write_text_atomic(_pam_path(dst), pam),
-        write_text_atomic(dst.with_suffix(".qml"), qml),
-    ]
+    rows, cols = bands[0].shape
+    profile = {"driver": "GTiff", "width": cols, "height": rows, "count": len(bands),
+               "dtype": "float32", "crs": crs, "transform": transform, "nodata": float("nan")}
+    with MemoryFile() as memory, memory.open(**profile) as mem:
+        mem.write(np.stack(list(bands)).astype(np.float32))
+        mem.descriptions = tuple(names)
+        mem.update_tags(**{k: str(v) for k, v in tags.items()})
+        with atomic_path(dst) as tmp:
+            rasterio.shutil.copy(mem, tmp, driver="COG", compress="deflate",
+                                 predictor="3", blocksize="256")
+    return dst

@@ -20,7 +20,7 @@ import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import geopandas as gpd
 import matplotlib.patches as mpatches
@@ -33,172 +33,24 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from pyproj import CRS as ProjCRS
-from pyproj import Geod, Transformer
 from rasterio.crs import CRS
 
-from ruinmap.cluster.outputs.atomic import atomic_path
-from ruinmap.cluster.outputs.cog import source_row_chunk
-from ruinmap.cluster.outputs.palette import (
-    NODATA_CLASS,
-    NONE_COLOR,
-    damage_colors,
-)
+from ruinmap.cluster.geo.units import ground_metres_per_unit
+from ruinmap.cluster.outputs.palette import NONE_COLOR, damage_colors
+from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
 
-DEFAULT_PREVIEW_PX = 2000
-# Bytes of source read per band; the reduction makes a few temporaries of up to 8 bytes a pixel.
-_PREVIEW_WINDOW_BYTES = 32 * 2**20
 _FIG_WIDTH_IN = 12.0
 _DPI = 150
 _MAP_FRACTION = 0.72  # of the figure's width; the rest holds the legend
 _MAX_MAP_HEIGHT_IN = 11.0
 _MIN_MAP_HEIGHT_IN = 4.0
-_GEOD = Geod(ellps="WGS84")
 NONE_LABEL = "no damage detected"
 NODATA_LABEL = "no data"
 
 
 # ---------------------------------------------------------------------------------------------
-# preview
-
-
-def downsample_for_preview(
-    source: Any,
-    max_px: int = DEFAULT_PREVIEW_PX,
-    *,
-    how: Literal["max", "mean", "nearest"] | None = None,
-    nodata: float | None = None,
-) -> tuple[np.ndarray, int]:
-    """A preview of a large 2-D raster at most `max_px` on its long side, and its factor.
-
-    Reads `source` (numpy, zarr.Array, dask, xarray; shape (rows, cols)) in bands of whole
-    factor-row blocks, never whole. Each preview pixel summarises a factor x factor block
-    (`factor = ceil(long side / max_px)`, 1 when the raster is already small):
-    - "max" (default for integers): the highest valid class, so one severe pixel is not lost;
-      `nodata` (default 255 for integers) only when the whole block is nodata;
-    - "mean" (default for floats): NaN-ignoring mean, NaN when the block has no valid value;
-    - "nearest": the block's top-left pixel.
-    The preview's transform is `transform @ Affine.scale(factor)` (see `preview_transform`).
-    Returns (preview, factor); the preview has the source's dtype ("mean" gives float32).
-    """
-    shape = tuple(getattr(source, "shape", ()))
-    if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
-        raise InputError(f"preview: expected a non-empty 2-D raster, got shape {shape}")
-    if max_px < 1:
-        raise InputError(f"preview: max_px {max_px} must be at least 1")
-    height, width = int(shape[0]), int(shape[1])
-    dtype = np.dtype(getattr(source, "dtype", np.float32))
-    is_int = dtype.kind in "iub"
-    how = how or ("max" if is_int else "mean")
-    if how not in ("max", "mean", "nearest"):
-        raise InputError(f"preview: how {how!r}: use 'max', 'mean' or 'nearest'")
-    if nodata is None and is_int:
-        nodata = NODATA_CLASS
-    factor = max(1, math.ceil(max(height, width) / max_px))
-    out_h, out_w = -(-height // factor), -(-width // factor)
-    out_dtype = np.float32 if how == "mean" else dtype
-    out = np.empty((out_h, out_w), dtype=out_dtype)
-
-    row_bytes = max(width * dtype.itemsize, 1)
-    band_rows = max(factor, (_PREVIEW_WINDOW_BYTES // row_bytes) // factor * factor)
-    chunk = source_row_chunk(source)
-    if chunk and math.lcm(factor, chunk) * row_bytes <= 2 * _PREVIEW_WINDOW_BYTES:
-        step = math.lcm(factor, chunk)
-        band_rows = max(step, band_rows // step * step)
-    for r0 in range(0, height, band_rows):
-        r1 = min(r0 + band_rows, height)
-        block = np.asarray(source[r0:r1, :])
-        out[r0 // factor : -(-r1 // factor)] = _reduce(block, factor, how, nodata)
-    return out, factor
-
-
-def _reduce(block: np.ndarray, factor: int, how: str, nodata: float | None) -> np.ndarray:
-    if factor == 1:
-        return block.astype(np.float32) if how == "mean" else block
-    if how == "nearest":
-        return block[::factor, ::factor]
-    rows, cols = block.shape
-    pad_r, pad_c = -rows % factor, -cols % factor
-    if how == "mean":
-        work = block.astype(np.float32)
-        if nodata is not None and not math.isnan(nodata):
-            work[block == nodata] = np.nan
-        work = np.pad(work, ((0, pad_r), (0, pad_c)), constant_values=np.nan)
-        tiles = work.reshape(work.shape[0] // factor, factor, work.shape[1] // factor, factor)
-        valid = np.isfinite(tiles)
-        total = np.where(valid, tiles, 0).sum(axis=(1, 3), dtype=np.float64)
-        count = valid.sum(axis=(1, 3))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (total / count).astype(np.float32)
-    # "max": nodata must lose against every valid value, so give it the lowest rank.
-    if block.dtype.kind == "f":
-        work = block.astype(np.float64)
-        if nodata is not None and not math.isnan(nodata):
-            work[block == nodata] = np.nan
-        work = np.pad(work, ((0, pad_r), (0, pad_c)), constant_values=np.nan)
-        tiles = work.reshape(work.shape[0] // factor, factor, work.shape[1] // factor, factor)
-        has_valid = np.isfinite(tiles).any(axis=(1, 3))
-        peak = np.where(np.isfinite(tiles), tiles, -np.inf).max(axis=(1, 3))
-        return np.where(has_valid, peak, np.nan).astype(block.dtype)
-    # One size up from the source holds every value plus a "nodata" rank below them all.
-    wide = (
-        np.int16
-        if block.dtype.itemsize == 1
-        else np.int32
-        if block.dtype.itemsize == 2
-        else (np.int64)
-    )
-    lowest = np.iinfo(wide).min
-    work = block.astype(wide)
-    if nodata is not None:
-        work[block == nodata] = lowest
-    work = np.pad(work, ((0, pad_r), (0, pad_c)), constant_values=lowest)
-    tiles = work.reshape(work.shape[0] // factor, factor, work.shape[1] // factor, factor)
-    peak = tiles.max(axis=(1, 3))
-    fill = nodata if nodata is not None else 0
-    return np.where(peak == lowest, fill, peak).astype(block.dtype)
-
-
-def preview_transform(transform: Affine, factor: int) -> Affine:
-    """The transform of a preview made with `downsample_for_preview` (pixels `factor` times
-    larger, same origin)."""
-    return transform @ Affine.scale(factor)
-
-
-# ---------------------------------------------------------------------------------------------
 # scale
-
-
-def ground_metres_per_unit(crs: CRS | str, x: float, y: float) -> float:
-    """Ground metres (WGS84 ellipsoid) per horizontal map unit of `crs` at map point (x, y).
-
-    Measured between (x - d, y) and (x + d, y) converted to lon/lat; falls back to the CRS's
-    linear unit (metres, feet...) when it cannot be converted to lon/lat.
-    """
-    pcrs = ProjCRS.from_user_input(crs.to_wkt() if isinstance(crs, CRS) else crs)
-    if pcrs.is_geographic:
-        lon_span = 1e-3
-        _, _, dist = _GEOD.inv(x - lon_span / 2, y, x + lon_span / 2, y)
-        return float(dist) / lon_span
-    try:
-        to_lonlat = Transformer.from_crs(pcrs, "EPSG:4326", always_xy=True)
-        half = 50.0 / _linear_factor(pcrs)  # 100 m worth of map units
-        lon0, lat0 = to_lonlat.transform(x - half, y)
-        lon1, lat1 = to_lonlat.transform(x + half, y)
-        _, _, dist = _GEOD.inv(lon0, lat0, lon1, lat1)
-        if math.isfinite(dist) and dist > 0:
-            return float(dist) / (2 * half)
-    except Exception:  # engineering / local CRSs have no lon/lat: use the nominal unit
-        pass
-    return _linear_factor(pcrs)
-
-
-def _linear_factor(pcrs: ProjCRS) -> float:
-    try:
-        factor = pcrs.axis_info[0].unit_conversion_factor
-    except (IndexError, AttributeError):
-        factor = 1.0
-    return float(factor) if factor and math.isfinite(factor) else 1.0
 
 
 def nice_scale_length(max_metres: float) -> float:

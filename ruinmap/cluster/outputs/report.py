@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ruinmap.cluster.outputs.atomic import write_text_atomic
+from ruinmap.cluster.storage.durable import write_text_atomic
 from ruinmap.errors import InputError
 
 REPORT_FORMAT = "ruinmap-job-report"

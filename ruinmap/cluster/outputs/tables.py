@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from ruinmap.cluster.outputs.atomic import atomic_path
+from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
 
 LEADING_COLUMNS = (

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,35 +26,23 @@ from typing import Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import TypeAdapter
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ruinmap import __version__
+from ruinmap.cluster.service.access import Access
 from ruinmap.cluster.service.config import ServiceConfig
 from ruinmap.cluster.service.jobstore import STATUSES, JobRecord, JobStore
 from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import OGC_EXC, RequestError, exception_body
+from ruinmap.cluster.service.process import JSON, REL, DamageMapProcess
 from ruinmap.cluster.service.runner import JobRunner
-from ruinmap.cluster.service.submission import OUTPUTS, PROCESS_ID, check_execute_request
-from ruinmap.cluster.spec import (
-    BuildingsSpec,
-    DistrictsSpec,
-    GridSpec,
-    InputsSpec,
-    JobSpec,
-    Method,
-    MethodParams,
-    OutputSpec,
-)
-from ruinmap.errors import StoreError
+from ruinmap.cluster.service.submission import OUTPUTS
 
 log = logging.getLogger(__name__)
 
 __all__ = ["create_app"]
 
-REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/ogc-process-description",
@@ -64,7 +51,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/job-list",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
 ]
-JSON = "application/json"
 
 
 class BodyTooLarge(Exception):
@@ -124,56 +110,6 @@ def _problem(status: int, title: str, detail: str, type_: str | None = None,
                         media_type="application/problem+json", headers=headers)
 
 
-def _schema(annotation: Any) -> dict[str, Any]:
-    return TypeAdapter(annotation).json_schema(mode="validation")
-
-
-def process_description(base: str) -> dict[str, Any]:
-    """The OGC process description of `damage-map`: the job spec's tables as inputs."""
-    tables: dict[str, tuple[Any, str, int]] = {
-        "method": (Method, "Damage-mapping method", 1),
-        "inputs": (InputsSpec, "Imagery: pre and post globs under the data roots, or an "
-                   "ingested store under the output root", 1),
-        "districts": (DistrictsSpec, "District polygons (path under a data root)", 1),
-        "buildings": (BuildingsSpec, "Optional building footprints", 0),
-        "grid": (GridSpec, "The regular damage grid", 0),
-        "output": (OutputSpec, "Output folder relative to the output root (default: the "
-                   "job id)", 0),
-        "method_params": (MethodParams, "The method's parameters", 0),
-    }
-    inputs = {
-        name: {"title": title, "description": title, "schema": _schema(annotation),
-               "minOccurs": min_occurs, "maxOccurs": 1}
-        for name, (annotation, title, min_occurs) in tables.items()
-    }
-    outputs = {
-        name: {"title": title, "description": f"{file}: {title}",
-               "schema": {"type": "string", "contentEncoding": "binary",
-                          "contentMediaType": media}}
-        for name, (file, media, title) in OUTPUTS.items()
-    }
-    return {**process_summary(base), "inputs": inputs, "outputs": outputs}
-
-
-def process_summary(base: str) -> dict[str, Any]:
-    return {
-        "id": PROCESS_ID,
-        "title": "Damage map",
-        "description": "Map damage from pre- and post-event imagery (`ruinmap run`): per-"
-                       "district tables, per-building scores, a damage grid and maps. The inputs "
-                       "are the job spec of `ruinmap run` as JSON.",
-        "version": __version__,
-        "jobControlOptions": ["async-execute"],
-        "outputTransmission": ["reference"],
-        "links": [
-            {"href": f"{base}/processes/{PROCESS_ID}", "rel": "self", "type": JSON,
-             "title": "process description"},
-            {"href": f"{base}/processes/{PROCESS_ID}/execution", "rel": f"{REL}execute",
-             "type": JSON, "title": "execute"},
-        ],
-    }
-
-
 def status_info(record: JobRecord, base: str) -> dict[str, Any]:
     """The OGC statusInfo of a job, plus a `ruinmap` member with tile counts."""
     links = [{"href": f"{base}/jobs/{record.id}", "rel": "self", "type": JSON,
@@ -202,6 +138,7 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
     config.output_root.mkdir(parents=True, exist_ok=True)
     store = JobStore(config.db)
     runner = JobRunner(config, store)
+    damage_map = DamageMapProcess(policy, store, runner)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -258,27 +195,8 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
                   exc_info=(type(exc), exc, exc.__traceback__))
         return _problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
 
-    # -- auth
-
-    def _token(request: Request) -> str | None:
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-    def require_token(request: Request) -> None:
-        token = _token(request)
-        if token is None:
-            raise RequestError(401, "Unauthorized", "this request needs a bearer token "
-                               "(Authorization: Bearer <token>); `ruinmap submit` takes "
-                               "--token or RUINMAP_TOKEN")
-        if not config.token_allowed(token):
-            raise RequestError(401, "Unauthorized", "the bearer token is not one of the "
-                               "service's tokens")
-
-    def require_read(request: Request) -> None:
-        if not config.public_read:
-            require_token(request)
-
+    access = Access(config)
+    require_token, require_read = access.require_token, access.require_read
     app.state.require_read = require_read
 
     def job_or_404(job_id: str) -> JobRecord:
@@ -325,68 +243,27 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
     def processes(request: Request) -> dict[str, Any]:
         require_read(request)
         base = _base(request)
-        return {"processes": [process_summary(base)],
+        return {"processes": [damage_map.summary(base)],
                 "links": [{"href": f"{base}/processes", "rel": "self", "type": JSON}]}
 
     @app.get("/processes/{process_id}", summary="Process description")
     def process(process_id: str, request: Request) -> dict[str, Any]:
         require_read(request)
-        _known_process(process_id)
-        return process_description(_base(request))
-
-    execute_body = {
-        "required": True,
-        "content": {JSON: {"schema": {
-            "type": "object", "required": ["inputs"], "additionalProperties": False,
-            "properties": {
-                "inputs": JobSpec.model_json_schema(),
-                "outputs": {"type": "object"},
-                "response": {"type": "string", "enum": ["document", "raw"]},
-            },
-        }}},
-    }  # fmt: skip
+        damage_map.check_id(process_id)
+        return damage_map.description(_base(request))
 
     @app.post("/processes/{process_id}/execution", status_code=201, summary="Execute",
-              openapi_extra={"requestBody": execute_body})
+              openapi_extra={"requestBody": damage_map.request_body()})
     async def execute(process_id: str, request: Request) -> Response:
         require_token(request)
-        _known_process(process_id)
-        content_type = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
-        if content_type not in (JSON, "application/*", "*/*") and not content_type.endswith(
-            "+json"
-        ):
-            raise RequestError(415, "Unsupported media type",
-                               f"the body must be JSON (Content-Type: {JSON}), not "
-                               f"{content_type}")
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise RequestError(400, "Invalid JSON", f"the body is not valid JSON: {exc}") \
-                from None
-        # checking the spec reads the vector files' schemas: off the event loop
-        record = await run_in_threadpool(_accept, body)
-        runner.enqueue(record.id)
+        damage_map.check_id(process_id)
+        record = await damage_map.execute(request.headers.get("content-type", JSON),
+                                          await request.body())
         base = _base(request)
         headers = {"Location": f"{base}/jobs/{record.id}"}
         if "respond-async" in request.headers.get("prefer", ""):
             headers["Preference-Applied"] = "respond-async"
         return JSONResponse(status_info(record, base), status_code=201, headers=headers)
-
-    def _accept(body: Any) -> JobRecord:
-        job_id = uuid.uuid4().hex
-        submission = check_execute_request(body, policy, job_id)
-        try:
-            return store.create(PROCESS_ID, submission.spec.to_json_dict(),
-                                submission.output_dir, job_id)
-        except StoreError as exc:
-            raise RequestError(409, "Conflict", str(exc)) from None
-
-    def _known_process(process_id: str) -> None:
-        if process_id != PROCESS_ID:
-            raise RequestError(404, "No such process", f"there is no process "
-                               f"'{process_id}'; the only one is '{PROCESS_ID}'",
-                               f"{OGC_EXC}no-such-process")
 
     @app.get("/jobs", summary="Jobs")
     def jobs(

@@ -31,21 +31,19 @@ from typing import Any, cast
 
 from distributed import Client, Future
 
-from ruinmap.cluster.connect import open_client
+from ruinmap.cluster.compute.connect import open_client
+from ruinmap.cluster.compute.stragglers import running_task_keys
 from ruinmap.cluster.ingest import IngestOptions
-from ruinmap.cluster.pipeline import run_job
+from ruinmap.cluster.job.run import run_job
+from ruinmap.cluster.job.spec import parse_spec
 from ruinmap.cluster.service.config import ServiceConfig
 from ruinmap.cluster.service.jobstore import JobRecord, JobStore
-from ruinmap.cluster.spec import parse_spec
 from ruinmap.errors import RuinmapError
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JobClient", "JobDismissed", "JobRunner"]
 
-# worker-side task states in which a task still runs (or will) and may write files
-_LIVE_STATES = frozenset({"executing", "long-running", "cancelled", "resumed", "ready",
-                          "constrained", "waiting"})
 _STOP_DEADLINE_S = 300.0
 
 
@@ -110,14 +108,6 @@ class JobClient:
         if futures:
             with contextlib.suppress(Exception):
                 self._client.cancel(futures, force=True)
-
-
-def _live_keys(keys: set[str], dask_worker: Any = None) -> list[str]:
-    """On a worker: which of `keys` it still runs or will run."""
-    state = getattr(dask_worker, "state", None)
-    tasks = getattr(state, "tasks", {}) if state is not None else {}
-    return [str(k) for k, ts in list(tasks.items())
-            if str(k) in keys and ts.state in _LIVE_STATES]
 
 
 def _remove_tree(path: Path) -> None:
@@ -274,10 +264,10 @@ class JobRunner:
         end = time.monotonic() + _STOP_DEADLINE_S
         while time.monotonic() < end:
             try:
-                live = self.client.run(_live_keys, keys)
+                live = running_task_keys(self.client, keys=keys, include_scheduler=False)
             except Exception:
                 return  # workers unreachable: nothing of ours can be running there
-            if not any(live.values()):
+            if not live:
                 return
             time.sleep(0.1)  # polling worker state, with a deadline
         log.warning("tasks of a dismissed job still run after %g s", _STOP_DEADLINE_S)

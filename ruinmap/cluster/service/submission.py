@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ruinmap.cluster.job.spec import JobSpec, parse_spec
+from ruinmap.cluster.job.spec.files import validate_spec_files
 from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import RequestError
-from ruinmap.cluster.spec import JobSpec, parse_spec
-from ruinmap.cluster.spec_files import validate_spec_files
 from ruinmap.errors import SpecError
 
 __all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request"]

@@ -1,0 +1,128 @@
+"""Planning an ingest from the inputs' headers alone: the files, their acquisitions, the band
+names and the common grid (`plan_inputs`), before anything is written."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.geo.target import target_grid
+from ruinmap.cluster.ingest.options import IngestOptions
+from ruinmap.cluster.ingest.sources import (
+    Acquisition,
+    SourceFile,
+    build_acquisitions,
+    common_bands,
+    inspect_source,
+    user_dates,
+)
+from ruinmap.cluster.ingest.warp import RESAMPLING_METHODS
+from ruinmap.cluster.storage.globs import expand_inputs
+from ruinmap.cluster.storage.location import Location, gdal_env
+from ruinmap.cluster.storage.store import SIDES
+from ruinmap.errors import InputError, SpecError
+
+__all__ = ["InputPlan", "expand_side", "plan_inputs"]
+
+Patterns = Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """The inputs of an ingest as inspected: acquisitions per side (by date), the band names
+    they share and the grid they are put on."""
+
+    acquisitions: dict[str, list[Acquisition]]
+    bands: tuple[str, ...]
+    grid: Grid
+
+    @property
+    def files(self) -> list[SourceFile]:
+        """Every source file once, in side and date order."""
+        every = (f for side in SIDES for a in self.acquisitions[side] for f in a.files)
+        return list({f.path: f for f in every}.values())
+
+
+def _as_list(patterns: Patterns) -> list[str | os.PathLike[str]]:
+    return [patterns] if isinstance(patterns, str | os.PathLike) else list(patterns)
+
+
+def expand_side(patterns: Patterns, what: str) -> list[Location]:
+    """Files named by `patterns` (paths or globs, local or s3://), in the given order, each once.
+
+    Raises InputError naming the first pattern that matches no file, and why.
+    """
+    if not _as_list(patterns):
+        raise InputError(f"{what}: no files given")
+    files, expansions = expand_inputs(patterns)
+    for found in expansions:
+        if found.reason is None:
+            continue
+        if found.reason.startswith("unlistable: "):
+            raise InputError(
+                f"{what} {found.pattern!r}: cannot be listed "
+                f"({found.reason.removeprefix('unlistable: ')}); check the bucket, the key or "
+                "glob, and the AWS credentials"
+            )
+        if found.is_remote:
+            hint = (
+                f"it is a folder; give a glob such as '{found.folder_hint()}'"
+                if found.reason == "folder"
+                else "check the bucket, the key or glob, and the AWS credentials"
+            )
+            raise InputError(f"{what} {found.pattern!r}: no objects match; {hint}")
+        hint = (
+            f"it is a folder; give a glob such as {found.folder_hint()!r}"
+            if found.reason == "folder"
+            else "check the path or glob (quote it)"
+        )
+        raise InputError(f"{what} {found.pattern!r}: no files match; {hint}")
+    return list(files)
+
+
+def plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
+    """Inspect the inputs and decide acquisitions, band names and the target grid.
+
+    Reads headers only; raises InputError/SpecError for every bad input, before anything
+    is written. s3:// inputs are read through GDAL's /vsis3/ (`storage.s3.gdal_options`).
+    """
+    with gdal_env([*_as_list(pre), *_as_list(post)]):
+        return _plan_inputs(pre, post, options)
+
+
+def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
+    if options.resampling not in RESAMPLING_METHODS:
+        raise SpecError(
+            f"--resampling {options.resampling!r}: use one of {', '.join(RESAMPLING_METHODS)}"
+        )
+    acquisitions: dict[str, list[Acquisition]] = {}
+    first_given: dict[str, SourceFile] = {}
+    for side, patterns, dates in (
+        ("pre", pre, options.pre_dates),
+        ("post", post, options.post_dates),
+    ):
+        paths = expand_side(patterns, f"--{side}")
+        given_dates = user_dates(dates, paths, f"--{side}-dates")
+        files = []
+        for path, user_date in zip(paths, given_dates, strict=True):
+            info = inspect_source(path, side, options.nodata)
+            if user_date is not None:
+                info = replace(info, date=user_date, date_source="user")
+            files.append(info)
+        first_given[side] = files[0]
+        acquisitions[side] = build_acquisitions(files, side, stack_bands=options.stack_bands)
+    every = acquisitions["pre"] + acquisitions["post"]
+    bands = common_bands(every, options.bands)
+    reference = first_given["pre"].grid  # the first --pre file, whatever its date
+    footprints = [(f.path, f.grid) for acq in every for f in acq.files]
+    grid = target_grid(
+        reference,
+        footprints,
+        crs=options.crs,
+        resolution=options.resolution,
+        bbox=options.bbox,
+        bbox_crs=options.bbox_crs,
+    )
+    return InputPlan(acquisitions, bands, grid)

@@ -1,0 +1,313 @@
+"""Ingest: pre- and post-event GeoTIFFs into one aligned, sharded Zarr v3 store.
+
+`ingest(pre, post, out)` inspects every file (headers only, `plan.plan_inputs`), decides the
+store's layout (`layout.StoreLayout`), creates the store's metadata, then writes it shard by
+shard on a Dask cluster (`shards.write_unit`): each task reads one window of one acquisition
+from its source file(s) (directly when the source is on the grid, else through a WarpedVRT),
+writes exactly one shard, makes it durable and records it in the store's ledger. The store is
+marked complete only after every shard is recorded. Source checksums (provenance) are
+computed in this process's threads while the workers write.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import Client
+
+from ruinmap.cluster.compute.connect import client_for
+from ruinmap.cluster.compute.progress import track
+from ruinmap.cluster.geo.grid import Grid, pixel_offset
+from ruinmap.cluster.ingest.layout import (
+    StoreLayout,
+    differences,
+    iso_date,
+    known_checksums,
+    recorded_checksums,
+    unit_key,
+)
+from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
+from ruinmap.cluster.ingest.plan import InputPlan, Patterns, plan_inputs
+from ruinmap.cluster.ingest.shards import ShardTask, write_unit
+from ruinmap.cluster.ingest.sources import sha256_of
+from ruinmap.cluster.ingest.warp import SourceRead
+from ruinmap.cluster.storage.arrays import (
+    Compression,
+    clean_partial_writes,
+    create_store,
+    is_unfinished_template,
+)
+from ruinmap.cluster.storage.location import Location, ObjectURL, as_location, is_url
+from ruinmap.cluster.storage.s3 import gdal_options
+from ruinmap.cluster.storage.store import (
+    SIDES,
+    is_ruinmap_store,
+    ledger_of,
+    read_store_attrs,
+    remove_store,
+    update_store_attrs,
+)
+from ruinmap.errors import InputError, RuinmapError, StoreError
+
+__all__ = ["IngestReport", "ingest"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    out: Location  # a local path, or an s3:// URL
+    grid: Grid
+    bands: tuple[str, ...]
+    times: dict[str, list[str | None]]
+    units_total: int
+    units_written: int
+    units_skipped: int
+    was_noop: bool
+    seconds: float
+    bytes_written: int = 0  # float32 bytes written by this run (uncompressed)
+    stored_bytes: int = 0  # bytes of the data arrays on disk
+    notes: list[str] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # inspect, checksums, write
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_written / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def lap(self, phase: str, started: float) -> None:
+        """Record the seconds since `started` not yet counted in another phase as `phase`."""
+        self.phase_seconds[phase] = (
+            time.perf_counter() - started - sum(self.phase_seconds.values())
+        )
+
+
+def _check_out_url(out: ObjectURL) -> None:
+    if not out.bucket_exists():
+        raise StoreError(f"--out {out}: the bucket does not exist (or these credentials cannot "
+                         "see it); create it first")
+    if is_ruinmap_store(out) or not out.list_names() or is_unfinished_template(out):
+        return
+    raise StoreError(
+        f"--out {out}: holds objects and is not a ruinmap store; choose a new prefix or remove "
+        "them (ruinmap only ever replaces its own stores)"
+    )
+
+
+def _check_out(out: Location) -> None:
+    """StoreError unless `out` is a ruinmap store, an empty folder or prefix, or absent."""
+    if isinstance(out, ObjectURL):
+        _check_out_url(out)
+        return
+    if not out.exists():
+        if not out.parent.is_dir():
+            raise StoreError(f"--out {out}: its parent directory does not exist")
+        return
+    if is_ruinmap_store(out):
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    raise StoreError(
+        f"--out {out}: exists and is not a ruinmap store; choose a new path or remove it "
+        "(ruinmap only ever replaces its own stores)"
+    )
+
+
+def ingest(
+    pre: Patterns,
+    post: Patterns,
+    out: str | os.PathLike[str],
+    options: IngestOptions | None = None,
+    *,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    progress: bool | None = None,
+    inputs: InputPlan | None = None,
+) -> IngestReport:
+    """Ingest pre- and post-event rasters (paths or globs, local or s3://) into the ruinmap
+    store `out` (a local path or an s3:// URL).
+
+    Uses `client` when given, else opens one for `scheduler` (a profile such as "local" or
+    "slurm", or "tcp://host:port"; None: the Dask config `ruinmap.cluster.address`).
+    `inputs`: the `plan_inputs(pre, post, options)` a caller already made (headers are read
+    once). Resumes an unfinished store made from the same inputs and settings; does nothing to
+    a complete one unless `options.overwrite`. Raises InputError/SpecError for bad inputs
+    (before writing anything), StoreError for an output path that is not a ruinmap store or
+    a store made from other inputs, ClusterError when the cluster cannot be used.
+    """
+    options = options or IngestOptions()
+    started = time.perf_counter()
+    location = as_location(out)
+    compression = Compression.parse(options.compression)
+    _check_out(location)
+    inputs = inputs or plan_inputs(pre, post, options)
+    layout = StoreLayout(inputs, options.chunk, choose_shard(options.chunk, options.shard,
+                                                             len(inputs.bands)),
+                         compression, options)
+    units = layout.units()
+    times = {side: [iso_date(a.date) for a in inputs.acquisitions[side]] for side in SIDES}
+    report = IngestReport(location, inputs.grid, inputs.bands, times, len(units), 0, 0, False,
+                          0.0)
+    report.lap("inspect", started)
+    existing = read_store_attrs(location) if is_ruinmap_store(location) else None
+    if existing is not None and existing.get("complete") and not options.overwrite:
+        _check_complete_is_same(location, existing, layout)
+        report.was_noop = True
+        report.units_skipped = len(units)
+        report.seconds = time.perf_counter() - started
+        report.notes.append("store already complete; nothing to do (--overwrite redoes it)")
+        return report
+
+    if existing is not None and options.overwrite:
+        existing = None  # removed below, once the cluster is up
+    # Checksums are provenance, not needed to write: hash in this process's threads while the
+    # workers write, except files an unfinished store must be compared with first.
+    recorded = recorded_checksums(existing) if existing is not None else {}
+    checksums: dict[str, str | None] = {}
+    for f in inputs.files:
+        stat_key = (f.path, f.size_bytes, f.mtime_ns)
+        if stat_key in recorded:
+            checksums[f.path] = recorded[stat_key]  # unchanged since recorded (None: not yet)
+    changed = [f.path for f in inputs.files if f.path not in checksums]
+    if existing is not None:
+        checksums.update(_hash_all(changed))
+    hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ruinmap-sha256")
+    background = {
+        f.path: hashing.submit(sha256_of, f.path) for f in inputs.files if not checksums.get(f.path)
+    }
+    try:
+        with client_for(client, scheduler) as cl:
+            _write_store(cl, location, existing, layout, report, checksums, background,
+                         progress=progress, started=started)
+    finally:
+        hashing.shutdown(wait=False, cancel_futures=True)
+    report.stored_bytes = sum(location.join(side).total_bytes() for side in SIDES)
+    report.seconds = time.perf_counter() - started
+    report.phase_seconds["finish"] = report.seconds - sum(report.phase_seconds.values())
+    return report
+
+
+def _check_complete_is_same(out: Location, existing: dict[str, Any],
+                            layout: StoreLayout) -> None:
+    """StoreError unless the complete store at `out` was made from these inputs and settings."""
+    differs = differences(existing, layout.attrs(checksums={}), False)
+    if differs == ["sources"]:
+        # touched or copied files: compare their contents before calling them different
+        stored = known_checksums(existing)
+        sums = {
+            f.path: stored.get((f.path, f.size_bytes, f.mtime_ns)) or sha256_of(f.path)
+            for f in layout.inputs.files
+        }
+        differs = differences(existing, layout.attrs(checksums=sums), True)
+    if differs:
+        raise StoreError(
+            f"{out}: a complete store made from other inputs or settings (differs in: "
+            f"{', '.join(differs)}); pass --overwrite to replace it, or choose another --out"
+        )
+
+
+def _hash_all(paths: Sequence[str]) -> dict[str, str | None]:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ruinmap-sha256") as pool:
+        return dict(zip(paths, pool.map(sha256_of, paths), strict=True))
+
+
+def _write_store(
+    client: Client,
+    out: Location,
+    existing: dict[str, Any] | None,
+    layout: StoreLayout,
+    report: IngestReport,
+    checksums: dict[str, str | None],
+    background: dict[str, Future[str]],
+    *,
+    progress: bool | None,
+    started: float,
+) -> None:
+    """Create or resume the store, write every pending unit, then mark the store complete."""
+    options, inputs = layout.options, layout.inputs
+    attrs = layout.attrs(checksums)
+    report.lap("checksums", started)
+    if options.overwrite and is_ruinmap_store(out):
+        remove_store(out)
+    if existing is not None:
+        differs = differences(existing, attrs, True)
+        if differs:
+            raise StoreError(
+                f"{out}: an unfinished ingest of other inputs or settings (differs in: "
+                f"{', '.join(differs)}); re-run it with its own arguments, or pass "
+                "--overwrite to start over"
+            )
+        attrs = existing
+        report.notes.append("resumed an unfinished store")
+    else:
+        create_store(out, **layout.template(attrs))
+
+    units = layout.units()
+    ledger = ledger_of(out)
+    ledger.clean()
+    clean_partial_writes(out)
+    done = ledger.done()
+    pending = [u for u in units if unit_key(*u) not in done]
+    report.units_skipped = len(units) - len(pending)
+    remote_inputs = any(is_url(f.path) for f in inputs.files)
+    task = ShardTask(
+        store=out,
+        store_id=str(attrs["store_id"]),
+        grid=inputs.grid,
+        shard=layout.shard,
+        resampling=options.resampling,
+        nodata=options.nodata,
+        reads={
+            side: tuple(
+                tuple(
+                    SourceRead(f.path, f.count, f.dtype, f.nodata, f.grid,
+                               pixel_offset(f.grid, inputs.grid))
+                    for f in acq.files
+                )
+                for acq in inputs.acquisitions[side]
+            )
+            for side in SIDES
+        },
+        durable=options.durable,
+        gdal_options=gdal_options() if remote_inputs or out.is_remote else {},
+    )
+    rows, cols = layout.shards_per_date
+    log.info(
+        "ingest %s: grid %dx%d, %d shard(s) per date, %d to write, %d already done",
+        out, inputs.grid.width, inputs.grid.height, rows * cols, len(pending),
+        report.units_skipped,
+    )
+    if pending:
+        [task_future] = client.scatter([task], broadcast=True, hash=False)
+        futures = [
+            client.submit(write_unit, task_future, *u,
+                          key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}", pure=False)
+            for u in pending
+        ]
+        try:
+            for future in track(futures, "ingest", enabled=progress):
+                report.bytes_written += future.result()
+                report.units_written += 1
+        except BaseException:
+            client.cancel(futures)
+            raise
+    missing = ledger.pending(unit_key(*u) for u in units)
+    if missing:
+        raise RuinmapError(f"{out}: {len(missing)} shard(s) not recorded, e.g. {missing[0]}")
+    report.lap("write", started)
+    final = dict(checksums)
+    for path, job in background.items():
+        try:
+            final[path] = job.result()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot be read to checksum it ({exc})") from None
+    update_store_attrs(out, sources=layout.attrs(final)["sources"], complete=True)
+    ledger.remove()

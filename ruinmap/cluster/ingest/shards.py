@@ -1,0 +1,65 @@
+"""The worker task of an ingest: one shard (all bands of one date of one side) read from its
+source files onto the grid, written whole, made durable and recorded in the store's ledger.
+
+Tasks never share a shard, so no locks are needed; a re-run skips recorded shards and rewrites
+any other from scratch, so a killed ingest resumes without trusting a half-written shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.ingest.layout import unit_key
+from ruinmap.cluster.ingest.warp import SourceRead, read_window
+from ruinmap.cluster.settings import WORKER_ENV
+from ruinmap.cluster.storage.arrays import open_array, write_shard
+from ruinmap.cluster.storage.location import Location
+from ruinmap.cluster.storage.store import ledger_of
+
+__all__ = ["ShardTask", "write_unit"]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """What every shard task needs, sent to each worker once (scattered), not with every task."""
+
+    store: Location
+    store_id: str
+    grid: Grid
+    shard: int
+    resampling: str
+    nodata: float | None
+    reads: dict[str, tuple[tuple[SourceRead, ...], ...]]  # side -> time index -> files
+    durable: bool
+    # the client's GDAL /vsis3/ settings, for s3:// inputs
+    gdal_options: dict[str, str] = field(default_factory=dict)
+
+
+def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
+    """Write one shard (all bands of date `t` of `side`) and record it; returns bytes written.
+
+    Order: read and convert, delete any shard an unrecorded earlier attempt left, write,
+    make the shard durable, then record the key in the ledger (last).
+    """
+    grid, step = task.grid, task.shard
+    row0, col0 = iy * step, ix * step
+    window = Window(col0, row0, min(step, grid.width - col0), min(step, grid.height - row0))
+    # the GDAL settings of s3:// inputs are the client's, applied here on the worker
+    gdal_cache = int(WORKER_ENV["GDAL_CACHEMAX"]) * 2**20
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache, **task.gdal_options):
+        parts = [
+            read_window(read, grid, window, resampling=task.resampling, nodata=task.nodata)
+            for read in task.reads[side][t]
+        ]
+    block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    array = open_array(task.store, side, "r+", task.store_id)
+    selection = (t, slice(None), slice(row0, row0 + block.shape[1]),
+                 slice(col0, col0 + block.shape[2]))
+    write_shard(task.store, array, (t, 0, iy, ix), selection, block, durable=task.durable)
+    ledger_of(task.store).record(unit_key(side, t, iy, ix))
+    return int(block.nbytes)

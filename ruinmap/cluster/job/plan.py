@@ -1,0 +1,123 @@
+"""The plan of a job, made once on the client from the spec, its files and the store's
+metadata (`StoreInfo`, read once): grid, pixel size, tiles, halo, score context and the
+job's signature. The same value goes to every tile task (scattered once) and to the products.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.geo.units import metres_per_unit
+from ruinmap.cluster.job.partials import score_edges
+from ruinmap.cluster.job.spec import JobSpec
+from ruinmap.cluster.job.spec.files import SpecFiles
+from ruinmap.cluster.job.tiles import Tile, plan_tiles, tile_size
+from ruinmap.cluster.job.workdir import WORK_DIR, partial_location, tile_ledger
+from ruinmap.cluster.methods import MethodParams, ScoreContext, scorer_for
+from ruinmap.cluster.storage.ledger import Ledger
+from ruinmap.cluster.storage.location import Location, as_location
+from ruinmap.cluster.storage.store import StoreInfo
+
+__all__ = ["JobPlan", "plan_job"]
+
+
+@dataclass(frozen=True, eq=False)
+class JobPlan:
+    """Everything about a job that is decided before its tiles run (see the module docstring)."""
+
+    spec: JobSpec
+    files: SpecFiles
+    store: StoreInfo
+    work_dir: Location
+    pixel_size_m: float
+    cell_px: int  # pixels per damage-grid cell side
+    tile_px: int
+    tiles: tuple[Tile, ...]
+    halo: int  # pixels of margin every tile reads (the method's focal reach)
+    context: ScoreContext
+    edges: np.ndarray  # histogram edges of the per-district score
+    n_districts: int
+    signature: str  # of the method, its parameters, the store, the polygons, grid and tiles
+
+    @property
+    def grid(self) -> Grid:
+        return self.store.grid
+
+    @property
+    def params(self) -> MethodParams:
+        return self.spec.method_params
+
+    @property
+    def ledger(self) -> Ledger:
+        return tile_ledger(self.work_dir)
+
+    @property
+    def task_prefix(self) -> str:
+        """The key prefix of this job's tile tasks (`compute.stragglers` waits on it)."""
+        return f"ruinmap-tile-{self.signature}-"
+
+    def task_key(self, tile: Tile) -> str:
+        return f"{self.task_prefix}{tile.iy}-{tile.ix}"
+
+    def partial(self, tile: Tile) -> Location:
+        return partial_location(self.work_dir, tile)
+
+    @property
+    def cell_grid(self) -> Grid:
+        """The damage grid: cells of `cell_px` pixels aligned to the image's origin."""
+        return self.grid.coarsened(self.cell_px)
+
+
+def pixel_size_m(grid: Grid) -> float:
+    """The side of a pixel in metres (the geometric mean of its sides, at the grid's middle
+    latitude for degrees)."""
+    _, bottom, _, top = grid.bounds
+    scale = metres_per_unit(grid.crs_wkt, (bottom + top) / 2)
+    res_x, res_y = grid.resolution
+    return float(np.sqrt(res_x * res_y)) * scale
+
+
+def _signature(spec: JobSpec, files: SpecFiles, store_id: Any, tile_px: int) -> str:
+    def stat(path: Path | None) -> list[Any]:
+        if path is None:
+            return []
+        info = path.stat()
+        return [str(path), info.st_size, info.st_mtime_ns]
+
+    body = {
+        "method": spec.method,
+        "params": spec.method_params.model_dump(mode="json"),
+        "store_id": store_id,
+        "districts": [stat(files.districts.path), spec.districts.model_dump(mode="json")],
+        "buildings": [stat(files.buildings.path if files.buildings else None),
+                      spec.buildings.model_dump(mode="json") if spec.buildings else None],
+        "cell_size": spec.grid.cell_size,
+        "tile_px": tile_px,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int) -> JobPlan:
+    """The plan of `spec` on `store`; runs the method's whole-image pre-pass (on the cluster)."""
+    params = spec.method_params
+    scorer = scorer_for(params)
+    pixel_m = pixel_size_m(store.grid)
+    grid = store.grid
+    # the output arrays are sharded by tile, so no two tasks write the same shard
+    tile_px = tile_size(grid.height, grid.width, store.chunk, store.shard)
+    return JobPlan(
+        spec=spec, files=files, store=store,
+        work_dir=as_location(spec.output.dir).join(WORK_DIR),
+        pixel_size_m=pixel_m, cell_px=max(1, round(spec.grid.cell_size / pixel_m)),
+        tile_px=tile_px, tiles=tuple(plan_tiles(grid.height, grid.width, tile_px)),
+        halo=scorer.halo_px(params, pixel_m), context=scorer.context(params, store, pixel_m),
+        edges=score_edges(params.class_thresholds), n_districts=n_districts,
+        signature=_signature(spec, files, store.attrs.get("store_id"), tile_px),
+    )  # fmt: skip

@@ -1,0 +1,138 @@
+"""The job's polygons: districts and building footprints read once on the client, put on the
+raster's CRS, and cut into what each tile needs (`TileVectors`, sent with the tile's task).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.geo.vectors import equal_area_km2, read_vector, to_raster_crs
+from ruinmap.cluster.job.spec import JobSpec
+from ruinmap.cluster.job.spec.files import SpecFiles
+from ruinmap.cluster.job.tiles import Tile
+from ruinmap.errors import SpecError
+
+__all__ = ["Polygons", "TileVectors", "district_of_centroids", "polygons_on_grid",
+           "read_polygons", "tile_vectors"]
+
+
+@dataclass
+class Polygons:
+    """The polygons of a job in the raster's CRS, read once on the client."""
+
+    district_ids: np.ndarray
+    district_names: np.ndarray
+    district_geoms: np.ndarray
+    district_frame: gpd.GeoDataFrame  # as read (original CRS and attributes)
+    district_area_km2: np.ndarray
+    building_frame: gpd.GeoDataFrame | None = None
+    building_geoms: np.ndarray | None = None  # raster CRS; None where not scored
+    building_scored: np.ndarray | None = None
+    building_district: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class TileVectors:
+    """The polygons one tile needs, already in the raster CRS (WKB, picklable and small).
+
+    Districts: every district intersecting the tile with its 1-based label. Buildings: the
+    footprints intersecting the tile (global 0-based indices) plus those whose centroid pixel
+    lies in it (`centroid_index`, `centroid_rc`: (row, col) in the tile).
+    """
+
+    district_wkb: np.ndarray
+    district_label: np.ndarray
+    building_wkb: np.ndarray
+    building_index: np.ndarray
+    centroid_index: np.ndarray
+    centroid_rc: np.ndarray
+
+
+def read_polygons(spec: JobSpec, files: SpecFiles) -> tuple[gpd.GeoDataFrame,
+                                                       gpd.GeoDataFrame | None]:
+    """Read the district (and building) files; SpecError when district ids repeat or miss."""
+    frame = read_vector(files.districts.path, spec.districts.layer)
+    ids = frame[spec.districts.id]
+    if ids.isna().any() or ids.duplicated().any():
+        dupes = ids[ids.duplicated()].astype(str).unique()[:5].tolist()
+        raise SpecError(
+            f"districts.id: field '{spec.districts.id}' of '{files.districts.path.name}' must be "
+            f"unique and present for every district (repeated or missing: {dupes or 'missing'})"
+        )
+    buildings = None
+    if spec.buildings is not None and files.buildings is not None:
+        buildings = read_vector(files.buildings.path, spec.buildings.layer)
+    return frame, buildings
+
+
+def polygons_on_grid(
+    spec: JobSpec, frames: tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None], grid: Grid
+) -> Polygons:
+    """The polygons of `frames` (from `read_polygons`) in the raster CRS, with areas."""
+    frame, buildings = frames
+    ids = frame[spec.districts.id]
+    names = frame[spec.districts.name] if spec.districts.name else ids
+    raster = to_raster_crs(frame, grid.crs_wkt, "districts")
+    polygons = Polygons(
+        district_ids=ids.to_numpy(), district_names=names.astype(str).to_numpy(),
+        district_geoms=shapely.make_valid(raster.geometry.to_numpy()),
+        district_frame=frame, district_area_km2=equal_area_km2(frame),
+    )  # fmt: skip
+    if buildings is not None:
+        raster_b = to_raster_crs(buildings, grid.crs_wkt, "buildings")
+        area_m2 = equal_area_km2(buildings) * 1e6
+        geoms = shapely.make_valid(raster_b.geometry.to_numpy())
+        scored = (area_m2 >= spec.method_params.min_building_m2) & ~shapely.is_empty(geoms)
+        polygons.building_frame = buildings
+        polygons.building_geoms = geoms
+        polygons.building_scored = scored
+        polygons.building_district = district_of_centroids(geoms, polygons.district_geoms)
+    return polygons
+
+
+def district_of_centroids(buildings: np.ndarray, districts: np.ndarray) -> np.ndarray:
+    """0-based district holding each footprint's centroid (the first, if several); -1: none."""
+    tree = shapely.STRtree(districts)
+    found, which = tree.query(shapely.centroid(buildings), predicate="within")
+    out = np.full(len(buildings), -1, np.int64)
+    order = np.argsort(which, kind="stable")[::-1]  # the lowest district index wins
+    out[found[order]] = which[order]
+    return out
+
+
+def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons) -> list[TileVectors]:
+    """The polygons each tile needs (spatial-index queries; every footprint goes where it
+    overlaps, plus to the tile holding its centroid pixel)."""
+    boxes = shapely.box(*np.array([tile.grid(grid).bounds for tile in tiles]).T)
+    d_tile, d_idx = shapely.STRtree(polygons.district_geoms).query(boxes, predicate="intersects")
+    b_tile = b_idx = np.empty(0, np.int64)
+    crow = ccol = np.empty(0, np.int64)
+    scored_idx = np.empty(0, np.int64)
+    if polygons.building_geoms is not None and polygons.building_scored is not None:
+        scored_idx = np.flatnonzero(polygons.building_scored)
+        geoms = polygons.building_geoms[scored_idx]
+        b_tile, local = shapely.STRtree(geoms).query(boxes, predicate="intersects")
+        b_idx = scored_idx[local]
+        centre = shapely.centroid(geoms)
+        crow, ccol = grid.pixel_of(shapely.get_x(centre), shapely.get_y(centre))
+    d_wkb = shapely.to_wkb(polygons.district_geoms)
+    b_wkb = (shapely.to_wkb(polygons.building_geoms) if polygons.building_geoms is not None
+             else np.empty(0, object))
+    out = []
+    for k, tile in enumerate(tiles):
+        dk = np.sort(d_idx[d_tile == k])
+        bk = np.sort(b_idx[b_tile == k])
+        inside = ((crow >= tile.row0) & (crow < tile.row0 + tile.height)
+                  & (ccol >= tile.col0) & (ccol < tile.col0 + tile.width))
+        out.append(TileVectors(
+            district_wkb=d_wkb[dk], district_label=dk + 1,
+            building_wkb=b_wkb[bk] if len(bk) else np.empty(0, object), building_index=bk,
+            centroid_index=scored_idx[inside],
+            centroid_rc=np.stack([crow[inside] - tile.row0, ccol[inside] - tile.col0], axis=1),
+        ))  # fmt: skip
+    return out

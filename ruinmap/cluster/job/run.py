@@ -1,0 +1,220 @@
+"""The damage-mapping job: a job spec in, the score, classes, tables and grids out.
+
+`run_job(spec)` reads top-down:
+
+1. `_check`: every file the spec names (`validate_spec_files`), the polygons and the bands
+   the method needs, so a bad spec fails before any work starts;
+2. `_ensure_store`: ingests the imagery into `output.dir/store.zarr` (or uses `inputs.store`),
+   resuming an unfinished ingest; its metadata is read once (`StoreInfo`);
+3. `plan_job`: grid, tiles (one per store shard, smaller for small scenes), halo, the
+   method's pre-pass and the job's signature, in one `JobPlan`;
+4. `_run_tiles`: sends each tile not in the ledger to the cluster (`task.run_tile`): each
+   writes `score` and `damage` into the store, saves its partial and records itself in the
+   job's ledger (`<output.dir>/.ruinmap-job/`, see `workdir`);
+5. `_merge`: the partials of every tile (this run's and earlier runs') into the per-district
+   table, per-building scores and the damage grid;
+6. `_write`: the grid layers and the products (`products`).
+
+A re-run with the same spec resumes: recorded tiles are skipped. Changing the method, its
+parameters, the imagery, the polygons or the grid starts the tiles over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from distributed import Client
+
+from ruinmap.cluster.compute.connect import client_for, dashboard_link
+from ruinmap.cluster.compute.progress import track
+from ruinmap.cluster.compute.stragglers import wait_for_stragglers
+from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
+from ruinmap.cluster.job.layers import write_grid_layers
+from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
+from ruinmap.cluster.job.plan import JobPlan, plan_job
+from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
+from ruinmap.cluster.job.products import write_products as write_all_products
+from ruinmap.cluster.job.spec import JobSpec
+from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
+from ruinmap.cluster.job.task import load_tile_partial, run_tile
+from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.job.workdir import prepare_work_dir, products_are_current
+from ruinmap.cluster.methods import check_bands
+from ruinmap.cluster.settings import resolve_address
+from ruinmap.cluster.storage.location import Location, as_location
+from ruinmap.cluster.storage.store import StoreInfo, read_store_attrs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["STORE_NAME", "JobResult", "run_job"]
+
+STORE_NAME = "store.zarr"
+
+Frames = tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]
+
+
+@dataclass
+class JobResult:
+    """What a run did and produced."""
+
+    spec: JobSpec
+    store: Location  # a local path, or an s3:// URL
+    districts: pd.DataFrame
+    buildings: gpd.GeoDataFrame | None
+    grid_fraction: np.ndarray
+    grid_mean: np.ndarray
+    tiles_total: int
+    tiles_run: int
+    files: dict[str, Location] = field(default_factory=dict)  # s3:// URLs for s3 outputs
+    timings: dict[str, float] = field(default_factory=dict)
+    dashboard: str | None = None
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    client: Client | None = None,
+    scheduler: str | None = None,
+    progress: bool | None = None,
+    ingest_options: IngestOptions | None = None,
+    write_products: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> JobResult:
+    """Run (or resume) the job `spec` on `client`, or on `scheduler` / the spec's cluster.
+
+    `on_progress(done, total)` is called with the tiles finished (recorded ones included) once
+    the tiles are planned and again as each tile finishes; an exception it raises stops the
+    job (the job service uses this to dismiss a running job).
+
+    Raises SpecError / InputError for a bad spec or inputs (before any work), StoreError for
+    an unusable store, ClusterError when the cluster cannot be used.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    options = ingest_options or IngestOptions()
+    files, frames = _check(spec, options)
+    output_dir = as_location(spec.output.dir)
+    output_dir.ensure_folder()
+    # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
+    address = resolve_address(scheduler, spec.cluster.given_address)
+    with client_for(client, address) as cl:
+        dashboard = dashboard_link(cl)
+        store = _ensure_store(spec, files, cl, options, progress)
+        timings["ingest_s"] = time.perf_counter() - started
+        polygons = polygons_on_grid(spec, frames, store.grid)
+        plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
+        prepare_work_dir(plan.work_dir, plan.signature, store.location, plan.grid, store.chunk,
+                         plan.tile_px)
+        t0 = time.perf_counter()
+        pending = _run_tiles(cl, plan, polygons, progress, on_progress)
+        timings["tiles_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    result = _merge(plan, polygons, pending, timings, dashboard)
+    timings["merge_s"] = time.perf_counter() - t0
+    if write_products:
+        _write(result, plan, polygons)
+    timings["total_s"] = time.perf_counter() - started
+    return result
+
+
+def _check(spec: JobSpec, options: IngestOptions) -> tuple[SpecFiles, Frames]:
+    """The spec's files and polygons, and the bands the method needs, checked before work."""
+    files = validate_spec_files(spec)
+    frames = read_polygons(spec, files)
+    if files.store is not None:
+        bands = tuple(read_store_attrs(files.store).get("bands", ()))
+    else:  # headers only: the bands the ingest will write
+        bands = plan_inputs(list(files.pre), list(files.post), options).bands
+    check_bands(spec.method_params, bands)
+    return files, frames
+
+
+def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: IngestOptions,
+                  progress: bool | None) -> StoreInfo:
+    if files.store is not None:
+        return StoreInfo.read(files.store)
+    out = as_location(spec.output.dir).join(STORE_NAME)
+    ingest(list(files.pre), list(files.post), out, options, client=client, progress=progress)
+    return StoreInfo.read(out)
+
+
+def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool | None,
+               on_progress: Callable[[int, int], None] | None) -> list[Tile]:
+    """Run every tile the ledger does not hold; returns those it ran."""
+    wait_for_stragglers(client, plan.task_prefix)  # a crashed run's tiles must not race ours
+    ledger = plan.ledger
+    ledger.clean()
+    done = ledger.done()
+    pending = [t for t in plan.tiles if t.key not in done]
+    finished = len(plan.tiles) - len(pending)
+    if on_progress is not None:
+        on_progress(finished, len(plan.tiles))
+    if not pending:
+        return pending
+    vectors = tile_vectors(pending, plan.grid, polygons)
+    [plan_future] = client.scatter([plan], broadcast=True)
+    futures = [
+        client.submit(run_tile, plan_future, tile, vec, key=plan.task_key(tile), pure=False,
+                      retries=1)
+        for tile, vec in zip(pending, vectors, strict=True)
+    ]
+    for future in track(futures, "tiles", enabled=progress):
+        log.debug("tile timings %s", future.result())
+        finished += 1
+        if on_progress is not None:
+            on_progress(finished, len(plan.tiles))
+    return pending
+
+
+def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict[str, float],
+           dashboard: str | None) -> JobResult:
+    params = plan.params
+    n_buildings = 0 if polygons.building_geoms is None else len(polygons.building_geoms)
+    merged = merge_partials(
+        (load_tile_partial(plan, t) for t in plan.tiles),
+        n_districts=plan.n_districts, n_classes=len(params.class_thresholds) + 1,
+        edges=plan.edges, n_buildings=n_buildings, grid_shape=plan.cell_grid.shape,
+    )  # fmt: skip
+    buildings = None
+    b_scores = None
+    if polygons.building_frame is not None and polygons.building_scored is not None:
+        b_scores = building_scores(merged, threshold=params.threshold,
+                                   class_thresholds=params.class_thresholds,
+                                   scored=polygons.building_scored)
+        buildings = polygons.building_frame.copy()
+        for column in b_scores.columns:
+            buildings[column] = b_scores[column].array
+        district_of = polygons.building_district
+        assert district_of is not None
+        buildings["district_id"] = np.where(
+            district_of >= 0, polygons.district_ids[np.maximum(district_of, 0)], None)
+    table = district_table(
+        merged, ids=polygons.district_ids, names=polygons.district_names,
+        area_km2=polygons.district_area_km2, pixel_area_m2=plan.pixel_size_m**2,
+        class_labels=params.class_labels,
+        building_district=polygons.building_district,
+        building_damaged=None if b_scores is None else b_scores["damaged"],
+    )  # fmt: skip
+    fraction, mean = grid_layers(merged)
+    return JobResult(
+        spec=plan.spec, store=plan.store.location, districts=table, buildings=buildings,
+        grid_fraction=fraction, grid_mean=mean, tiles_total=len(plan.tiles),
+        tiles_run=len(pending), timings=timings, dashboard=dashboard,
+    )  # fmt: skip
+
+
+def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
+    # a re-run of a finished job whose products are all written rewrites nothing
+    store = plan.store.location
+    rewrite = result.tiles_run > 0 or not products_are_current(plan.work_dir, plan.signature)
+    if rewrite or not store.join("grid_mean_score", "zarr.json").is_file():
+        write_grid_layers(store, plan.grid, plan.cell_px, result.grid_fraction,
+                          result.grid_mean)
+    result.files = write_all_products(result, plan, polygons, rewrite=rewrite)

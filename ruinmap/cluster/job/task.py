@@ -1,0 +1,93 @@
+"""One task per tile: read its window plus the halo from the store, score, write, reduce, record.
+
+A task reads its window plus a halo (`JobPlan.halo`, clipped at the image edge) straight from
+the Zarr store (a global `map_overlap` keeps neighbours' blocks alive far longer,
+dask/dask#3671), scores it, crops the halo off, writes its own shards of `score` and
+`damage` (durably), reduces the tile to a `TilePartial` saved beside the ledger, and records
+the tile in the ledger last. So a recorded tile's outputs and partial are whole and durable;
+anything else is redone.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import shapely
+
+from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.job.partials import TilePartial, load_partial, save_partial, tile_partial
+from ruinmap.cluster.job.plan import JobPlan
+from ruinmap.cluster.job.polygons import TileVectors
+from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.methods import compute_score
+from ruinmap.cluster.storage.arrays import open_array, write_shard
+from ruinmap.cluster.storage.location import Location
+from ruinmap.kernels import classify
+
+__all__ = ["load_tile_partial", "read_window_stack", "run_tile"]
+
+
+def read_window_stack(
+    store: Location, side: str, tile: Tile, halo: int, grid: Grid, token: str = "",
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The (time, band, y, x) window of `tile` widened by `halo` (clipped at the image edge).
+
+    Returns the block and the (row, col) of the tile's first pixel inside it.
+    """
+    r0, c0, r1, c1 = grid.padded(tile.row0, tile.col0, tile.height, tile.width, halo)
+    block = np.asarray(open_array(store, side, "r", token)[:, :, r0:r1, c0:c1],
+                       dtype=np.float32)
+    return block, (tile.row0 - r0, tile.col0 - c0)
+
+
+def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> None:
+    store = plan.store.location
+    array = open_array(store, name, "r+", plan.signature)
+    shard = array.shards[0] if array.shards else array.chunks[0]
+    selection = (slice(tile.row0, tile.row0 + tile.height),
+                 slice(tile.col0, tile.col0 + tile.width))
+    write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
+
+
+def load_tile_partial(plan: JobPlan, tile: Tile) -> TilePartial:
+    """The partial `run_tile` saved for `tile`."""
+    return load_partial(plan.partial(tile))
+
+
+def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float]:
+    """Score, write and reduce one tile, then record it; returns timings in seconds."""
+    started = time.perf_counter()
+    store, params = plan.store.location, plan.params
+    pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.grid, plan.signature)
+    post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
+    read_s = time.perf_counter() - started
+    padded = compute_score(pre, post, params, plan.context)
+    del pre, post
+    score = np.ascontiguousarray(padded[dr : dr + tile.height, dc : dc + tile.width])
+    del padded
+    classes = classify(score, params.class_thresholds)
+    score_s = time.perf_counter() - started - read_s
+    _write_layer(plan, "score", tile, score)
+    _write_layer(plan, "damage", tile, classes)
+    write_s = time.perf_counter() - started - read_s - score_s
+
+    transform = tile.grid(plan.grid).affine
+    shape = (tile.height, tile.width)
+    districts = labels_on_window(shapely.from_wkb(vectors.district_wkb), vectors.district_label,
+                                 transform, shape)
+    buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
+    partial = tile_partial(
+        score, classes,
+        threshold=params.threshold, n_classes=len(params.class_thresholds) + 1,
+        edges=plan.edges, district_labels=districts, n_districts=plan.n_districts,
+        building_labels=buildings, building_index=vectors.building_index,
+        centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
+        origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
+    )  # fmt: skip
+    save_partial(partial, plan.partial(tile))
+    total_s = time.perf_counter() - started
+    # last: a recorded tile's outputs and partial are durable
+    plan.ledger.record(tile.key, {"signature": plan.signature, "seconds": round(total_s, 3)})
+    return {"read_s": read_s, "score_s": score_s, "write_s": write_s, "total_s": total_s}

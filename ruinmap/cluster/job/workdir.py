@@ -1,0 +1,65 @@
+"""The job's own folder, `<output.dir>/.ruinmap-job/`: what lets a re-run resume.
+
+- `job.json`: the signature of the job the folder belongs to (method, parameters, store,
+  polygons, grid, tiles); another job's folder is emptied and its layers re-created;
+- `ledger/`: the finished tiles (`storage.ledger`), each recorded after its data;
+- `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates;
+- `products.json`: the signature of the job whose products were last written completely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.job.layers import create_output_arrays, output_arrays_exist
+from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.storage.ledger import Ledger
+from ruinmap.cluster.storage.location import Location
+
+__all__ = ["PRODUCTS_MARKER", "WORK_DIR", "mark_products_current", "partial_location",
+           "prepare_work_dir", "products_are_current", "tile_ledger"]
+
+WORK_DIR = ".ruinmap-job"
+JOB_MARKER = "job.json"
+PRODUCTS_MARKER = "products.json"
+
+
+def tile_ledger(work_dir: Location) -> Ledger:
+    return Ledger(work_dir.join("ledger"))
+
+
+def partial_location(work_dir: Location, tile: Tile) -> Location:
+    return work_dir.join("partials", f"tile_{tile.iy}_{tile.ix}.npz")
+
+
+def _signature_in(marker: Location) -> str | None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return str(json.loads(marker.read_bytes())["signature"])
+    return None
+
+
+def _marker_body(signature: str) -> bytes:
+    return json.dumps({"signature": signature}).encode()
+
+
+def prepare_work_dir(work_dir: Location, signature: str, store: Location, grid: Grid,
+                     chunk: int, tile_px: int) -> None:
+    """Keep the ledger and partials of the same job; start over for any other."""
+    if _signature_in(work_dir.join(JOB_MARKER)) == signature and output_arrays_exist(store):
+        return
+    work_dir.remove_tree()
+    create_output_arrays(store, grid, chunk, tile_px)
+    work_dir.join("partials").ensure_folder()
+    work_dir.join(JOB_MARKER).write_durably(_marker_body(signature))
+
+
+def products_are_current(work_dir: Location, signature: str) -> bool:
+    """Whether the products were last written, completely, by the job with `signature`."""
+    return _signature_in(work_dir.join(PRODUCTS_MARKER)) == signature
+
+
+def mark_products_current(work_dir: Location, signature: str) -> None:
+    """Record that every product is written for the job with `signature` (call last)."""
+    work_dir.join(PRODUCTS_MARKER).write_durably(_marker_body(signature))

@@ -1,0 +1,112 @@
+"""The scorer of a method, and what every scorer shares.
+
+A `Scorer` is one method: its parameters model, the bands it reads, its halo (the reach of
+its chained focal steps, so that a tile cut with that margin and cropped back scores exactly
+as the whole image does), a whole-image pre-pass that fills the `ScoreContext` (the relative
+orbit of every date, a band's pooled spread), and its score function on one padded window.
+`registry.SCORERS` lists them by method name.
+
+A score function takes the pre and post stacks of a window read with a halo of `halo_px`
+pixels on every side ((time, band, y, x) float32, NaN = nodata, NaN outside the image), the
+parameters and the context, and returns the float32 score of the whole padded window (higher
+= more damage). The caller crops the halo off: every focal step treats pixels outside the
+window as missing (`ruinmap.kernels.focal`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+import numpy as np
+
+from ruinmap.cluster.methods.params import MethodParamsBase
+from ruinmap.cluster.storage.store import StoreInfo
+from ruinmap.errors import SpecError
+
+__all__ = ["ScoreContext", "Scorer", "band_indices", "directed", "nanmean_min"]
+
+P = TypeVar("P", bound=MethodParamsBase)
+
+
+@dataclass(frozen=True)
+class ScoreContext:
+    """What a method needs to know about the store besides the pixels.
+
+    `pre_orbits` / `post_orbits`: the relative orbit of each date of each side (all equal when
+    unknown); `band_scale`: per band of the store, the pooled standard deviation of pre and
+    post (only `cva` with `standardize` uses it; computed once over the whole image so tiles
+    agree).
+    """
+
+    bands: tuple[str, ...]
+    pre_orbits: tuple[int, ...]
+    post_orbits: tuple[int, ...]
+    pixel_size_m: float
+    band_scale: tuple[float, ...] | None = None
+
+
+def band_indices(bands: Sequence[str], wanted: Sequence[str], key: str) -> list[int]:
+    """Positions of `wanted` band names in `bands` (case-insensitive); SpecError naming the
+    parameter otherwise."""
+    index = {name.upper(): i for i, name in enumerate(bands)}
+    missing = [name for name in wanted if name.upper() not in index]
+    if missing:
+        raise SpecError(
+            f"method_params.{key}: band(s) {', '.join(missing)} not in the imagery (bands: "
+            f"{', '.join(bands)}); set {key} to bands the store has"
+        )
+    return [index[name.upper()] for name in wanted]
+
+
+class Scorer(Generic[P]):
+    """One damage-mapping method (see the module docstring); subclasses fill in the rest."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[MethodParamsBase]]
+
+    def needed_bands(self, params: P, bands: Sequence[str]) -> tuple[str, list[str]]:
+        """(the parameter naming them, the band names) the method reads from `bands`."""
+        raise NotImplementedError
+
+    def check_bands(self, params: P, bands: Sequence[str]) -> None:
+        """SpecError, naming the parameter, when the method needs a band the imagery lacks."""
+        key, wanted = self.needed_bands(params, bands)
+        band_indices(bands, wanted, key)
+
+    def halo_px(self, params: P, pixel_size_m: float) -> int:
+        """Pixels of margin a window needs so that its cropped score equals the whole
+        image's: the reaches of the chained focal steps, added."""
+        raise NotImplementedError
+
+    def context(self, params: P, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
+        """What the method needs to know about the store besides the pixels: band names and
+        one orbit for every date, unless the method knows better (a whole-image pre-pass)."""
+        return ScoreContext(
+            bands=store.bands, pre_orbits=(0,) * store.n_times["pre"],
+            post_orbits=(0,) * store.n_times["post"], pixel_size_m=pixel_size_m,
+        )  # fmt: skip
+
+    def score(self, pre: np.ndarray, post: np.ndarray, params: P,
+              context: ScoreContext) -> np.ndarray:
+        """The float32 score of a padded window (see the module docstring)."""
+        raise NotImplementedError
+
+
+def nanmean_min(stack: np.ndarray, minimum: int) -> np.ndarray:
+    """Mean over axis 0 of the valid values; NaN where fewer than `minimum` are valid."""
+    valid = np.isfinite(stack)
+    count = valid.sum(axis=0)
+    total = np.where(valid, stack, 0.0).sum(axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    return np.where(count >= max(1, minimum), mean, np.nan).astype(np.float32)
+
+
+def directed(change: np.ndarray, direction: str) -> np.ndarray:
+    if direction == "decrease":
+        return np.negative(change)
+    if direction == "increase":
+        return change
+    return np.abs(change)

@@ -1,0 +1,127 @@
+"""What every method's parameters share, and the pydantic base of every job-spec table.
+
+A method's parameters are a frozen pydantic model (`MethodParamsBase` and its own fields),
+checked once when the job spec is parsed: a damage `threshold`, ascending
+`class_thresholds` cutting the score into `class_names`, and the smallest building scored.
+`spec_path` resolves a path the user wrote against the spec file's folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ruinmap.cluster.storage.location import URL_SCHEMES
+from ruinmap.errors import SpecError
+
+__all__ = ["DEFAULT_CLASS_NAMES", "Direction", "MethodParamsBase", "SpecModel", "metres_to_px",
+           "spec_path"]
+
+Direction = Literal["decrease", "increase", "both"]
+
+#: Names of the four default damage classes, lowest score first (Ballinger 2024 uses 3.3 as
+#: the damaged/intact cut; the others bracket it).
+DEFAULT_CLASS_NAMES: tuple[str, ...] = ("possible", "likely", "high-confidence", "severe")
+
+
+def metres_to_px(metres: float, pixel_size_m: float) -> int:
+    """A radius in metres as whole pixels: round(metres / pixel_size_m), never negative.
+
+    10 m at 10 m pixels is radius 1 (a 3x3 window); 50 m is radius 5.
+    """
+    if not (pixel_size_m > 0 and math.isfinite(pixel_size_m)):
+        raise SpecError(f"pixel size must be a positive number of metres, got {pixel_size_m!r}")
+    if not (metres >= 0 and math.isfinite(metres)):
+        raise SpecError(f"radius must be a non-negative number of metres, got {metres!r}")
+    return math.floor(metres / pixel_size_m + 0.5)
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base_dir") or Path.cwd())
+
+
+def spec_path(text: str, info: ValidationInfo, *, allow_url: bool = False) -> str:
+    """A user path made absolute against the spec's folder; globs keep their magic.
+
+    With `allow_url`, an s3:// URL is kept as given (imagery, stores and outputs may live in
+    object storage; polygons are read locally)."""
+    if "://" in text:
+        if allow_url and text.startswith(URL_SCHEMES):
+            return text.rstrip("/")
+        where = "s3:// URLs" if allow_url else "URLs for imagery, stores and output only"
+        raise ValueError(f"'{text}' is a URL; only local paths are supported here ({where})")
+    expanded = os.path.expanduser(text)
+    if not os.path.isabs(expanded):
+        expanded = os.path.join(_base_dir(info), expanded)
+    return os.path.normpath(expanded)
+
+
+def _strictly_ascending(values: Sequence[float]) -> bool:
+    return all(b > a for a, b in itertools.pairwise(values))
+
+
+class SpecModel(BaseModel):
+    """Base of every job-spec table and method-params model."""
+
+    # frozen: the spec is parsed once and then only read, by many tasks
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MethodParamsBase(SpecModel):
+    """What every method shares: a damage threshold and ascending class thresholds."""
+
+    method: ClassVar[str]
+    threshold: float
+    class_thresholds: tuple[float, ...]
+    class_names: tuple[str, ...] | None = Field(
+        default=None,
+        description="one name per class threshold; default possible/likely/high-confidence/"
+        "severe for four classes, else 'class 1'...",
+    )
+    min_building_m2: float = Field(
+        default=50.0, ge=0, allow_inf_nan=False,
+        description="buildings smaller than this (m^2) get no per-building score",
+    )
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite_threshold(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number, got {value}")
+        return value
+
+    @field_validator("class_thresholds")
+    @classmethod
+    def _ascending(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("empty; give at least one class threshold")
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError(f"must be finite numbers, got {list(value)}")
+        if not _strictly_ascending(value):
+            raise ValueError(f"must be strictly ascending, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _names_match_thresholds(self) -> MethodParamsBase:
+        if self.class_names is not None and len(self.class_names) != len(self.class_thresholds):
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but class_thresholds has "
+                f"{len(self.class_thresholds)} values; give one name per threshold"
+            )
+        return self
+
+    @property
+    def class_labels(self) -> tuple[str, ...]:
+        """The class names actually used: `class_names`, or the defaults."""
+        if self.class_names is not None:
+            return self.class_names
+        if len(self.class_thresholds) == len(DEFAULT_CLASS_NAMES):
+            return DEFAULT_CLASS_NAMES
+        return tuple(f"class {i + 1}" for i in range(len(self.class_thresholds)))

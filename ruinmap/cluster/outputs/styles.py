@@ -1,0 +1,76 @@
+"""The side-car files that make a class raster show named, coloured classes in any GIS.
+
+- category names in `<name>.tif.aux.xml` (GDAL PAM; GeoTIFF has no tag for them), which QGIS
+  reads as the class labels of the colour table;
+- a `<name>.qml` QGIS style (paletted renderer with only the used classes and their labels),
+  which QGIS loads automatically as the layer's default style.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from ruinmap.cluster.outputs.palette import (
+    NODATA_CLASS,
+    class_categories,
+    class_colormap,
+    hex_color,
+)
+from ruinmap.cluster.storage.durable import write_text_atomic
+
+__all__ = ["pam_path", "write_class_sidecars"]
+
+
+def pam_path(path: Path) -> Path:
+    """The GDAL PAM side-car of a raster: `<name>.aux.xml`."""
+    return path.with_name(path.name + ".aux.xml")
+
+
+def write_class_sidecars(dst: str | os.PathLike[str], class_names: Sequence[str]) -> list[Path]:
+    """Write the category names (`<dst>.aux.xml`) and QGIS style (`<stem>.qml`) of a class
+    raster; returns their paths. `write_cog(..., class_names=...)` calls this."""
+    dst = Path(dst)
+    categories = class_categories(class_names)
+    colors = class_colormap(class_names)
+    names = [categories.get(value, "") for value in range(max(categories) + 1)]
+    pam = (
+        "<PAMDataset>\n"
+        '  <PAMRasterBand band="1">\n'
+        "    <CategoryNames>\n"
+        + "".join(f"      <Category>{escape(name)}</Category>\n" for name in names)
+        + "    </CategoryNames>\n"
+        "  </PAMRasterBand>\n"
+        "</PAMDataset>\n"
+    )
+    entries = "".join(
+        f"        <paletteEntry value={quoteattr(str(value))} "
+        f"color={quoteattr(hex_color(colors[value]))} alpha={quoteattr(str(colors[value][3]))} "
+        f"label={quoteattr(name)}/>\n"
+        for value, name in categories.items()
+        if value != NODATA_CLASS
+    )
+    qml = (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        "  <pipe>\n"
+        '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" '
+        'nodataColor="">\n'
+        "      <rasterTransparency/>\n"
+        "      <colorPalette>\n"
+        f"{entries}"
+        "      </colorPalette>\n"
+        "    </rasterrenderer>\n"
+        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
+        '    <rasterresampler maxOversampling="2"/>\n'
+        "  </pipe>\n"
+        "  <blendMode>0</blendMode>\n"
+        "</qgis>\n"
+    )
+    return [
+        write_text_atomic(pam_path(dst), pam),
+        write_text_atomic(dst.with_suffix(".qml"), qml),
+    ]

@@ -1,8 +1,0 @@
-"""Paths of the deployment files under test."""
-
-from __future__ import annotations
-
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
