@@ -4,7 +4,7 @@ One local Dask cluster (LocalCluster in this process, --workers processes with o
 each) serves both paths, so they share workers, scene and settings:
 
 1. **Overhead**: the bench_job.py scene (size x size px, 5 pre + 3 post dates, VV + VH, 100
-   districts, 50,000 footprints) run with `pipeline.run_job` on the cluster directly, then
+   districts, 50,000 footprints) run with `run_job` on the cluster directly, then
    submitted to `ruinmap serve` (a subprocess on a free port, connected to the same scheduler)
    and polled until successful, --repeat times each in ABBA order, after one untimed run of
    each on a 512^2 scene (worker imports, numba caches). Reported: wall time of each

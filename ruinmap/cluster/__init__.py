@@ -1,1 +1,2 @@
-"""Everything that touches Dask, Zarr, files and jobs: ingest, pipeline, aggregation, service."""
+"""Everything that touches Dask, Zarr, files and jobs, in wings: storage, geo, compute, methods,
+ingest, job, outputs, service (see ARCHITECTURE.md)."""

@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
 
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
+from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.workdir import mark_products_current
 from ruinmap.cluster.outputs import (
     downsample_for_preview,
@@ -37,9 +37,6 @@ from ruinmap.cluster.outputs import (
 )
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import LocalPath, Location, as_location
-
-if TYPE_CHECKING:
-    from ruinmap.cluster.job.run import JobResult
 
 __all__ = ["GRID_BANDS", "write_products"]
 

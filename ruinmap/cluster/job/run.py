@@ -24,11 +24,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 from distributed import Client
 
 from ruinmap.cluster.compute.connect import client_for, dashboard_link
@@ -40,6 +38,7 @@ from ruinmap.cluster.job.merge import building_scores, district_table, grid_laye
 from ruinmap.cluster.job.plan import JobPlan, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
 from ruinmap.cluster.job.products import write_products as write_all_products
+from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import load_tile_partial, run_tile
@@ -47,7 +46,7 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.job.workdir import prepare_work_dir, products_are_current
 from ruinmap.cluster.methods import check_bands
 from ruinmap.cluster.settings import resolve_address
-from ruinmap.cluster.storage.location import Location, as_location
+from ruinmap.cluster.storage.location import as_location
 from ruinmap.cluster.storage.store import StoreInfo, read_store_attrs
 
 log = logging.getLogger(__name__)
@@ -57,23 +56,6 @@ __all__ = ["STORE_NAME", "JobResult", "run_job"]
 STORE_NAME = "store.zarr"
 
 Frames = tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]
-
-
-@dataclass
-class JobResult:
-    """What a run did and produced."""
-
-    spec: JobSpec
-    store: Location  # a local path, or an s3:// URL
-    districts: pd.DataFrame
-    buildings: gpd.GeoDataFrame | None
-    grid_fraction: np.ndarray
-    grid_mean: np.ndarray
-    tiles_total: int
-    tiles_run: int
-    files: dict[str, Location] = field(default_factory=dict)  # s3:// URLs for s3 outputs
-    timings: dict[str, float] = field(default_factory=dict)
-    dashboard: str | None = None
 
 
 def run_job(

@@ -15,6 +15,7 @@ window as missing (`ruinmap.kernels.focal`).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
@@ -60,25 +61,25 @@ def band_indices(bands: Sequence[str], wanted: Sequence[str], key: str) -> list[
     return [index[name.upper()] for name in wanted]
 
 
-class Scorer(Generic[P]):
+class Scorer(ABC, Generic[P]):
     """One damage-mapping method (see the module docstring); subclasses fill in the rest."""
 
     name: ClassVar[str]
     params_model: ClassVar[type[MethodParamsBase]]
 
+    @abstractmethod
     def needed_bands(self, params: P, bands: Sequence[str]) -> tuple[str, list[str]]:
         """(the parameter naming them, the band names) the method reads from `bands`."""
-        raise NotImplementedError
 
     def check_bands(self, params: P, bands: Sequence[str]) -> None:
         """SpecError, naming the parameter, when the method needs a band the imagery lacks."""
         key, wanted = self.needed_bands(params, bands)
         band_indices(bands, wanted, key)
 
+    @abstractmethod
     def halo_px(self, params: P, pixel_size_m: float) -> int:
         """Pixels of margin a window needs so that its cropped score equals the whole
         image's: the reaches of the chained focal steps, added."""
-        raise NotImplementedError
 
     def context(self, params: P, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
         """What the method needs to know about the store besides the pixels: band names and
@@ -88,10 +89,10 @@ class Scorer(Generic[P]):
             post_orbits=(0,) * store.n_times["post"], pixel_size_m=pixel_size_m,
         )  # fmt: skip
 
+    @abstractmethod
     def score(self, pre: np.ndarray, post: np.ndarray, params: P,
               context: ScoreContext) -> np.ndarray:
         """The float32 score of a padded window (see the module docstring)."""
-        raise NotImplementedError
 
 
 def nanmean_min(stack: np.ndarray, minimum: int) -> np.ndarray:

@@ -1,11 +1,11 @@
 """The dispatcher: runs stored jobs on one Dask client, `max_running` at a time.
 
 - One `distributed.Client` to the configured cluster (`connect.open_client`), shared by all
-  jobs; each running job is one thread calling `pipeline.run_job` with a `JobClient`, a thin
+  jobs; each running job is one thread calling `job.run.run_job` with a `JobClient`, a thin
   view of that client that remembers the job's futures.
 - Jobs start in the order they were accepted; the rest wait in the queue. The queue is
   rebuilt from the job store when the service starts: jobs that were running start first and
-  resume through the pipeline's tile ledger (finished tiles are not recomputed), then the
+  resume through the job's tile ledger (finished tiles are not recomputed), then the
   accepted ones.
 - Progress is the share of the job's tiles finished (`run_job(on_progress=...)`), 5-95 %
   while tiles run; 100 % once the products are written.
