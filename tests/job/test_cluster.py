@@ -22,11 +22,11 @@ from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.spec import JobSpec, dump_toml
 from ruinmap.cluster.job.workdir import WORK_DIR
 from ruinmap.synthetic import City
+from tests.support.processes import BIN
 
 pytestmark = pytest.mark.slow
 
 
-BIN = Path(sys.executable).parent
 
 
 def _ruinmap(*args: str) -> subprocess.Popen[str]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.s3 import AWS_ENV, BIN, free_port
+from tests.support.processes import BIN, free_port
+from tests.support.s3 import AWS_ENV
 
 
 @pytest.fixture(scope="session")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ruinmap.cluster.job.spec import dump_toml
+from tests.support.processes import BIN
 from tests.support.service import ENV, TOKEN, Service, wait_final
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 
 
 def _ruinmap(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:

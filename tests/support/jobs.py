@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ CITY_SIZE = 320
 SHARD = 128
 
 
-BIN = Path(sys.executable).parent
 
 
 def make_job_spec(city: City, out_dir: Path, **changes: Any) -> JobSpec:

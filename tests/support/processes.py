@@ -1,10 +1,12 @@
-"""Real Dask scheduler and worker processes on 127.0.0.1, started with the `dask` CLI."""
+"""Processes for tests: the venv's executables (`BIN`), a free port on 127.0.0.1, and real Dask
+scheduler and worker processes started with the `dask` CLI (`dask_cli_processes`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,15 @@ from pathlib import Path
 
 from distributed import Client
 
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 @contextlib.contextmanager
 def dask_cli_processes(folder: Path, env: Mapping[str, str], n_workers: int = 2
@@ -20,7 +31,7 @@ def dask_cli_processes(folder: Path, env: Mapping[str, str], n_workers: int = 2
     """A real `dask scheduler` and `n_workers` `dask worker` processes on 127.0.0.1 (one
     thread, 2 GiB each); yields (scheduler address, scheduler file) and stops them all."""
     scheduler_file = folder / "scheduler.json"
-    dask = str(Path(sys.executable).parent / "dask")
+    dask = str(BIN / "dask")
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen([dask, *args], env=dict(env), stdout=subprocess.DEVNULL,

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 from ruinmap.cluster.storage.location import as_location
-
-BIN = Path(sys.executable).parent
-
+from tests.support.processes import BIN
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "ruinmap-test", "AWS_SECRET_ACCESS_KEY": "ruinmap-test-secret",
            "AWS_DEFAULT_REGION": "us-east-1"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kill_when_recorded(args: list[str], env: dict[str, str], ledger: str, count: int) -> list[str]:

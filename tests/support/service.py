@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,9 +18,7 @@ from distributed import Client
 from ruinmap.cluster.job.spec import load_spec
 from ruinmap.cluster.service.config import hash_token
 from ruinmap.synthetic import City, write_job_spec
-
-BIN = Path(sys.executable).parent
-
+from tests.support.processes import BIN, free_port
 
 TOKEN = "test-token-one"
 
@@ -59,11 +55,6 @@ def wait_for(condition: Callable[[], Any], deadline_s: float, what: str,
             raise TimeoutError(f"gave up waiting for {what} after {deadline_s:g} s")
         time.sleep(interval_s)  # polling interval of a wait with a deadline
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
