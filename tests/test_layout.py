@@ -23,11 +23,14 @@ ALLOWED: dict[str, set[str]] = {
     "cluster.ingest": {"kernels", "cluster.storage", "cluster.geo", "cluster.compute",
                        "cluster.settings"},
     "cluster.outputs": {"kernels", "cluster.storage", "cluster.geo"},
+    "cluster.validation": {"kernels", "cluster.storage", "cluster.geo", "cluster.methods",
+                           "cluster.outputs"},
     "cluster.job": {"kernels", "cluster.storage", "cluster.geo", "cluster.compute",
                     "cluster.settings", "cluster.methods", "cluster.ingest",
-                    "cluster.outputs"},
+                    "cluster.outputs", "cluster.validation"},
     "cluster.service": {"cluster.storage", "cluster.compute", "cluster.settings",
-                        "cluster.methods", "cluster.ingest", "cluster.job"},
+                        "cluster.methods", "cluster.ingest", "cluster.job",
+                        "cluster.validation"},
 }
 #: libraries a kernel must not touch: kernels are pure numba and NumPy
 NOT_IN_KERNELS = ("dask", "distributed", "xarray", "zarr", "rasterio", "rioxarray",
