@@ -256,6 +256,10 @@ def _add_run(sub: argparse._SubParsersAction) -> Runner:
             spec, scheduler=args.scheduler, progress=False if args.no_progress else None
         )
         _print_summary(result)
+        if result.validation is not None:
+            from ruinmap.cli_validate import print_validation
+
+            print_validation(result.validation)
         skipped = result.tiles_total - result.tiles_run
         print(
             f"{result.tiles_run} tile(s) computed"
@@ -335,8 +339,9 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Runner]] = {
 def _all_commands() -> dict[str, Callable[[argparse._SubParsersAction], Runner]]:
     from ruinmap.cli_cluster import COMMANDS as CLUSTER_COMMANDS
     from ruinmap.cli_service import COMMANDS as SERVICE_COMMANDS
+    from ruinmap.cli_validate import COMMANDS as VALIDATE_COMMANDS
 
-    return {**COMMANDS, **SERVICE_COMMANDS, **CLUSTER_COMMANDS}
+    return {**COMMANDS, **VALIDATE_COMMANDS, **SERVICE_COMMANDS, **CLUSTER_COMMANDS}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:

@@ -166,7 +166,8 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
     for source in plan.store.sources:
         path = str(source.get("path"))  # a local path or an s3:// URL, as ingested
         records.append({"path": path, "size": source.get("size_bytes"),
-                        "sha256": source.get("sha256"), "side": source.get("side")})
+                        "sha256": source.get("sha256"), "side": source.get("side"),
+                        "date": source.get("time")})
     records.append(input_record(plan.files.districts.path))
     if plan.files.buildings is not None:
         records.append(input_record(plan.files.buildings.path))
@@ -184,5 +185,7 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
             "tiles_run": result.tiles_run,
             "valid_km2": float(np.nansum(table["valid_km2"])),
             "damaged_km2": float(np.nansum(table["damaged_km2"])),
-        }},
+            "post_end": max((str(s.get("time")) for s in plan.store.sources
+                             if s.get("side") == "post" and s.get("time")), default=None),
+        }, "count_intervals": result.count_intervals},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -29,3 +30,5 @@ class JobResult:
     files: dict[str, Location] = field(default_factory=dict)  # s3:// URLs for s3 outputs
     timings: dict[str, float] = field(default_factory=dict)
     dashboard: str | None = None
+    count_intervals: dict[str, Any] | None = None  # method, level, assumptions
+    validation: dict[str, Any] | None = None  # validation.json, when the spec had labels

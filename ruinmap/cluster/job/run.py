@@ -48,6 +48,8 @@ from ruinmap.cluster.methods import check_bands
 from ruinmap.cluster.settings import resolve_address
 from ruinmap.cluster.storage.location import as_location
 from ruinmap.cluster.storage.store import StoreInfo, read_store_attrs
+from ruinmap.cluster.validation.counts import add_count_intervals, unvalidated_intervals
+from ruinmap.cluster.validation.run import validate
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ def run_job(
     timings["merge_s"] = time.perf_counter() - t0
     if write_products:
         _write(result, plan, polygons)
+        if spec.validation is not None:
+            _validate(result)
     timings["total_s"] = time.perf_counter() - started
     return result
 
@@ -184,12 +188,34 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         building_district=polygons.building_district,
         building_damaged=None if b_scores is None else b_scores["damaged"],
     )  # fmt: skip
+    intervals = None
+    if b_scores is not None and polygons.building_district is not None:
+        found = unvalidated_intervals(
+            b_scores["mean_score"].to_numpy(np.float64), polygons.building_district,
+            len(polygons.district_ids), method=plan.spec.method, threshold=params.threshold)
+        table = add_count_intervals(table, found)
+        intervals = {"method": found.method, "level": found.level,
+                     "assumptions": found.assumptions}
     fraction, mean = grid_layers(merged)
     return JobResult(
         spec=plan.spec, store=plan.store.location, districts=table, buildings=buildings,
         grid_fraction=fraction, grid_mean=mean, tiles_total=len(plan.tiles),
         tiles_run=len(pending), timings=timings, dashboard=dashboard,
+        count_intervals=intervals,
     )  # fmt: skip
+
+
+def _validate(result: JobResult) -> None:
+    """The spec's [validation], on the results just written: validation.* and the district
+    tables with calibrated intervals (these replace the unvalidated ones in `result`)."""
+    assert result.spec.validation is not None
+    t0 = time.perf_counter()
+    report = validate(result.spec.output.dir, result.spec.validation)
+    if report.districts is not None:
+        result.districts = report.districts.drop(columns="geometry", errors="ignore")
+    result.validation = report.report
+    result.files.update({k: as_location(v) for k, v in report.files.items()})
+    result.timings["validation_s"] = time.perf_counter() - t0
 
 
 def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:

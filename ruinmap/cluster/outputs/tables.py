@@ -40,7 +40,10 @@ LEADING_COLUMNS = (
     "mean_score",
     "p90_score",
 )
-BUILDING_COLUMNS = ("buildings", "buildings_damaged", "buildings_damaged_fraction")
+BUILDING_COLUMNS = ("buildings", "buildings_damaged", "buildings_damaged_fraction",
+                    "buildings_damaged_expected", "buildings_damaged_low",
+                    "buildings_damaged_high", "buildings_damaged_level",
+                    "buildings_damaged_interval")
 CLASS_COLUMN = re.compile(r"^class_(.+)_km2$")
 #: The documented order: leading columns, `class_<k>_km2` columns (here the placeholder), then
 #: building counts; other columns follow, geometry is last.
@@ -173,7 +176,8 @@ def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
     """A rich Table of the most damaged districts (by damaged_km2, descending), for a terminal.
 
     Shows district (name, else id), area, damaged area and share of the valid area, mean
-    score and, when the table has building counts, damaged buildings; districts beyond
+    score and, when the table has building counts, damaged buildings and the interval on
+    their true number (with its level and method); districts beyond
     `max_rows` are summarised in the caption.
     """
     if "damaged_km2" not in df.columns:
@@ -190,6 +194,14 @@ def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
         table.add_column("Mean score", justify="right")
     if has_buildings:
         table.add_column("Buildings damaged", justify="right")
+    has_interval = {"buildings_damaged_low", "buildings_damaged_high"} <= set(df.columns)
+    if has_interval:
+        level = df["buildings_damaged_level"].dropna() if "buildings_damaged_level" in df else []
+        kind = df["buildings_damaged_interval"].dropna() \
+            if "buildings_damaged_interval" in df else []
+        pct = f"{float(level.iloc[0]):.0%}" if len(level) else "90%"
+        table.add_column(f"{pct} interval" + (f" ({kind.iloc[0]})" if len(kind) else ""),
+                         justify="right")
     for _, row in rows.head(max(max_rows, 0)).iterrows():
         label = row.get("name")
         if _is_missing(label) or str(label) == "":
@@ -212,6 +224,10 @@ def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
                 if not _is_missing(share):
                     text += f" ({_percent(share)})"
             cells.append(text)
+        if has_interval:
+            low, high = row.get("buildings_damaged_low"), row.get("buildings_damaged_high")
+            cells.append("–" if _is_missing(low) or _is_missing(high)
+                         else f"{_count(low)}–{_count(high)}")
         table.add_row(*cells)
     hidden = len(df) - min(len(df), max(max_rows, 0))
     if hidden > 0:

@@ -7,6 +7,7 @@ and checks the output folder, raising one SpecError that lists every problem wit
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -180,7 +181,8 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
     Globs must match files, a store must exist, district and building files must be readable
     vector files with a CRS and polygons (only their schema and first row are read), the `id`
     (and `name`) fields must exist, pwtt `orbits` globs must match an input, and the output
-    folder must be creatable. Nothing is created or written.
+    folder must be creatable, and `validation.labels` must exist (it is read after the run,
+    once the results' grid and dates are known). Nothing is created or written.
     """
     problems: list[str] = []
     pre: tuple[Location, ...] = ()
@@ -222,6 +224,11 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
                 problems.append(
                     f"method_params.orbits: '{pattern}' matches none of the input files"
                 )
+
+    if spec.validation is not None:
+        labels = spec.validation.labels
+        if not (Path(labels).exists() or glob.glob(labels)):
+            problems.append(f"validation.labels: '{labels}' does not exist (nor matches a file)")
 
     output_dir = as_location(spec.output.dir)
     if not isinstance(output_dir, ObjectURL):

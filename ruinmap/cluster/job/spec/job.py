@@ -20,6 +20,8 @@ the output grid, the output folder and the cluster::
     address = "local"                    # embedded LocalCluster, or "tcp://host:8786"
     [method_params]                      # optional; checked against the method's own model
     threshold = 3.0
+    [validation]                         # optional: ground truth, checked after the run
+    labels = "truth/unosat_points.gpkg"  # see ruinmap.cluster.validation.config
 
 `load_spec` reads a file (relative paths resolve against the file's folder), `parse_spec` takes
 the same structure as a mapping (the JSON body of a service request). Unknown keys are refused
@@ -49,6 +51,8 @@ from ruinmap.cluster.job.spec.polygons import BuildingsSpec, DistrictsSpec
 from ruinmap.cluster.job.spec.toml import dump_toml
 from ruinmap.cluster.methods.params import SpecModel
 from ruinmap.cluster.methods.registry import METHODS, PARAMS_BY_METHOD, Method, MethodParams
+from ruinmap.cluster.storage.location import URL_SCHEMES
+from ruinmap.cluster.validation.config import ValidationSpec
 from ruinmap.errors import SpecError
 
 __all__ = ["JobSpec", "load_spec", "parse_spec"]
@@ -65,6 +69,8 @@ class JobSpec(SpecModel):
     output: OutputSpec
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
     method_params: Annotated[MethodParams, Field(description="the method's parameters")]
+    validation: ValidationSpec | None = Field(
+        default=None, description="ground-truth labels to validate the results against")
 
     _source: str = PrivateAttr(default="<job spec>")
 
@@ -102,6 +108,14 @@ class JobSpec(SpecModel):
                 f"method_params are {type(self.method_params).__name__} but method "
                 f"'{self.method}' takes {expected.__name__}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _validation_needs_local_output(self) -> JobSpec:
+        if self.validation is not None and self.output.dir.startswith(URL_SCHEMES):
+            raise ValueError(
+                "[validation] reads the results back from output.dir, which must be a local "
+                f"folder (got {self.output.dir}); run `ruinmap validate` on a local copy")
         return self
 
     def __eq__(self, other: object) -> bool:
