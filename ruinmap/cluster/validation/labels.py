@@ -199,8 +199,8 @@ def _one_kind(frame: gpd.GeoDataFrame, path: str, layer: str | None
     keep = types.isin(_POLYGONS if kind == "polygons" else _POINTS) & ~missing
     notes = []
     if not bool(keep.all()):
-        other = ", ".join(f"{n} {t}" for t, n in types[~keep].fillna("empty").value_counts()
-                          .items())
+        kinds = types.where(~missing, "empty")
+        other = ", ".join(f"{n} {t}" for t, n in kinds[~keep].value_counts().items())
         notes.append(f"dropped {other} geometries from a layer of {kind}.")
     return frame[keep].reset_index(drop=True), kind, notes
 
@@ -283,6 +283,9 @@ def _latest(records: pd.DataFrame, n_sites: int, path: str, date: datetime.date 
             notes.append(f"the file has no dates, so the cutoff {cutoff} ({why}) was not "
                          f"applied.")
         chosen = records.drop_duplicates("site", keep="last")
+        if len(chosen) < n_sites:
+            notes.append(f"{n_sites - len(chosen)} of {n_sites} sites have no class and were "
+                         f"dropped.")
         return chosen, None, notes
     records = records[dated]
     if cutoff is not None:

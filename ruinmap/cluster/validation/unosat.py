@@ -178,11 +178,7 @@ def table_records(frame: gpd.GeoDataFrame, path: str, *, class_field: str | None
     field = _class_field(frame, path, class_field)
     none = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
     records = _records(site, class_text(frame[field]), none)
-    notes: tuple[str, ...] = ()
-    if len(records) < len(frame):
-        notes = (f"{len(frame) - len(records)} features have no value in {field!r} "
-                 f"and were dropped.",)
-    return TableRecords(records, _sites(frame), "class field", field, notes)
+    return TableRecords(records, _sites(frame), "class field", field, ())
 
 
 def _wide_pairs(frame: gpd.GeoDataFrame) -> list[tuple[str, str]]:

@@ -116,7 +116,11 @@ def read_xbd(files: list[Path]) -> XbdRecords:
         post.append(str(path))
         metadata = document.get("metadata") or {}
         captured = metadata.get("capture_date") if isinstance(metadata, dict) else None
-        when = pd.to_datetime(captured, utc=True).tz_localize(None) if captured else pd.NaT
+        try:
+            when = pd.to_datetime(captured, utc=True).tz_localize(None) if captured else pd.NaT
+        except (ValueError, TypeError):
+            raise InputError(f"{path}: metadata.capture_date {captured!r} is not a date; "
+                             f"fix it (xBD writes 2011-05-29T17:29:25.433Z)") from None
         for feature, props in buildings:
             try:
                 geometries.append(shapely.from_wkt(feature["wkt"]))
