@@ -172,6 +172,14 @@ def _count(value: Any) -> str:
     return "–" if _is_missing(value) else f"{int(value):,}"
 
 
+def _first(df: pd.DataFrame, column: str) -> Any:
+    """The first non-missing value of `column`, or None."""
+    if column not in df.columns:
+        return None
+    values = df[column].dropna()
+    return values.iloc[0] if len(values) else None
+
+
 def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
     """A rich Table of the most damaged districts (by damaged_km2, descending), for a terminal.
 
@@ -195,13 +203,17 @@ def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
     if has_buildings:
         table.add_column("Buildings damaged", justify="right")
     has_interval = {"buildings_damaged_low", "buildings_damaged_high"} <= set(df.columns)
+    footnote = ""
     if has_interval:
-        level = df["buildings_damaged_level"].dropna() if "buildings_damaged_level" in df else []
-        kind = df["buildings_damaged_interval"].dropna() \
-            if "buildings_damaged_interval" in df else []
-        pct = f"{float(level.iloc[0]):.0%}" if len(level) else "90%"
-        table.add_column(f"{pct} interval" + (f" ({kind.iloc[0]})" if len(kind) else ""),
-                         justify="right")
+        levels = _first(df, "buildings_damaged_level")
+        pct = f"{float(levels):.0%}" if levels is not None else "90%"
+        table.add_column(f"{pct} interval", justify="right")
+        meaning = {"calibrated": "calibrated on labels",
+                   "unvalidated": "unvalidated: score noise only, run `ruinmap validate`"}
+        kind = _first(df, "buildings_damaged_interval")
+        if kind is not None:
+            footnote = (f"{pct} interval on the true number of damaged buildings: "
+                        f"{meaning.get(str(kind), str(kind))}")
     for _, row in rows.head(max(max_rows, 0)).iterrows():
         label = row.get("name")
         if _is_missing(label) or str(label) == "":
@@ -230,10 +242,15 @@ def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
                          else f"{_count(low)}–{_count(high)}")
         table.add_row(*cells)
     hidden = len(df) - min(len(df), max(max_rows, 0))
+    captions = []
     if hidden > 0:
         rest = rows.iloc[max(max_rows, 0) :]["damaged_km2"]
-        table.caption = (
+        captions.append(
             f"{hidden} more district(s) with {np.nansum(rest.to_numpy(dtype=float)):,.2f} km² "
             "damaged in all; see districts.csv"
         )
+    if footnote:
+        captions.append(footnote)
+    if captions:
+        table.caption = "\n".join(captions)
     return table

@@ -9,16 +9,21 @@ count), `buildings_damaged_low` / `_high` (the central interval), `buildings_dam
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import TYPE_CHECKING, Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from ruinmap.cluster.validation.intervals import (
     DEFAULT_LEVEL,
     CountIntervals,
     calibrate,
     count_intervals,
+    district_dispersion,
     score_sigma,
     unvalidated_probabilities,
 )
@@ -29,6 +34,11 @@ if TYPE_CHECKING:
 
 __all__ = ["INTERVAL_COLUMNS", "add_count_intervals", "calibrated_intervals",
            "unvalidated_intervals"]
+
+log = logging.getLogger(__name__)
+
+#: least labelled units in a block that measures the district dispersion
+_MIN_BLOCK_UNITS = 20
 
 INTERVAL_COLUMNS = ("buildings_damaged_expected", "buildings_damaged_low",
                     "buildings_damaged_high", "buildings_damaged_level",
@@ -66,21 +76,57 @@ def add_count_intervals(table: pd.DataFrame, intervals: CountIntervals) -> pd.Da
     return table
 
 
-def calibrated_intervals(results: Results, scores: np.ndarray, damaged: np.ndarray,
-                         spec: ValidationSpec) -> tuple[CountIntervals | None, dict[str, Any]]:
-    """Calibrate P(damaged | score) on the labelled units and apply it to every scored
-    footprint of each district. Returns (None, record) without footprints or districts."""
+def _blocks(marked: gpd.GeoDataFrame, min_units: int) -> tuple[np.ndarray, str]:
+    """Blocks of labelled units for `district_dispersion`: their districts where at least 5
+    districts hold `min_units` of them, else square cells holding about 100 units each."""
+    ids = marked["district_id"].astype(object).to_numpy()
+    known = np.array([d is not None and d == d for d in ids])
+    codes = np.full(len(ids), -1, np.int64)
+    if known.any():
+        codes[known] = pd.factorize(pd.Series(ids[known]).astype(str))[0]
+        if (np.bincount(codes[known]) >= min_units).sum() >= 5:
+            return codes, "districts"
+    xy = shapely.get_coordinates(marked.geometry.centroid.to_numpy())
+    n_side = max(1, math.ceil(math.sqrt(len(xy) / 100)))
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    cell = np.maximum((hi - lo) / n_side, 1e-9)
+    ij = np.minimum(((xy - lo) // cell).astype(np.int64), n_side - 1)
+    return ij[:, 1] * n_side + ij[:, 0], f"{n_side} x {n_side} square cells"
+
+
+def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: ValidationSpec
+                         ) -> tuple[CountIntervals | None, dict[str, Any]]:
+    """Calibrate P(damaged | score) on the labelled units (`marked`: `score`, `damaged`,
+    `district_id`, geometry), measure the district-wide dispersion on them, and apply both to
+    every scored footprint of each district. Returns (None, record) without footprints or
+    districts."""
+    scores = marked["score"].to_numpy(np.float64)
+    damaged = marked["damaged"].to_numpy(bool)
     calibration = calibrate(scores, damaged, n_boot=spec.n_boot, seed=spec.seed)
+    blocks, block_kind = _blocks(marked, _MIN_BLOCK_UNITS)
+    tau2, n_blocks = district_dispersion(calibration.probabilities(scores), damaged, blocks,
+                                         min_units=_MIN_BLOCK_UNITS)
     record: dict[str, Any] = {
         "method": "calibrated",
         "model": "P(damaged | score) = 1 / (1 + exp(-(a + b score))), maximum likelihood "
                  f"on {calibration.n_labelled} labelled units ({calibration.n_damaged} "
-                 f"damaged), refitted on {spec.n_boot} bootstrap resamples",
-        "a": calibration.intercept, "b": calibration.slope, "level": spec.level,
-        "assumptions": "the labelled units are representative of the district's buildings "
-                       "(same P(damaged | score)); buildings are damaged independently given "
-                       "their scores; the labels are right",
+                 f"damaged), refitted on {spec.n_boot} bootstrap resamples; a district-wide "
+                 "logit offset of variance tau2 (method of moments over blocks of labelled "
+                 "units): count variance V + tau2 V^2, V = sum p (1 - p)",
+        "a": calibration.intercept, "b": calibration.slope, "tau2": tau2,
+        "dispersion_blocks": {"kind": block_kind, "used": n_blocks,
+                              "min_units": _MIN_BLOCK_UNITS},
+        "level": spec.level,
+        "assumptions": "the labelled units are representative of the districts' buildings "
+                       "(same P(damaged | score) and the same spread of district offsets); "
+                       "given its district's offset each building is damaged independently; "
+                       "the labels are right",
     }
+    if n_blocks < 5:
+        warning = (f"the district dispersion rests on {n_blocks} block(s) of "
+                   f">= {_MIN_BLOCK_UNITS} labelled units; the intervals may be too narrow")
+        record["warning"] = warning
+        log.warning("%s", warning)
     buildings, districts = results.buildings, results.districts
     if buildings is None or districts is None or "district_id" not in buildings:
         record["applied"] = "no footprints or districts in the results: no district interval"
@@ -93,10 +139,10 @@ def calibrated_intervals(results: Results, scores: np.ndarray, damaged: np.ndarr
     finite = np.isfinite(s)
     p = np.full(s.shape, np.nan)
     p[finite] = calibration.probabilities(s[finite])
-    p_boot = np.full((spec.n_boot, s.size), np.nan)
+    p_boot = np.zeros((spec.n_boot, s.size))
     p_boot[:, finite] = calibration.boot_probabilities(s[finite])
     intervals = count_intervals(np.where(finite, index, -1), len(districts), p=p,
-                                p_boot=np.nan_to_num(p_boot), level=spec.level,
+                                p_boot=p_boot, level=spec.level, tau2=tau2,
                                 method="calibrated", assumptions=record["assumptions"],
                                 seed=spec.seed)
     record["applied"] = (f"to the {int(finite.sum())} scored footprints of "

@@ -147,7 +147,7 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
         log.warning("%s: no undamaged %s among the labels: AUC and precision cannot be "
                     "measured, only recall", labels.path, marked.unit)
     per_district = _district_counts(marked, results.threshold)
-    intervals, calibration = calibrated_intervals(results, scores, damaged, spec)
+    intervals, calibration = calibrated_intervals(results, marked.frame, spec)
     report: dict[str, Any] = {
         "format": FORMAT, "format_version": 1,
         "results": str(results.folder), "method": results.method,
@@ -169,6 +169,8 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
         per_district = per_district.merge(
             table[["district_id", "buildings_damaged", "buildings_damaged_low",
                    "buildings_damaged_high"]], on="district_id", how="outer")
+        counts = ["labelled_units", "labelled_damaged", "predicted_damaged", "count_error"]
+        per_district[counts] = per_district[counts].astype("Int64")  # NA: no labels there
         districts = gpd.GeoDataFrame(table, geometry="geometry", crs=results.districts.crs)
         files.update({k: Path(v) for k, v in write_district_tables(districts, out).items()})
     files["validation_csv"] = out / "validation.csv"
