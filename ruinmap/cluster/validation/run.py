@@ -166,9 +166,10 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
     files: dict[str, Path] = {}
     if results.districts is not None and intervals is not None:
         table = add_count_intervals(pd.DataFrame(results.districts), intervals)
-        per_district = per_district.merge(
-            table[["district_id", "buildings_damaged", "buildings_damaged_low",
-                   "buildings_damaged_high"]], on="district_id", how="outer")
+        wanted = ["district_id", "buildings", "buildings_damaged", "buildings_damaged_low",
+                  "buildings_damaged_high"]
+        per_district = per_district.merge(table[[c for c in wanted if c in table]],
+                                          on="district_id", how="outer")
         counts = ["labelled_units", "labelled_damaged", "predicted_damaged", "count_error"]
         per_district[counts] = per_district[counts].astype("Int64")  # NA: no labels there
         districts = gpd.GeoDataFrame(table, geometry="geometry", crs=results.districts.crs)
