@@ -117,6 +117,8 @@ def _path_case(city_spec: dict[str, Any], where: str, value: Any) -> dict[str, A
         spec["output"] = {"dir": value}
     elif where == "store":
         spec["inputs"] = {"store": value}
+    elif where == "labels":
+        spec["validation"] = {"labels": value}
     return spec
 
 
@@ -132,6 +134,9 @@ def _path_case(city_spec: dict[str, Any], where: str, value: Any) -> dict[str, A
     ("pre", ["/etc/*.conf"], 403),
     ("output", "/tmp/elsewhere", 403),
     ("store", "/etc", 403),
+    ("labels", "../secret/labels.gpkg", 400),
+    ("labels", "/etc/passwd", 403),
+    ("labels", "/etc/*.conf", 403),
 ])  # fmt: skip
 def test_paths_outside_the_roots_are_refused(
     service: Service, city_spec: dict[str, Any], where: str, value: Any, status: int

@@ -41,6 +41,12 @@ OUTPUTS: dict[str, tuple[str, str, str]] = {
                           "Per-building scores (GeoParquet), when footprints were given"),
     "map_png": ("map.png", "image/png", "Map of damage by district (PNG)"),
     "job_json": ("job.json", "application/json", "What was run: spec, inputs, timings"),
+    "validation_json": ("validation.json", "application/json",
+                        "Accuracy against the [validation] labels, when given"),
+    "validation_csv": ("validation.csv", "text/csv",
+                       "Per-district labelled vs predicted counts, when labels were given"),
+    "validation_png": ("validation.png", "image/png",
+                       "ROC, precision-recall and score histogram, when labels were given"),
 }
 
 _REQUEST_KEYS = {"inputs", "outputs", "response", "subscriber"}
@@ -133,6 +139,9 @@ def _check(body: Any, policy: PathPolicy, job_id: str) -> Submission:
         if isinstance(value, str):
             texts.append((f"inputs.{key}" if key != "inputs.store" else "inputs.inputs.store",
                           value))
+    labels = _table(spec_in, "validation").get("labels")
+    if isinstance(labels, str):
+        texts.append(("inputs.validation.labels", labels))
     output = _table(spec_in, "output")
     out_text = output.get("dir")
     if out_text is not None and not isinstance(out_text, str):
@@ -162,6 +171,8 @@ def _check(body: Any, policy: PathPolicy, job_id: str) -> Submission:
     policy.check_input(spec.districts.path, "inputs.districts.path")
     if spec.buildings is not None:
         policy.check_input(spec.buildings.path, "inputs.buildings.path")
+    if spec.validation is not None:  # labels may be an xBD folder or glob
+        policy.check_input_glob(spec.validation.labels, "inputs.validation.labels")
     try:
         validate_spec_files(spec)
     except SpecError as exc:

@@ -45,16 +45,18 @@ def draw_validation_figure(path: Path, *, curves: Curves | None, scores: np.ndar
                label="share damaged")
     pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01),
            title="Precision-recall")
-    pr.legend(loc="lower left", frameon=False, fontsize=8)
+    pr.legend(loc="lower left", bbox_to_anchor=(0.0, 0.18), frameon=False, fontsize=8)
     finite = scores[np.isfinite(scores)]
     lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
     bins = np.linspace(min(lo, job.threshold), max(hi, job.threshold), 41)
-    hist.hist(np.clip(scores[~damaged], bins[0], bins[-1]), bins=bins, color=_INTACT,
-              alpha=0.6, label=f"undamaged ({int((~damaged).sum()):,})")
-    hist.hist(np.clip(scores[damaged], bins[0], bins[-1]), bins=bins, color=_DAMAGED,
-              alpha=0.6, label=f"damaged ({int(damaged.sum()):,})")
+    # each class as a density: a few hundred damaged next to thousands intact stay visible
+    for mask, color, name in ((~damaged, _INTACT, "undamaged"), (damaged, _DAMAGED, "damaged")):
+        if mask.any():
+            hist.hist(np.clip(scores[mask], bins[0], bins[-1]), bins=bins, color=color,
+                      alpha=0.55, density=True, label=f"{name} ({int(mask.sum()):,})")
     hist.axvline(job.threshold, color=_MARK, lw=1.2, ls="--", label="job threshold")
-    hist.set(xlabel="score", ylabel="count", title="Score by label")
+    hist.set(xlabel="score (outer 0.5 % of each tail in the end bins)",
+             ylabel="density within each label", title="Score by label")
     hist.legend(frameon=False, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
