@@ -14,6 +14,7 @@ from scipy.stats import binom
 from ruinmap.cluster.validation.intervals import (
     calibrate,
     count_intervals,
+    district_dispersion,
     score_sigma,
     unvalidated_probabilities,
 )
@@ -110,3 +111,29 @@ def test_level_must_be_a_probability(level: float) -> None:
     with pytest.raises(InputError, match="level"):
         count_intervals(np.zeros(1, np.int64), 1, p=np.ones(1), level=level, method="x",
                         assumptions="")
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.5])
+def test_district_dispersion_recovers_the_offset_variance(tau: float) -> None:
+    rng = np.random.default_rng(7)
+    n_blocks, per_block = 60, 400
+    block = np.repeat(np.arange(n_blocks), per_block)
+    logit = rng.normal(-1.5, 1.0, block.size)
+    offset = rng.normal(0, tau, n_blocks)[block]
+    damaged = rng.random(block.size) < 1 / (1 + np.exp(-(logit + offset)))
+    p = 1 / (1 + np.exp(-logit))  # the model without the offsets
+    tau2, used = district_dispersion(p, damaged, block)
+    assert used == n_blocks
+    # delta method: a logit offset of variance tau^2 moves counts by about tau^2 V^2
+    assert tau2 == pytest.approx(tau**2, abs=0.06)
+
+
+def test_dispersion_widens_and_student_t_widens_further() -> None:
+    p = np.full(300, 0.2)
+    district = np.zeros(300, np.int64)
+    plain = count_intervals(district, 1, p=p, method="x", assumptions="")
+    spread = count_intervals(district, 1, p=p, tau2=0.2, method="x", assumptions="")
+    few = count_intervals(district, 1, p=p, tau2=0.2, tau2_blocks=4, method="x",
+                          assumptions="")
+    widths = [int(c.high[0] - c.low[0]) for c in (plain, spread, few)]
+    assert widths[0] < widths[1] < widths[2]

@@ -97,9 +97,9 @@ def _blocks(marked: gpd.GeoDataFrame, min_units: int) -> tuple[np.ndarray, str]:
 def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: ValidationSpec
                          ) -> tuple[CountIntervals | None, dict[str, Any]]:
     """Calibrate P(damaged | score) on the labelled units (`marked`: `score`, `damaged`,
-    `district_id`, geometry), measure the district-wide dispersion on them, and apply both to
-    every scored footprint of each district. Returns (None, record) without footprints or
-    districts."""
+    `district_id`, `building_row`, geometry), measure the district-wide dispersion on them,
+    and apply both to every unlabelled scored footprint of each district; a labelled
+    footprint counts as its label. Returns (None, record) without footprints or districts."""
     scores = marked["score"].to_numpy(np.float64)
     damaged = marked["damaged"].to_numpy(bool)
     calibration = calibrate(scores, damaged, n_boot=spec.n_boot, seed=spec.seed)
@@ -112,15 +112,16 @@ def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: Valid
                  f"on {calibration.n_labelled} labelled units ({calibration.n_damaged} "
                  f"damaged), refitted on {spec.n_boot} bootstrap resamples; a district-wide "
                  "logit offset of variance tau2 (method of moments over blocks of labelled "
-                 "units): count variance V + tau2 V^2, V = sum p (1 - p)",
+                 "units): count variance V + tau2 V^2, V = sum p (1 - p), Student t quantiles "
+                 "with (blocks - 1) degrees of freedom",
         "a": calibration.intercept, "b": calibration.slope, "tau2": tau2,
         "dispersion_blocks": {"kind": block_kind, "used": n_blocks,
                               "min_units": _MIN_BLOCK_UNITS},
         "level": spec.level,
-        "assumptions": "the labelled units are representative of the districts' buildings "
+        "assumptions": "labelled footprints count as their labels (the labels are right); "
+                       "the labelled units are representative of the unlabelled buildings "
                        "(same P(damaged | score) and the same spread of district offsets); "
-                       "given its district's offset each building is damaged independently; "
-                       "the labels are right",
+                       "given its district's offset each building is damaged independently",
     }
     if n_blocks < 5:
         warning = (f"the district dispersion rests on {n_blocks} block(s) of "
@@ -141,10 +142,18 @@ def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: Valid
     p[finite] = calibration.probabilities(s[finite])
     p_boot = np.zeros((spec.n_boot, s.size))
     p_boot[:, finite] = calibration.boot_probabilities(s[finite])
+    # a labelled footprint's state is known: it adds its label, not a probability
+    known = marked["building_row"].to_numpy(np.int64)
+    known_damaged = damaged[known >= 0].astype(np.float64)
+    known = known[known >= 0]
+    p[known] = known_damaged
+    p_boot[:, known] = known_damaged
     intervals = count_intervals(np.where(finite, index, -1), len(districts), p=p,
                                 p_boot=p_boot, level=spec.level, tau2=tau2,
+                                tau2_blocks=n_blocks,
                                 method="calibrated", assumptions=record["assumptions"],
                                 seed=spec.seed)
-    record["applied"] = (f"to the {int(finite.sum())} scored footprints of "
-                         f"{len(districts)} districts")
+    record["applied"] = (f"to the {int(finite.sum()) - known.size} unlabelled scored "
+                         f"footprints of {len(districts)} districts; {known.size} labelled "
+                         "footprints count as their labels")
     return intervals, record

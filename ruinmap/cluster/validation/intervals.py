@@ -16,7 +16,8 @@ to every interval:
   Errors are not independent between neighbours (a district of sheds or of fields scores
   high everywhere), so each district also gets a shared offset on the logit scale with
   variance tau^2, measured on the labels (`district_dispersion`): by the delta method the
-  count's variance is V + tau^2 V^2, V = sum p_i (1 - p_i).
+  count's variance is V + tau^2 V^2, V = sum p_i (1 - p_i); as tau^2 is itself measured on
+  a few blocks, the interval takes Student t quantiles (blocks - 1 degrees of freedom).
 
 Counts are exact (a convolution, averaged over the resamples) for districts of up to
 `EXACT_MAX` buildings (fewer with resamples), a normal approximation with the same means and
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 from scipy.stats import norm
+from scipy.stats import t as student_t
 from sklearn.linear_model import LogisticRegression
 
 from ruinmap.errors import InputError
@@ -196,12 +198,13 @@ def _pmf(q: np.ndarray) -> np.ndarray:
     return pmf
 
 
-def _bounds(p: np.ndarray, level: float, rng: np.random.Generator,
-            tau2: float) -> tuple[int, int]:
+def _bounds(p: np.ndarray, level: float, rng: np.random.Generator, tau2: float,
+            df: int | None) -> tuple[int, int]:
     """Central `level` interval of a count that is, with equal weight for each row of `p`
     (B, n), a sum of Bernoulli(p_row) with a shared logit offset of variance `tau2`: exact
     (tau2 = 0) up to EXACT_MAX buildings, else a mixture of normals with the same means and
-    variances."""
+    variances; with `df` (tau2 measured on df + 1 blocks), Student t instead of normal, for
+    the uncertainty of tau2 itself."""
     tail = (1.0 - level) / 2.0
     n = p.shape[1]
     if n == 0:
@@ -215,24 +218,27 @@ def _bounds(p: np.ndarray, level: float, rng: np.random.Generator,
     v = (p * (1 - p)).sum(axis=1)
     sd = np.sqrt(v + tau2 * v**2)
     if p.shape[0] == 1:
-        z = float(norm.ppf(1 - tail))
+        z = float(norm.ppf(1 - tail) if df is None else student_t.ppf(1 - tail, df))
         lo, hi = mean[0] - z * sd[0], mean[0] + z * sd[0]
     else:
-        draws = rng.normal(mean[:, None], sd[:, None], (p.shape[0], _DRAWS_PER_REPLICATE))
+        shape = (p.shape[0], _DRAWS_PER_REPLICATE)
+        z = rng.standard_normal(shape) if df is None else rng.standard_t(df, shape)
+        draws = mean[:, None] + sd[:, None] * z
         lo, hi = np.quantile(draws, [tail, 1 - tail])
     return max(0, math.floor(lo + 0.5)), min(n, math.ceil(hi - 0.5))
 
 
 def count_intervals(district: np.ndarray, n_districts: int, *, p: np.ndarray,
                     p_boot: np.ndarray | None = None, level: float = DEFAULT_LEVEL,
-                    tau2: float = 0.0, method: str, assumptions: str,
-                    seed: int = 0) -> CountIntervals:
+                    tau2: float = 0.0, tau2_blocks: int | None = None, method: str,
+                    assumptions: str, seed: int = 0) -> CountIntervals:
     """Per district: expected true damaged count and its central `level` interval.
 
     `district`: each building's 0-based district (-1: none); `p`: its P(damaged) (NaN: not
     scored, not counted); `p_boot`: (n_boot, n_buildings) probabilities under resampled
     calibrations (None: `p` is all the uncertainty there is); `tau2`: the variance of a
-    district-wide logit offset (`district_dispersion`)."""
+    district-wide logit offset (`district_dispersion`), measured on `tau2_blocks` blocks
+    (the interval then uses Student t with tau2_blocks - 1 degrees of freedom)."""
     if not 0 < level < 1:
         raise InputError(f"interval level must be between 0 and 1, got {level!r}")
     district = np.asarray(district, np.int64)
@@ -242,6 +248,7 @@ def count_intervals(district: np.ndarray, n_districts: int, *, p: np.ndarray,
     low = np.zeros(n_districts, np.int64)
     high = np.zeros(n_districts, np.int64)
     rng = np.random.default_rng(seed)
+    df = None if tau2_blocks is None or tau2_blocks < 2 else tau2_blocks - 1
     order = np.argsort(district[counted], kind="stable")
     members = np.flatnonzero(counted)[order]
     starts = np.searchsorted(district[members], np.arange(n_districts + 1))
@@ -250,6 +257,6 @@ def count_intervals(district: np.ndarray, n_districts: int, *, p: np.ndarray,
         if idx.size == 0:
             continue
         rows = p[idx][None, :] if p_boot is None else p_boot[:, idx]
-        low[d], high[d] = _bounds(rows, level, rng, tau2)
+        low[d], high[d] = _bounds(rows, level, rng, tau2, df)
     return CountIntervals(expected=expected, low=low, high=high, level=level, method=method,
                           assumptions=assumptions)

@@ -33,7 +33,8 @@ MIN_POLYGON_OVERLAP = 0.5
 @dataclass(frozen=True)
 class Marked:
     """Scored units with their labels: `frame` has `score`, `damaged` (bool), `area_m2`
-    (NaN for points), `district_id` (None: in no district) and the geometry."""
+    (NaN for points), `district_id` (None: in no district), `building_row` (the footprint's
+    row in buildings.parquet; -1 for label points and polygons) and the geometry."""
 
     frame: gpd.GeoDataFrame
     unit: str  # "footprints", "label points" or "label polygons"
@@ -50,7 +51,9 @@ def _metric_crs(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 def mark_footprints(buildings: gpd.GeoDataFrame, labels: Labels,
                     buffer_m: float) -> Marked:
     """Label the scored footprints of `buildings` (module doc)."""
-    scored = buildings[np.isfinite(buildings["mean_score"].to_numpy(np.float64, na_value=np.nan))]
+    finite = np.isfinite(buildings["mean_score"].to_numpy(np.float64, na_value=np.nan))
+    scored = buildings[finite]
+    rows = np.flatnonzero(finite)
     if scored.empty:
         raise InputError("buildings.parquet holds no scored footprint; nothing to validate")
     feet = _metric_crs(scored.reset_index(drop=True))
@@ -70,6 +73,7 @@ def mark_footprints(buildings: gpd.GeoDataFrame, labels: Labels,
         "area_m2": feet.geometry.area.to_numpy(),
         "district_id": feet["district_id"].to_numpy(object) if "district_id" in feet
         else np.full(len(feet), None, object),
+        "building_row": rows,
     }, geometry=feet.geometry.to_numpy(), crs=feet.crs)[covered].reset_index(drop=True)
     if frame.empty:
         raise InputError(f"{labels.path}: no scored footprint lies where the labels are; "
@@ -128,6 +132,7 @@ def mark_at_labels(score_tif: str, labels: Labels,
         "score": score, "damaged": marks["damaged"].to_numpy(bool),
         "area_m2": np.full(len(marks), np.nan) if area is None else area,
         "district_id": _district_of(marks, districts),
+        "building_row": np.full(len(marks), -1, np.int64),
     }, geometry=marks.geometry.to_numpy(), crs=marks.crs)[finite].reset_index(drop=True)
     if frame.empty:
         raise InputError(f"{labels.path}: no label falls on a valid pixel of {score_tif}; do "
