@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -48,7 +49,7 @@ def _xbd_geotiff(side: str, out: Path) -> Path:
         rgb = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
     dst_crs = "EPSG:32615"
     # the source affine is slightly rotated: the target covers the bounds of its corners
-    corners = [XBD_AFFINE * (c, r) for c, r in ((0, 0), (1024, 0), (0, 1024), (1024, 1024))]
+    corners = [XBD_AFFINE @ (c, r) for c, r in ((0, 0), (1024, 0), (0, 1024), (1024, 1024))]
     lons, lats = zip(*corners, strict=True)
     transform, width, height = calculate_default_transform(
         "EPSG:4326", dst_crs, 1024, 1024, min(lons), min(lats), max(lons), max(lats),
@@ -149,3 +150,23 @@ def test_unosat_daraa_points_with_their_quirks(daraa_run: JobResult, tmp_path: P
     assert done.report["join"]["n_damaged"] > 0
     assert done.auc is not None  # undamaged = footprints in the coverage with no site near
     print(f"Daraa: {done.report['join']}")
+
+
+def test_unosat_daraa_damage_sites_alone_give_recall_only(daraa_run: JobResult,
+                                                          tmp_path: Path) -> None:
+    """No footprints and a layer of damage sites only: the points are scored themselves,
+    recall is measured, AUC and the calibration cannot be and say why."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("job.json", "score.tif", "districts.parquet"):
+        shutil.copy(Path(daraa_run.spec.output.dir) / name, results / name)
+    done = validate(results, ValidationSpec(labels=str(DARAA)))
+    report = done.report
+    assert report["join"]["unit"] == "label points"
+    assert report["join"]["n_undamaged"] == 0
+    assert done.auc is None
+    job = report["accuracy"]["buildings"]["at_thresholds"][0]
+    assert 0 <= job["recall"] <= 1 and job["precision"] == 1.0  # every site is damaged
+    assert report["count_intervals"]["method"] is None
+    assert "2 of each" in report["count_intervals"]["why"]
+    assert (results / "validation.png").stat().st_size > 10_000

@@ -50,6 +50,7 @@ from ruinmap.cluster.storage.location import as_location
 from ruinmap.cluster.storage.store import StoreInfo, read_store_attrs
 from ruinmap.cluster.validation.counts import add_count_intervals, unvalidated_intervals
 from ruinmap.cluster.validation.run import validate
+from ruinmap.errors import RuinmapError
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,11 @@ def _validate(result: JobResult) -> None:
     tables with calibrated intervals (these replace the unvalidated ones in `result`)."""
     assert result.spec.validation is not None
     t0 = time.perf_counter()
-    report = validate(result.spec.output.dir, result.spec.validation)
+    try:
+        report = validate(result.spec.output.dir, result.spec.validation)
+    except RuinmapError as exc:
+        raise type(exc)(f"the job's results in {result.spec.output.dir} are complete, but its "
+                        f"[validation] failed: {exc}") from exc
     if report.districts is not None:
         result.districts = report.districts.drop(columns="geometry", errors="ignore")
     result.validation = report.report

@@ -102,6 +102,13 @@ def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: Valid
     footprint counts as its label. Returns (None, record) without footprints or districts."""
     scores = marked["score"].to_numpy(np.float64)
     damaged = marked["damaged"].to_numpy(bool)
+    n_pos, n_neg = int(damaged.sum()), int((~damaged).sum())
+    if min(n_pos, n_neg) < 2:
+        why = (f"not calibrated: the labels give {n_pos} damaged and {n_neg} undamaged units; "
+               "a calibration needs at least 2 of each (damage-site points alone have no "
+               "undamaged sites: give footprints)")
+        log.warning("%s", why)
+        return None, {"method": None, "why": why}
     calibration = calibrate(scores, damaged, n_boot=spec.n_boot, seed=spec.seed)
     blocks, block_kind = _blocks(marked, _MIN_BLOCK_UNITS)
     tau2, n_blocks = district_dispersion(calibration.probabilities(scores), damaged, blocks,
