@@ -323,6 +323,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> Runner:
         )
         print(f"results in {demo.result.spec.output.dir} (open map.png, districts.geojson, "
               f"damage.tif in QGIS); job file {demo.job_path}")
+        print(f"hold them against the truth, with calibrated intervals on the counts: "
+              f"ruinmap validate {demo.result.spec.output.dir} --labels {demo.labels_path}")
         return 0
 
     return run

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 
@@ -115,6 +116,19 @@ class DemoResult:
     job_path: Path
     result: JobResult
     accuracy: Accuracy
+    labels_path: Path  # the truth as polygon labels, for `ruinmap validate`
+
+
+def write_truth_labels(city: City, path: Path) -> Path:
+    """The city's truth as polygon labels in xBD's vocabulary (`subtype` destroyed or
+    no-damage), a GeoPackage `ruinmap validate --labels` reads."""
+    truth = gpd.read_parquet(city.truth_buildings_path)
+    subtype = np.where(truth["destroyed"].to_numpy(bool), "destroyed", "no-damage")
+    labels = gpd.GeoDataFrame({"building_id": truth["building_id"].to_numpy(),
+                               "subtype": subtype},
+                              geometry=truth.geometry.to_numpy(), crs=truth.crs)
+    labels.to_file(path, driver="GPKG", layer="truth")
+    return path
 
 
 def run_demo(
@@ -141,4 +155,5 @@ def run_demo(
     result = run_job(spec, client=client, scheduler=scheduler,  # type: ignore[arg-type]
                      progress=progress, ingest_options=ingest_options,
                      write_products=write_products)
-    return DemoResult(city, job_path, result, accuracy(result, city))
+    labels = write_truth_labels(city, out_dir / "truth_labels.gpkg")
+    return DemoResult(city, job_path, result, accuracy(result, city), labels)

@@ -11,11 +11,13 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from distributed import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ruinmap.cluster.validation.labels import read_labels
 from ruinmap.demo import f1_score, rank_auc, run_demo
 
 
@@ -53,3 +55,8 @@ def test_demo_accuracy_is_above_its_floors(tmp_path: Path, dask_client: Client) 
     assert acc.building_auc >= 0.93
     assert acc.building_f1 >= 0.50
     assert acc.district_fraction_mae <= 0.06
+    # the truth as labels for `ruinmap validate`, as the demo's last line suggests
+    labels = read_labels(demo.labels_path)
+    truth = pd.read_parquet(demo.city.truth_buildings_path)
+    assert labels.kind == "polygons" and len(labels.frame) == len(truth)
+    assert int(labels.frame["damaged"].sum()) == int(truth["destroyed"].sum())
