@@ -92,8 +92,14 @@ def _add_validate(sub: argparse._SubParsersAction) -> Runner:
         try:
             spec = ValidationSpec.model_validate(given)
         except ValidationError as exc:
-            raise SpecError(join_problems("ruinmap validate", [
-                describe_error(e, given, ValidationSpec) for e in exc.errors()])) from None
+            flags = {"layer": "labels-layer"}
+            problems = []
+            for error in exc.errors():
+                key = str(error["loc"][0]) if error["loc"] else ""
+                text = describe_error(error, given, ValidationSpec)
+                flag = "--" + flags.get(key, key.replace("_", "-"))
+                problems.append(flag + text[len(key):] if text.startswith(key) else text)
+            raise SpecError(join_problems("arguments", problems)) from None
         done = validate(args.results, spec, out_dir=args.out)
         print_validation(done.report)
         if done.districts is not None:

@@ -221,3 +221,10 @@ def test_cli_validate(city: City, city_run: JobResult, tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "not a ruinmap results folder" in bad.stderr
     assert "Traceback" not in bad.stderr
+    wrong = subprocess.run(
+        [str(BIN / "ruinmap"), "validate", str(city_run.spec.output.dir), "--labels",
+         str(labels), "--level", "2", "--buffer-m", "-1"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert wrong.returncode == 1
+    assert "--level: Input should be less than or equal to 0.999" in wrong.stderr
+    assert "--buffer-m: Input should be greater than 0" in wrong.stderr
