@@ -222,8 +222,8 @@ def _bounds(p: np.ndarray, level: float, rng: np.random.Generator, tau2: float,
         lo, hi = mean[0] - z * sd[0], mean[0] + z * sd[0]
     else:
         shape = (p.shape[0], _DRAWS_PER_REPLICATE)
-        z = rng.standard_normal(shape) if df is None else rng.standard_t(df, shape)
-        draws = mean[:, None] + sd[:, None] * z
+        unit = rng.standard_normal(shape) if df is None else rng.standard_t(df, shape)
+        draws = mean[:, None] + sd[:, None] * unit
         lo, hi = np.quantile(draws, [tail, 1 - tail])
     return max(0, math.floor(lo + 0.5)), min(n, math.ceil(hi - 0.5))
 
