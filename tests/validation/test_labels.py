@@ -349,3 +349,15 @@ def test_undefined_geographic_crs_with_lonlat_is_epsg_4326(tmp_path: Path) -> No
     assert any("undefined" in n and "EPSG:4326" in n for n in labels.notes)
     assert labels.frame.crs.to_epsg() == 32637
     assert labels.frame.total_bounds[0] == pytest.approx(227_900, abs=1_000)  # Daraa in UTM 37N
+
+
+def test_file_geodatabase_in_unosat_wide_layout(tmp_path: Path) -> None:
+    # UNOSAT also ships File Geodatabases: the same wide layout, read through OpenFileGDB
+    wide = gpd.read_file(_unosat_wide(tmp_path))
+    wide["SensorDate_2"] = pd.to_datetime(wide["SensorDate_2"], format="%d/%m/%Y")
+    path = _write(wide, tmp_path / "unosat.gdb", driver="OpenFileGDB",
+                  layer="Damage_Sites_CDA")
+    labels = read_labels(path)
+    assert labels.layer == "Damage_Sites_CDA"
+    assert _class_counts(labels) == {"1": 1, "2": 2, "6": 1}
+    assert labels.epoch == dt.date(2016, 9, 18)

@@ -72,7 +72,7 @@ def xbd_files(path: str | Path) -> list[Path] | None:
             raise InputError(f"{text}: the pattern matches no .json file")
         return found
     candidate = Path(text)
-    if candidate.is_dir():
+    if candidate.is_dir() and candidate.suffix.lower() != ".gdb":  # a File Geodatabase is a folder
         found = sorted(candidate.rglob("*.json"))
         if not found:
             raise InputError(f"{text}: the folder holds no .json label files (xBD labels "
