@@ -2,7 +2,8 @@
 
 Endpoints (JSON unless said otherwise):
 
-- `GET /` landing page, `GET /conformance`, `GET /api` (OpenAPI 3 document);
+- `GET /` landing page, `GET /conformance`, `GET /api` (the OpenAPI 3.1 document, see
+  `openapi`: every status each operation answers, the bearer scheme);
 - `GET /processes`, `GET /processes/damage-map` (inputs and outputs);
 - `POST /processes/damage-map/execution` (token): asynchronous execution, 201 + `Location`;
 - `GET /jobs`, `GET /jobs/{jobId}` (status info), `GET /jobs/{jobId}/results` (links),
@@ -27,12 +28,14 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ruinmap import __version__
 from ruinmap.cluster.service.access import Access
 from ruinmap.cluster.service.config import ServiceConfig
-from ruinmap.cluster.service.jobstore import STATUSES, JobRecord, JobStore
+from ruinmap.cluster.service.jobstore import JobRecord, JobStatus, JobStore
+from ruinmap.cluster.service.openapi import service_openapi
 from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import OGC_EXC, RequestError, exception_body
 from ruinmap.cluster.service.process import JSON, REL, DamageMapProcess
@@ -47,7 +50,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/ogc-process-description",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/json",
-    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/job-list",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
 ]
@@ -128,6 +130,19 @@ def status_info(record: JobRecord, base: str) -> dict[str, Any]:
     return {k: v for k, v in info.items() if v is not None}
 
 
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route of `request`'s path takes (HEAD with GET)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
+    if not methods:  # any path prefix trick: at least what the router said
+        return ["GET"]
+    return sorted(methods)
+
+
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
@@ -187,6 +202,8 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
         titles = {404: "Not found", 405: "Method not allowed"}
         title = titles.get(exc.status_code, "Request error")
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:  # Starlette names the first matching route's methods only
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(app, request))}
         return _problem(exc.status_code, title, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
@@ -221,7 +238,7 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
             "links": [
                 {"href": f"{base}/", "rel": "self", "type": JSON, "title": "this document"},
                 {"href": f"{base}/api", "rel": "service-desc",
-                 "type": "application/vnd.oai.openapi+json;version=3.0",
+                 "type": "application/vnd.oai.openapi+json;version=3.1",
                  "title": "the API definition"},
                 {"href": f"{base}/ui/", "rel": "service-doc", "type": "text/html",
                  "title": "results page"},
@@ -270,15 +287,10 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
         request: Request,
         limit: int = Query(100, ge=1, le=10_000),
         offset: int = Query(0, ge=0),
-        status: list[str] | None = Query(None),  # noqa: B008 - FastAPI's declaration style
+        status: list[JobStatus] | None = Query(None),  # noqa: B008 - FastAPI's style
     ) -> dict[str, Any]:
         require_read(request)
-        wanted = status or []
-        bad = [s for s in wanted if s not in STATUSES]
-        if bad:
-            raise RequestError(400, "Invalid parameter value", f"status: {', '.join(bad)} "
-                               f"unknown; use {', '.join(STATUSES)}",
-                               f"{OGC_EXC}invalid-parameter-value")
+        wanted: list[str] = list(status or [])
         base = _base(request)
         records = store.list(statuses=wanted, limit=limit, offset=offset)
         links = [{"href": str(request.url), "rel": "self", "type": JSON}]
@@ -351,5 +363,12 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
     from ruinmap.cluster.service.page import add_page_routes
 
     add_page_routes(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = service_openapi(app, token_reads=not config.public_read)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 

@@ -20,13 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ruinmap.errors import StoreError
 
-__all__ = ["ACTIVE", "STATUSES", "JobRecord", "JobStore", "utc_now"]
+__all__ = ["ACTIVE", "STATUSES", "JobRecord", "JobStatus", "JobStore", "utc_now"]
 
-STATUSES = ("accepted", "running", "successful", "failed", "dismissed")
+JobStatus = Literal["accepted", "running", "successful", "failed", "dismissed"]
+STATUSES: tuple[str, ...] = get_args(JobStatus)
 ACTIVE = ("accepted", "running")
 
 _SCHEMA = """
