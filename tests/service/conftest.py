@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ruinmap.synthetic import City, make_city
-from tests.support.processes import dask_cli_processes
+from tests.support.processes import dask_cli_processes, free_port
 from tests.support.service import (
     CITY_SIZE,
     ENV,
@@ -81,8 +81,10 @@ def start_service(dask_scheduler: DaskCluster, data_root: Path) -> Iterator[Call
 
     def start(folder: Path, **settings: Any) -> Service:
         folder.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        settings = {"server.public_url": f"http://127.0.0.1:{port}", **settings}
         service = Service(folder, write_config(folder, data_root, **settings),
-                          dask_scheduler.address)
+                          dask_scheduler.address, port=port)
         started.append(service)
         return service.start()
 

@@ -143,10 +143,6 @@ def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
     """The service app for `config`; its lifespan opens the job store and starts the runner."""
     policy = PathPolicy.of(config.data_roots, config.output_root)
@@ -211,6 +207,11 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
         log.error("unexpected error on %s %s", request.method, request.url.path,
                   exc_info=(type(exc), exc, exc.__traceback__))
         return _problem(500, "Internal error", f"{type(exc).__name__}: {exc}")
+
+    def _base(request: Request) -> str:
+        # links start at the configured origin (or are relative): an untrusted Host header
+        # must never decide where a client follows a link with its token
+        return config.public_url
 
     access = Access(config)
     require_token, require_read = access.require_token, access.require_read

@@ -128,6 +128,16 @@ class ServiceClient:
                 raise ServiceError(f"job {job_id} still {info['status']} after {timeout_s:g} s")
             time.sleep(poll_s)  # polling interval
 
+    def same_origin(self, href: str, what: str) -> str:
+        """`href` (relative, or absolute on this client's origin) as a URL to fetch; a link
+        to any other origin is refused, so the bearer token never leaves the service."""
+        base = httpx.URL(self.url + "/")
+        url = base.join(href)
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            raise ServiceError(f"{what}: the service linked to {href}, which is not on "
+                               f"{self.url}; not following it with your token")
+        return str(url)
+
     def download(self, job_id: str, out_dir: str | Path) -> list[Path]:
         """Every output of a successful job into `out_dir`; the paths written."""
         folder = Path(out_dir)
@@ -137,8 +147,9 @@ class ServiceClient:
             file_name = Path(str(link.get("title") or name)).name  # never a path from outside
             target = folder / file_name
             partial = target.with_name(f".{file_name}.part")
+            href = self.same_origin(str(link["href"]), name)
             try:
-                with self._http.stream("GET", str(link["href"])) as response:
+                with self._http.stream("GET", href) as response:
                     if not response.is_success:
                         raise ServiceError(f"{name}: {response.status_code} from the service",
                                            response.status_code)

@@ -13,6 +13,9 @@ paths in the file resolve against the file's folder, in variables against the wo
     host = "127.0.0.1"          # RUINMAP_SERVICE_SERVER_HOST
     port = 8080                 # RUINMAP_SERVICE_SERVER_PORT
     max_body_bytes = 1048576    # RUINMAP_SERVICE_SERVER_MAX_BODY_BYTES: request body limit
+    public_url = ""             # RUINMAP_SERVICE_SERVER_PUBLIC_URL: origin of absolute links
+                                # (e.g. "https://maps.example.org"); "": relative links. The
+                                # request's Host header is never used to build a link.
     [auth]
     tokens = []                 # RUINMAP_SERVICE_AUTH_TOKENS: bearer tokens for submit/dismiss,
                                 # plain or "sha256:<hex>"; none: nobody may submit
@@ -53,7 +56,8 @@ ENV_PREFIX = "RUINMAP_SERVICE_"
 
 #: Every setting by table and key, with its default (paths relative to the working folder).
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "server": {"host": "127.0.0.1", "port": 8080, "max_body_bytes": 1_048_576},
+    "server": {"host": "127.0.0.1", "port": 8080, "max_body_bytes": 1_048_576,
+               "public_url": ""},
     "auth": {"tokens": [], "public_read": True},
     "paths": {"data_roots": [], "output_root": "results"},
     "store": {"db": "jobs.sqlite"},
@@ -76,6 +80,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1_048_576
+    public_url: str = ""  # no trailing slash; "" = relative links
     token_hashes: tuple[str, ...] = ()
     public_read: bool = True
     data_roots: tuple[Path, ...] = ()
@@ -206,10 +211,16 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         )
     if values["server"]["max_body_bytes"] < 1024:
         raise SpecError(f"{source}: server.max_body_bytes must be at least 1024")
+    public_url = values["server"]["public_url"].strip().rstrip("/")
+    if public_url and not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", public_url):
+        raise SpecError(f"{source}: server.public_url = {public_url!r}: give an http(s) URL "
+                        "such as https://maps.example.org (no query), or \"\" for relative "
+                        "links")
     return ServiceConfig(
         host=values["server"]["host"],
         port=values["server"]["port"],
         max_body_bytes=values["server"]["max_body_bytes"],
+        public_url=public_url,
         token_hashes=tuple(_token_hash(t, source) for t in values["auth"]["tokens"]),
         public_read=values["auth"]["public_read"],
         data_roots=tuple(absolute(p) for p in values["paths"]["data_roots"]),
