@@ -45,7 +45,7 @@ def test_a_token_configured_as_its_hash_is_accepted(service: Service,
                                                     city_spec: dict[str, Any]) -> None:
     response = submit(service, {**city_spec, "output": {"dir": "hashed-token"}}, token=TOKEN_2)
     assert response.status_code == 201, response.text
-    with service.http() as http:
+    with service.http(TOKEN_2) as http:
         assert http.delete(f"/jobs/{response.json()['jobID']}").status_code == 200
 
 

@@ -179,6 +179,8 @@ def write_config(folder: Path, data_root: Path, **settings: Any) -> Path:
             return "[" + ", ".join(toml(v) for v in value) + "]"
         if isinstance(value, str):
             return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + "}"
         return str(value)
 
     lines = []

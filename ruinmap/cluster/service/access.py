@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from ruinmap.cluster.service.config import ServiceConfig
+from ruinmap.cluster.service.config import ServiceConfig, Token
 from ruinmap.cluster.service.problems import RequestError
 
 __all__ = ["Access"]
@@ -24,15 +24,18 @@ class Access:
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
 
-    def require_token(self, request: Request) -> None:
+    def require_token(self, request: Request) -> Token:
+        """The configured token the request carries; RequestError 401 without one."""
         token = bearer_token(request)
         if token is None:
             raise RequestError(401, "Unauthorized", "this request needs a bearer token "
                                "(Authorization: Bearer <token>); `ruinmap submit` takes "
                                "--token or RUINMAP_TOKEN")
-        if not self.config.token_allowed(token):
+        known = self.config.token_named(token)
+        if known is None:
             raise RequestError(401, "Unauthorized", "the bearer token is not one of the "
                                "service's tokens")
+        return known
 
     def require_read(self, request: Request) -> None:
         if not self.config.public_read:

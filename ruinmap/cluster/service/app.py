@@ -273,10 +273,10 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
     @app.post("/processes/{process_id}/execution", status_code=201, summary="Execute",
               openapi_extra={"requestBody": damage_map.request_body()})
     async def execute(process_id: str, request: Request) -> Response:
-        require_token(request)
+        who = require_token(request)
         damage_map.check_id(process_id)
         record = await damage_map.execute(request.headers.get("content-type", JSON),
-                                          await request.body())
+                                          await request.body(), who.name)
         base = _base(request)
         headers = {"Location": f"{base}/jobs/{record.id}"}
         if "respond-async" in request.headers.get("prefer", ""):
@@ -355,8 +355,12 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
 
     @app.delete("/jobs/{job_id}", summary="Dismiss a job")
     def dismiss(job_id: str, request: Request) -> dict[str, Any]:
-        require_token(request)
-        job_or_404(job_id)
+        who = require_token(request)
+        owned = job_or_404(job_id)
+        if owned.submitter and owned.submitter != who.name and not who.admin:
+            raise RequestError(403, "Forbidden", f"job {job_id} was submitted with the token "
+                               f"'{owned.submitter}'; only that token or an admin token "
+                               "(auth.tokens: admin = true) may dismiss it")
         record = runner.dismiss(job_id)
         assert record is not None  # it existed above and jobs are never deleted
         return status_info(record, _base(request))

@@ -18,7 +18,9 @@ paths in the file resolve against the file's folder, in variables against the wo
                                 # request's Host header is never used to build a link.
     [auth]
     tokens = []                 # RUINMAP_SERVICE_AUTH_TOKENS: bearer tokens for submit/dismiss,
-                                # plain or "sha256:<hex>"; none: nobody may submit
+                                # plain or "sha256:<hex>", or named tables
+                                # {name = "unosat", token = "sha256:...", admin = true};
+                                # none: nobody may submit
     public_read = true          # RUINMAP_SERVICE_AUTH_PUBLIC_READ: false = reads need a token
     [paths]
     data_roots = []             # RUINMAP_SERVICE_PATHS_DATA_ROOTS: job inputs must lie under one
@@ -33,7 +35,9 @@ paths in the file resolve against the file's folder, in variables against the wo
     shard_px = 2048             # RUINMAP_SERVICE_JOBS_SHARD_PX: ingest shard = tile side
 
 Tokens are hashed (SHA-256) as soon as they are read; only the hashes are kept, so a config file
-may hold `sha256:` hashes only (`ruinmap serve --hash-token TOKEN` prints one).
+may hold `sha256:` hashes only (`ruinmap serve --hash-token TOKEN` prints one). Each token has a
+name (given, or `token-<first 8 hex of its hash>`); a job records the name that submitted it,
+and only that token or an `admin = true` one may dismiss it.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from typing import Any
 
 from ruinmap.errors import SpecError
 
-__all__ = ["DEFAULTS", "ServiceConfig", "hash_token", "load_config"]
+__all__ = ["DEFAULTS", "ServiceConfig", "Token", "hash_token", "load_config"]
 
 ENV_PREFIX = "RUINMAP_SERVICE_"
 
@@ -74,6 +78,15 @@ def hash_token(token: str) -> str:
 
 
 @dataclass(frozen=True)
+class Token:
+    """A configured bearer token: who it is, its SHA-256, and whether it may dismiss any job."""
+
+    name: str
+    hash: str
+    admin: bool = False
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """The parsed settings (see the module docstring for keys, defaults and variables)."""
 
@@ -81,7 +94,7 @@ class ServiceConfig:
     port: int = 8080
     max_body_bytes: int = 1_048_576
     public_url: str = ""  # no trailing slash; "" = relative links
-    token_hashes: tuple[str, ...] = ()
+    tokens: tuple[Token, ...] = ()
     public_read: bool = True
     data_roots: tuple[Path, ...] = ()
     output_root: Path = field(default_factory=lambda: Path("results").absolute())
@@ -91,15 +104,24 @@ class ServiceConfig:
     chunk_px: int = 512
     shard_px: int = 2048
 
+    @property
+    def token_hashes(self) -> tuple[str, ...]:
+        return tuple(t.hash for t in self.tokens)
+
+    def token_named(self, token: str | None) -> Token | None:
+        """The configured token `token` is, or None (every entry compared in constant time)."""
+        if not token:
+            return None
+        digest = hash_token(token)
+        found = None
+        for known in self.tokens:
+            if hmac.compare_digest(digest, known.hash):
+                found = known
+        return found
+
     def token_allowed(self, token: str | None) -> bool:
         """Whether `token` is one of the configured ones (constant-time comparison)."""
-        if not token:
-            return False
-        digest = hash_token(token)
-        allowed = False
-        for known in self.token_hashes:
-            allowed |= hmac.compare_digest(digest, known)
-        return allowed
+        return self.token_named(token) is not None
 
     def with_overrides(self, **changes: Any) -> ServiceConfig:
         """A copy with the given fields replaced (command-line flags)."""
@@ -151,7 +173,9 @@ def _settings(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]
                 expected is int and isinstance(value, bool)
             )
             if isinstance(default, list):
-                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                # token entries may also be {name, token, admin} tables (checked in _token)
+                kinds = (str, Mapping) if (table, key) == ("auth", "tokens") else (str,)
+                ok = isinstance(value, list) and all(isinstance(v, kinds) for v in value)
             if not ok:
                 raise SpecError(
                     f"{source}: {table}.{key} = {value!r}: expected {type(default).__name__}"
@@ -172,6 +196,33 @@ def _token_hash(entry: str, source: str) -> str:
     if not entry.strip():
         raise SpecError(f"{source}: auth.tokens holds an empty token")
     return hash_token(entry.strip())
+
+
+def _token(entry: Any, source: str) -> Token:
+    """One `auth.tokens` entry: a token string, or a {name, token, admin} table."""
+    if isinstance(entry, str):
+        digest = _token_hash(entry, source)
+        return Token(name=f"token-{digest[7:15]}", hash=digest)
+    if isinstance(entry, Mapping):
+        unknown = set(entry) - {"name", "token", "admin"}
+        name, text, admin = entry.get("name"), entry.get("token"), entry.get("admin", False)
+        if unknown or not isinstance(name, str) or not name.strip() \
+                or not isinstance(text, str) or not isinstance(admin, bool):
+            raise SpecError(f"{source}: auth.tokens entry {dict(entry)!r}: give name "
+                            "(text), token (text) and optionally admin (true/false)")
+        return Token(name=name.strip(), hash=_token_hash(text, source), admin=admin)
+    raise SpecError(f"{source}: auth.tokens entry {entry!r}: a token string or a table "
+                    "{name, token, admin}")
+
+
+def _tokens(entries: list[Any], source: str) -> tuple[Token, ...]:
+    tokens = tuple(_token(entry, source) for entry in entries)
+    names = [t.name for t in tokens]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SpecError(f"{source}: auth.tokens names {twice} more than once; each token "
+                        "needs a name of its own (it decides who may dismiss a job)")
+    return tokens
 
 
 def load_config(path: str | Path | None = None) -> ServiceConfig:
@@ -221,7 +272,7 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         port=values["server"]["port"],
         max_body_bytes=values["server"]["max_body_bytes"],
         public_url=public_url,
-        token_hashes=tuple(_token_hash(t, source) for t in values["auth"]["tokens"]),
+        tokens=_tokens(values["auth"]["tokens"], source),
         public_read=values["auth"]["public_read"],
         data_roots=tuple(absolute(p) for p in values["paths"]["data_roots"]),
         output_root=absolute(values["paths"]["output_root"]),

@@ -47,10 +47,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     files TEXT NOT NULL DEFAULT '{}',
     tiles_total INTEGER,
     tiles_run INTEGER,
-    runs INTEGER NOT NULL DEFAULT 0
+    runs INTEGER NOT NULL DEFAULT 0,
+    submitter TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 """
+#: columns added since the first job stores: (name, declaration), added where missing
+_ADDED_COLUMNS = (("submitter", "TEXT NOT NULL DEFAULT ''"),)
 
 
 def utc_now() -> str:
@@ -78,6 +81,7 @@ class JobRecord:
     tiles_total: int | None
     tiles_run: int | None
     runs: int
+    submitter: str = ""  # the name of the token that submitted it ("": before names)
 
     @property
     def is_active(self) -> bool:
@@ -91,7 +95,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         started=row["started"], finished=row["finished"], updated=row["updated"],
         spec=json.loads(row["spec"]), output_dir=Path(row["output_dir"]),
         files=json.loads(row["files"]), tiles_total=row["tiles_total"],
-        tiles_run=row["tiles_run"], runs=row["runs"],
+        tiles_run=row["tiles_run"], runs=row["runs"], submitter=row["submitter"],
     )  # fmt: skip
 
 
@@ -110,6 +114,10 @@ class JobStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a committed change survives a crash
             self._db.executescript(_SCHEMA)
+            have = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            for name, declaration in _ADDED_COLUMNS:
+                if name not in have:  # a store from an older ruinmap
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the job store ({exc}); check the "
                              "path in [store] db and that its folder is writable") from None
@@ -168,7 +176,7 @@ class JobStore:
     # -- changing (each a committed transaction)
 
     def create(self, process_id: str, spec: dict[str, Any], output_dir: Path,
-               job_id: str | None = None) -> JobRecord:
+               job_id: str | None = None, submitter: str = "") -> JobRecord:
         """Store a new accepted job. Refuse (StoreError) when an active job already writes
         into `output_dir`, or into the same ingested store (`spec.inputs.store`, which a job
         writes its score into); checked in the same transaction as the insert."""
@@ -196,9 +204,9 @@ class JobStore:
                         "(a job writes its score into the store); wait for that job"
                     )
             db.execute(
-                "INSERT INTO jobs (id, process_id, status, created, updated, spec, output_dir) "
-                "VALUES (?, ?, 'accepted', ?, ?, ?, ?)",
-                (job_id, process_id, now, now, json.dumps(spec), str(output_dir)),
+                "INSERT INTO jobs (id, process_id, status, created, updated, spec, output_dir, "
+                "submitter) VALUES (?, ?, 'accepted', ?, ?, ?, ?, ?)",
+                (job_id, process_id, now, now, json.dumps(spec), str(output_dir), submitter),
             )
         record = self.get(job_id)
         assert record is not None

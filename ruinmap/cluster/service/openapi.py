@@ -45,7 +45,8 @@ _EXCEPTION_SCHEMA: dict[str, Any] = {
 _MEANING = {
     "400": "the request is invalid (parameter, body or path text)",
     "401": "a bearer token is needed, or the one given is not known",
-    "403": "a path in the request lies outside the service's roots",
+    "403": "a path in the request lies outside the service's roots, or the token may not "
+           "dismiss this job (another token submitted it)",
     "404": "no such process, job, output, or the result is not ready",
     "409": "the job conflicts with an active job (same output folder or store)",
     "410": "the job was dismissed, or its file is gone",
@@ -64,7 +65,7 @@ _ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/jobs/{job_id}"): ("404",),
     ("get", "/jobs/{job_id}/results"): ("404", "410"),
     ("get", "/jobs/{job_id}/results/{output_id}"): ("404", "410"),
-    ("delete", "/jobs/{job_id}"): ("404",),
+    ("delete", "/jobs/{job_id}"): ("403", "404"),
     ("get", "/jobs/{job_id}/map-data"): ("404", "410"),
     ("get", "/jobs/{job_id}/grid.png"): ("404", "410"),
 }

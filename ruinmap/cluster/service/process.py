@@ -120,7 +120,7 @@ class DamageMapProcess:
                                f"'{process_id}'; the only one is '{self.id}'",
                                f"{OGC_EXC}no-such-process")
 
-    async def execute(self, content_type: str, raw: bytes) -> JobRecord:
+    async def execute(self, content_type: str, raw: bytes, submitter: str = "") -> JobRecord:
         """Check an execute request (its media type and JSON body), record the job and queue
         it; RequestError (4xx) for anything wrong with the request."""
         media = content_type.split(";")[0].strip().lower() or JSON
@@ -133,15 +133,15 @@ class DamageMapProcess:
             raise RequestError(400, "Invalid JSON", f"the body is not valid JSON: {exc}") \
                 from None
         # checking the spec reads the vector files' schemas: off the event loop
-        record = await run_in_threadpool(self._accept, body)
+        record = await run_in_threadpool(self._accept, body, submitter)
         self.runner.enqueue(record.id)
         return record
 
-    def _accept(self, body: Any) -> JobRecord:
+    def _accept(self, body: Any, submitter: str) -> JobRecord:
         job_id = uuid.uuid4().hex
         submission = check_execute_request(body, self.policy, job_id)
         try:
             return self.store.create(self.id, submission.spec.to_json_dict(),
-                                     submission.output_dir, job_id)
+                                     submission.output_dir, job_id, submitter)
         except StoreError as exc:
             raise RequestError(409, "Conflict", str(exc)) from None
