@@ -67,3 +67,24 @@ def test_jobs_list_in_submission_order_and_filter_by_status(tmp_path: Path) -> N
     assert [j.id for j in store.list(statuses=["accepted"], newest_first=False)] == [
         ids[0], *ids[2:]]
     assert store.count(statuses=["running"]) == 1
+
+
+def test_each_job_owns_its_folder(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    spec = {"method": "pwtt", "output": {"dir": str(tmp_path / "shared")}}
+    first = store.create("damage-map", spec, tmp_path / "shared")
+    store.mark_running(first.id)
+    store.mark_successful(first.id, {}, 1, 1, "done")
+    # another job may not replace a finished job's results, nor nest in or around its folder
+    with pytest.raises(StoreError, match="holds the results of job"):
+        store.create("damage-map", {**spec, "method": "cva"}, tmp_path / "shared")
+    with pytest.raises(StoreError, match="lies inside the folder 'shared'"):
+        store.create("damage-map", {}, tmp_path / "shared" / "a")
+    with pytest.raises(StoreError, match="lies inside the folder 'shared'"):
+        store.create("damage-map", {}, tmp_path / "shared" / "store.zarr" / "x")
+    with pytest.raises(StoreError, match="lies around the folder 'shared'"):
+        store.create("damage-map", {}, tmp_path)
+    again = store.create("damage-map", spec, tmp_path / "shared")  # the same job, resubmitted
+    for job in (first, again):
+        assert store.mark_dismissed(job.id, "dismissed")
+    store.create("damage-map", {}, tmp_path / "shared" / "a")  # dismissed: the folder is free

@@ -280,3 +280,16 @@ def test_a_store_under_the_output_root_is_reused_but_not_by_two_jobs_at_once(
     assert "inputs.store" in body["detail"]
     with service.http() as http:
         http.delete(f"/jobs/{first.json()['jobID']}")
+
+
+def test_a_job_may_not_take_or_nest_in_another_jobs_folder(
+        service: Service, city_spec: dict[str, Any], finished_job: dict[str, Any]) -> None:
+    owner = finished_job["ruinmap"]["output_dir"]
+    other = {**city_spec, "grid": {"cell_size": 170.0}}
+    for folder, words in ((owner, "holds the results of job"),
+                          (f"{owner}/inner", "lies inside the folder"),
+                          (f"{owner}/store.zarr/x", "lies inside the folder")):
+        body = _problem(submit(service, {**other, "output": {"dir": folder}}), 409)
+        assert words in body["detail"], body
+    assert httpx.get(f"{service.url}/jobs/{finished_job['jobID']}").json()["status"] \
+        == "successful"

@@ -99,6 +99,25 @@ def _record(row: sqlite3.Row) -> JobRecord:
     )  # fmt: skip
 
 
+def _check_folder(output_dir: Path, spec: dict[str, Any], row: sqlite3.Row) -> None:
+    """StoreError when `output_dir` would touch the folder of the job in `row`."""
+    other = Path(row["output_dir"])
+    if other == output_dir:
+        if row["status"] in ACTIVE:
+            raise StoreError(f"output.dir '{output_dir.name}' is in use by job {row['id']}; "
+                             "choose another output.dir or wait for that job")
+        if json.loads(row["spec"]) != spec:
+            raise StoreError(
+                f"output.dir '{output_dir.name}' holds the results of job {row['id']} "
+                f"({row['status']}); a different job may not replace them: choose another "
+                f"output.dir, or dismiss job {row['id']} first")
+    elif other in output_dir.parents or output_dir in other.parents:
+        where = "inside" if other in output_dir.parents else "around"
+        raise StoreError(
+            f"output.dir '{output_dir.name}' lies {where} the folder '{other.name}' of job "
+            f"{row['id']}; each job needs a folder of its own, apart from every other's")
+
+
 class JobStore:
     """Thread-safe access to the jobs table in `path` (created with its folder if absent)."""
 
@@ -179,20 +198,18 @@ class JobStore:
                job_id: str | None = None, submitter: str = "") -> JobRecord:
         """Store a new accepted job. Refuse (StoreError) when an active job already writes
         into `output_dir`, or into the same ingested store (`spec.inputs.store`, which a job
-        writes its score into); checked in the same transaction as the insert."""
+        writes its score into); checked in the same transaction as the insert.
+
+        Each job owns its folder: `output_dir` may not be a folder of another job that is not
+        dismissed (unless it is the same job, resubmitted: the same spec once the first has
+        ended), nor lie inside one or contain one."""
         job_id = job_id or uuid.uuid4().hex
         now = utc_now()
         store = (spec.get("inputs") or {}).get("store")
         with self._transaction() as db:
-            busy = db.execute(
-                "SELECT id FROM jobs WHERE output_dir = ? AND status IN "
-                "('accepted', 'running')", (str(output_dir),),
-            ).fetchone()
-            if busy is not None:
-                raise StoreError(
-                    f"output.dir '{output_dir.name}' is in use by job {busy['id']}; "
-                    "choose another output.dir or wait for that job"
-                )
+            for row in db.execute("SELECT id, status, output_dir, spec FROM jobs "
+                                  "WHERE status != 'dismissed'").fetchall():
+                _check_folder(output_dir, spec, row)
             if store is not None:
                 busy = db.execute(
                     "SELECT id FROM jobs WHERE json_extract(spec, '$.inputs.store') = ? AND "
