@@ -121,8 +121,7 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
         post_end=results.post_end, labels_crs=spec.labels_crs, results_crs=results.crs,
         results_bounds=results.bounds,
     )  # fmt: skip
-    for note in labels.notes:
-        log.warning("%s: %s", labels.path, note)
+    # the notes go into validation.json; `ruinmap validate` prints them (print_validation)
     _check_overlap(labels, results)
     if results.buildings is not None:
         marked = mark_footprints(results.buildings, labels, spec.buffer_m)
