@@ -362,7 +362,9 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
                                f"'{owned.submitter}'; only that token or an admin token "
                                "(auth.tokens: admin = true) may dismiss it")
         record = runner.dismiss(job_id)
-        assert record is not None  # it existed above and jobs are never deleted
+        if record is None:  # removed by jobs.retention_days meanwhile
+            job_or_404(job_id)
+        assert record is not None
         return status_info(record, _base(request))
 
     from ruinmap.cluster.service.page import add_page_routes

@@ -33,6 +33,8 @@ paths in the file resolve against the file's folder, in variables against the wo
     max_running = 2             # RUINMAP_SERVICE_JOBS_MAX_RUNNING: jobs run at once; rest queue
     chunk_px = 512              # RUINMAP_SERVICE_JOBS_CHUNK_PX: ingest chunk side
     shard_px = 2048             # RUINMAP_SERVICE_JOBS_SHARD_PX: ingest shard = tile side
+    retention_days = 0          # RUINMAP_SERVICE_JOBS_RETENTION_DAYS: ended jobs' records and
+                                # output folders are removed this long after they end; 0 = kept
 
 Tokens are hashed (SHA-256) as soon as they are read; only the hashes are kept, so a config file
 may hold `sha256:` hashes only (`ruinmap serve --hash-token TOKEN` prints one). Each token has a
@@ -66,7 +68,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "paths": {"data_roots": [], "output_root": "results"},
     "store": {"db": "jobs.sqlite"},
     "cluster": {"address": "local"},
-    "jobs": {"max_running": 2, "chunk_px": 512, "shard_px": 2048},
+    "jobs": {"max_running": 2, "chunk_px": 512, "shard_px": 2048, "retention_days": 0.0},
 }
 
 _HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
@@ -103,6 +105,7 @@ class ServiceConfig:
     max_running: int = 2
     chunk_px: int = 512
     shard_px: int = 2048
+    retention_days: float = 0.0  # 0: ended jobs are kept
 
     @property
     def token_hashes(self) -> tuple[str, ...]:
@@ -144,6 +147,11 @@ def _from_env(table: str, key: str, default: Any) -> Any:
             return int(text)
         except ValueError:
             raise SpecError(f"{name}={text!r}: expected a whole number") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise SpecError(f"{name}={text!r}: expected a number") from None
     if isinstance(default, list):
         separator = os.pathsep if table == "paths" else ","
         return [part.strip() for part in text.split(separator) if part.strip()]
@@ -169,6 +177,8 @@ def _settings(data: Mapping[str, Any], source: str) -> dict[str, dict[str, Any]]
             expected: type | tuple[type, ...] = type(default)
             if isinstance(default, bool):
                 expected = bool
+            elif isinstance(default, float):
+                expected = (int, float)  # `retention_days = 30` is a number of days too
             ok = isinstance(value, expected) and not (
                 expected is int and isinstance(value, bool)
             )
@@ -260,6 +270,9 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
             f"{source}: jobs.shard_px ({jobs['shard_px']}) must be a multiple of jobs.chunk_px "
             f"({jobs['chunk_px']})"
         )
+    if not 0 <= jobs["retention_days"] <= 36_500:
+        raise SpecError(f"{source}: jobs.retention_days = {jobs['retention_days']}: give 0 "
+                        "(keep ended jobs) or a number of days up to 36500")
     if values["server"]["max_body_bytes"] < 1024:
         raise SpecError(f"{source}: server.max_body_bytes must be at least 1024")
     public_url = values["server"]["public_url"].strip().rstrip("/")
@@ -281,4 +294,5 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         max_running=jobs["max_running"],
         chunk_px=jobs["chunk_px"],
         shard_px=jobs["shard_px"],
+        retention_days=float(jobs["retention_days"]),
     )

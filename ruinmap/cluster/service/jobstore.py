@@ -11,6 +11,7 @@ dismissed. `seq` orders the queue: jobs start in the order they were accepted.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -175,6 +176,21 @@ class JobStore:
                 (*wanted, limit, offset),
             ).fetchall()
         return [_record(row) for row in rows]
+
+    def ended_before(self, moment: str) -> builtins.list[JobRecord]:
+        """Jobs that ended (successful, failed, dismissed) before `moment` (RFC 3339 UTC)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE status IN ('successful', 'failed', 'dismissed') "
+                "AND COALESCE(finished, updated) < ? ORDER BY seq", (moment,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def delete(self, job_id: str) -> bool:
+        """Forget an ended job (retention); False when it is active or unknown."""
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM jobs WHERE id = ? AND status NOT IN "
+                              "('accepted', 'running')", (job_id,))
+            return gone.rowcount == 1
 
     def count(self, *, statuses: Iterable[str] = ()) -> int:
         wanted = list(statuses)

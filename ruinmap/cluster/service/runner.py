@@ -26,6 +26,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import CancelledError
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -156,6 +157,7 @@ class JobRunner:
         if resumed or queued:
             log.info("resuming %d running and %d queued job(s)", len(resumed), len(queued))
         self._clean_dismissed()
+        self._purge_expired()
         self._dispatcher = threading.Thread(target=self._dispatch, name="ruinmap-dispatcher",
                                             daemon=True)
         self._dispatcher.start()
@@ -188,16 +190,39 @@ class JobRunner:
         with self._cond:
             return len(self._running), len(self._queue)
 
+    def _purge_every_s(self) -> float | None:
+        """How often ended jobs are checked for expiry (None: never, they are kept)."""
+        days = self.config.retention_days
+        return None if days <= 0 else min(3600.0, days * 86400 / 10)
+
     def _dispatch(self) -> None:
+        every = self._purge_every_s()
+        next_purge = time.monotonic() + (every or 0.0)
         while True:
             with self._cond:
                 while not self._stopping and (
                     not self._queue or len(self._running) >= self.config.max_running
                 ):
-                    self._cond.wait()
+                    if every is not None and time.monotonic() >= next_purge:
+                        break
+                    self._cond.wait(None if every is None
+                                    else max(0.01, next_purge - time.monotonic()))
                 if self._stopping:
                     return
-                job_id = self._queue.popleft()
+                if every is not None and time.monotonic() >= next_purge:
+                    purge = True
+                    next_purge = time.monotonic() + every
+                else:
+                    purge = False
+                if purge or not self._queue or len(self._running) >= self.config.max_running:
+                    job_id = None
+                else:
+                    job_id = self._queue.popleft()
+            if purge:
+                self._purge_expired()
+            if job_id is None:
+                continue
+            with self._cond:
                 job = JobClient(self.client, threading.Event())
                 self._running[job_id] = job
                 thread = threading.Thread(target=self._run, args=(job_id, job),
@@ -305,6 +330,20 @@ class JobRunner:
 
     def _jobs_using(self, folder: Path) -> Iterable[JobRecord]:
         return [j for j in self.store.list(limit=1_000_000) if j.output_dir == folder]
+
+    def _purge_expired(self) -> None:
+        """Forget jobs that ended more than `jobs.retention_days` ago, with their folders."""
+        days = self.config.retention_days
+        if days <= 0:
+            return
+        moment = datetime.now(UTC) - timedelta(days=days)
+        cutoff = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        for record in self.store.ended_before(cutoff):
+            if record.status != "dismissed":  # a dismissed job's folder is gone already
+                self._remove_outputs(record)
+            if self.store.delete(record.id):
+                log.info("job %s ended before %s: removed (jobs.retention_days = %g)",
+                         record.id, cutoff, days)
 
     def _clean_dismissed(self) -> None:
         """Remove outputs of dismissed jobs the previous service process left behind."""
