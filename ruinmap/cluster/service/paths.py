@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ruinmap.cluster.service.problems import RequestError
+from ruinmap.cluster.storage.globs import match_files
 
 __all__ = ["PathPolicy"]
 
@@ -31,6 +32,21 @@ _MAGIC = re.compile(r"[*?\[]")
 
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+#: the first bytes of files that name other files GDAL / OGR would open
+_CONTAINER_HEADS = (b"<VRTDataset", b"<OGRVRTDataSource", b"<GDAL_WMS", b"<WFS_GetCapabilities")
+
+
+def _references_files(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    if head.startswith(b"<?xml"):
+        head = head[head.find(b"?>") + 2:].lstrip() if b"?>" in head else head
+    return head.startswith(_CONTAINER_HEADS)
 
 
 @dataclass(frozen=True)
@@ -81,7 +97,8 @@ class PathPolicy:
         return any(_inside(real, root) for root in self.data_roots)
 
     def check_input(self, path: str | Path, key: str) -> Path:
-        """The real path of an input file or folder; 403 unless inside a data root."""
+        """The real path of an input file or folder; 403 unless inside a data root, and 403
+        for a file that names other files (a GDAL or OGR VRT), which could lie anywhere."""
         real = Path(os.path.realpath(path))
         if not self._in_data_roots(real):
             raise RequestError(
@@ -89,15 +106,24 @@ class PathPolicy:
                 f"{key}: '{path}' is outside the service's data roots "
                 f"({', '.join(str(r) for r in self.data_roots) or 'none configured'})",
             )  # fmt: skip
+        if real.is_file() and _references_files(real):
+            raise RequestError(
+                403, "Forbidden file",
+                f"{key}: '{path}' is a VRT, which reads other files by their names; the "
+                "service reads only files under its data roots, so give the files themselves",
+            )  # fmt: skip
         return real
 
     def check_input_glob(self, pattern: str, key: str) -> list[Path]:
-        """Check a glob's fixed folder part, then every file it matches (symlinks resolved)."""
+        """Check a glob's fixed folder part, then every file it matches, expanded as the
+        ingest expands it (`**` recursive, symlinks resolved)."""
         fixed = _MAGIC.split(pattern, maxsplit=1)[0]
         folder = fixed if fixed.endswith(os.sep) or not _MAGIC.search(pattern) else \
             os.path.dirname(fixed)
         self.check_input(folder or os.sep, key)
-        return [self.check_input(match, key) for match in sorted(glob.glob(pattern))]
+        matches = match_files(pattern) if _MAGIC.search(pattern) else \
+            [Path(p) for p in glob.glob(pattern)]
+        return [self.check_input(match, key) for match in matches]
 
     # -- outputs
 

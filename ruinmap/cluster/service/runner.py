@@ -39,6 +39,8 @@ from ruinmap.cluster.job.run import run_job
 from ruinmap.cluster.job.spec import parse_spec
 from ruinmap.cluster.service.config import ServiceConfig
 from ruinmap.cluster.service.jobstore import JobRecord, JobStore
+from ruinmap.cluster.service.paths import PathPolicy
+from ruinmap.cluster.service.submission import check_spec_paths
 from ruinmap.errors import RuinmapError
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ class JobRunner:
     """Runs the jobs of `store` on the cluster of `config` (see the module docstring)."""
 
     def __init__(self, config: ServiceConfig, store: JobStore) -> None:
+        self._policy = PathPolicy.of(config.data_roots, config.output_root)
         self.config = config
         self.store = store
         self._stack = contextlib.ExitStack()
@@ -248,6 +251,7 @@ class JobRunner:
             self.store.set_progress(job_id, 0, "ingesting imagery" if record.runs == 0
                                     else "resuming")
             spec = parse_spec(record.spec, record.output_dir, source=f"job {job_id}")
+            check_spec_paths(spec, self._policy)  # again: a file may have been swapped since
             options = IngestOptions(chunk=self.config.chunk_px, shard=self.config.shard_px)
             result = run_job(
                 spec, client=cast(Client, job), progress=False, ingest_options=options,

@@ -22,7 +22,7 @@ from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import RequestError
 from ruinmap.errors import SpecError
 
-__all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request"]
+__all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request", "check_spec_paths"]
 
 PROCESS_ID = "damage-map"
 
@@ -94,6 +94,24 @@ def _check_outputs(outputs: Any) -> None:
                                f"'{mode}' is not supported; outputs are sent by reference")
 
 
+def check_spec_paths(spec: JobSpec, policy: PathPolicy) -> None:
+    """The real paths of a parsed spec: every input under a data root (globs expanded as the
+    ingest expands them, no VRT); an ingested store under the output root, because the job
+    writes its score and damage layers into it. RequestError 403 otherwise. Called when a
+    job is submitted and again when it starts, so a file swapped in between is caught."""
+    if spec.inputs.store is not None:
+        policy.check_output(spec.inputs.store, "inputs.inputs.store")
+    for side, patterns in (("pre", spec.inputs.pre), ("post", spec.inputs.post)):
+        for pattern in patterns or ():
+            policy.check_input_glob(pattern, f"inputs.inputs.{side}")
+    policy.check_input(spec.districts.path, "inputs.districts.path")
+    if spec.buildings is not None:
+        policy.check_input(spec.buildings.path, "inputs.buildings.path")
+    if spec.validation is not None:  # labels may be an xBD folder or glob
+        policy.check_input_glob(spec.validation.labels, "inputs.validation.labels")
+    policy.check_output(spec.output.dir, "inputs.output.dir")
+
+
 def check_execute_request(body: Any, policy: PathPolicy, job_id: str) -> Submission:
     """Check an execute request; raise RequestError (400/403) naming the problem."""
     try:
@@ -161,18 +179,7 @@ def _check(body: Any, policy: PathPolicy, job_id: str) -> Submission:
     except SpecError as exc:
         raise RequestError(400, "Invalid input", str(exc)) from None
 
-    # the real paths: every input under a data root; an ingested store under the output root,
-    # because the job writes its score and damage layers into the store
-    if spec.inputs.store is not None:
-        policy.check_output(spec.inputs.store, "inputs.inputs.store")
-    for side, patterns in (("pre", spec.inputs.pre), ("post", spec.inputs.post)):
-        for pattern in patterns or ():
-            policy.check_input_glob(pattern, f"inputs.inputs.{side}")
-    policy.check_input(spec.districts.path, "inputs.districts.path")
-    if spec.buildings is not None:
-        policy.check_input(spec.buildings.path, "inputs.buildings.path")
-    if spec.validation is not None:  # labels may be an xBD folder or glob
-        policy.check_input_glob(spec.validation.labels, "inputs.validation.labels")
+    check_spec_paths(spec, policy)
     try:
         validate_spec_files(spec)
     except SpecError as exc:

@@ -1,0 +1,80 @@
+"""Reads outside the data roots are impossible: a symlink deep under a `**` glob, VRTs that
+name outside files, and a file swapped for a link to an outside file after the submission."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ruinmap.synthetic import City
+from tests.support.service import Service, submit, wait_final
+
+
+def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    return dict(response.json())
+
+
+def test_a_symlink_two_levels_down_a_recursive_glob_is_refused(
+        service: Service, city_spec: dict[str, Any], service_city: City, data_root: Path,
+        tmp_path: Path) -> None:
+    outside = tmp_path / "outside.tif"
+    outside.write_bytes(service_city.post_files[0].read_bytes())
+    deep = data_root / "deep" / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "link.tif").symlink_to(outside)
+    spec = {**city_spec, "inputs": {**city_spec["inputs"], "post": ["deep/**/*.tif"]},
+            "output": {"dir": "deep-glob"}}
+    body = _problem(submit(service, spec), 403)
+    assert "outside the service's data roots" in body["detail"]
+
+
+@pytest.mark.parametrize(("where", "text"), [
+    ("pre", '<VRTDataset rasterXSize="4" rasterYSize="4"><VRTRasterBand dataType="Float32" '
+            'band="1"><SimpleSource><SourceFilename relativeToVRT="0">/etc/secret.tif'
+            '</SourceFilename></SimpleSource></VRTRasterBand></VRTDataset>'),
+    ("districts", '<?xml version="1.0"?>\n<OGRVRTDataSource><OGRVRTLayer name="d">'
+                  '<SrcDataSource>/etc/secret.geojson</SrcDataSource></OGRVRTLayer>'
+                  '</OGRVRTDataSource>'),
+])  # fmt: skip
+def test_vrts_naming_other_files_are_refused(service: Service, city_spec: dict[str, Any],
+                                             data_root: Path, where: str, text: str) -> None:
+    vrt = data_root / f"sneaky-{where}.vrt"
+    vrt.write_text(text)
+    spec = {**city_spec, "output": {"dir": f"vrt-{where}"}}
+    if where == "pre":
+        spec["inputs"] = {**city_spec["inputs"], "pre": [vrt.name]}
+    else:
+        spec["districts"] = {**city_spec["districts"], "path": vrt.name}
+    body = _problem(submit(service, spec), 403)
+    assert "is a VRT" in body["detail"]
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(start_service: Callable[..., Service],
+                  tmp_path_factory: pytest.TempPathFactory) -> Service:
+    return start_service(tmp_path_factory.mktemp("serial"), **{"jobs.max_running": 1})
+
+
+def test_a_file_swapped_for_an_outside_link_after_submission_is_refused(
+        one_at_a_time: Service, city_spec: dict[str, Any], service_city: City,
+        data_root: Path, tmp_path: Path) -> None:
+    districts = data_root / "swap-districts.geojson"
+    districts.write_bytes(service_city.districts_path.read_bytes())
+    first = submit(one_at_a_time, {**city_spec, "output": {"dir": "first"}}).json()["jobID"]
+    swapped = {**city_spec, "districts": {**city_spec["districts"], "path": districts.name},
+               "output": {"dir": "second"}}
+    second = submit(one_at_a_time, swapped)
+    assert second.status_code == 201, second.text  # checked and queued behind the first
+    outside = tmp_path / "outside.geojson"
+    outside.write_bytes(districts.read_bytes())
+    districts.unlink()
+    districts.symlink_to(outside)
+    assert wait_final(one_at_a_time, first)["status"] == "successful"
+    info = wait_final(one_at_a_time, second.json()["jobID"])
+    assert info["status"] == "failed"
+    assert "outside the service's data roots" in info["message"]
