@@ -40,10 +40,12 @@ LEADING_COLUMNS = (
     "mean_score",
     "p90_score",
 )
-BUILDING_COLUMNS = ("buildings", "buildings_damaged", "buildings_damaged_fraction",
-                    "buildings_damaged_expected", "buildings_damaged_low",
+#: the interval on the true damaged count (written by `validation.counts`)
+INTERVAL_COLUMNS = ("buildings_damaged_expected", "buildings_damaged_low",
                     "buildings_damaged_high", "buildings_damaged_level",
                     "buildings_damaged_interval")
+BUILDING_COLUMNS = ("buildings", "buildings_damaged", "buildings_damaged_fraction",
+                    *INTERVAL_COLUMNS)
 CLASS_COLUMN = re.compile(r"^class_(.+)_km2$")
 #: The documented order: leading columns, `class_<k>_km2` columns (here the placeholder), then
 #: building counts; other columns follow, geometry is last.

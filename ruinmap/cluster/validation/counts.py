@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ruinmap.cluster.validation.config import ValidationSpec
     from ruinmap.cluster.validation.results import Results
 
-__all__ = ["INTERVAL_COLUMNS", "add_count_intervals", "calibrated_intervals",
+__all__ = ["add_count_intervals", "calibrated_intervals",
            "unvalidated_intervals"]
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,6 @@ log = logging.getLogger(__name__)
 #: least labelled units in a block that measures the district dispersion
 _MIN_BLOCK_UNITS = 20
 
-INTERVAL_COLUMNS = ("buildings_damaged_expected", "buildings_damaged_low",
-                    "buildings_damaged_high", "buildings_damaged_level",
-                    "buildings_damaged_interval")
 
 
 def unvalidated_intervals(scores: np.ndarray, district: np.ndarray, n_districts: int, *,

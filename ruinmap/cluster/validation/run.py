@@ -37,11 +37,10 @@ from ruinmap.cluster.validation.metrics import curves, score_accuracy
 from ruinmap.cluster.validation.results import Results, read_results
 from ruinmap.errors import InputError
 
-__all__ = ["VALIDATION_FILES", "ValidationReport", "validate"]
+__all__ = ["ValidationReport", "validate"]
 
 log = logging.getLogger(__name__)
 
-VALIDATION_FILES = ("validation.json", "validation.csv", "validation.png")
 FORMAT = "ruinmap-validation"
 
 
