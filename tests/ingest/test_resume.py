@@ -75,9 +75,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
     _wait_for(group_gone, "exit of every worker process")
 
 
+def _arrays(out: Path) -> dict[str, zarr.Array]:
+    # opened as members of the store, so `shard_file` gives their real paths
+    return {side: zarr.open_array(store=str(out), path=side, mode="r") for side in ("pre", "post")}
+
+
 def _shard_stats(out: Path, keys: set[str]) -> dict[str, tuple[int, int]]:
     stats = {}
-    arrays = {side: zarr.open_array(store=str(out), path=side, mode="r") for side in ("pre", "post")}
+    arrays = _arrays(out)
     for key in keys:
         side, t, iy, ix = key.split("/")
         path = shard_file(out, arrays[side], (int(t), 0, int(iy), int(ix)))
@@ -135,7 +140,7 @@ def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_pat
     assert finished, "no recorded shard has a file to compare"
 
     # an unrecorded shard holding garbage (a write cut short) must be rewritten, not trusted
-    arrays = {side: zarr.open_array(store=str(out), path=side, mode="r") for side in ("pre", "post")}
+    arrays = _arrays(out)
     victim = next(
         unit_key(side, t, iy, ix)
         for side in ("post", "pre")
@@ -177,7 +182,7 @@ def test_a_resumed_ingest_rewrites_recorded_shards_that_are_corrupted(
     ledger = ledger_of(out)
     done = sorted(ledger.done())
     assert 2 <= len(done) < TOTAL_UNITS, "the kill must land mid-ingest"
-    arrays = {side: zarr.open_array(store=str(out), path=side, mode="r") for side in ("pre", "post")}
+    arrays = _arrays(out)
 
     def shard_of(key: str) -> Path:
         side, t, iy, ix = key.split("/")
