@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -74,9 +75,14 @@ def _kill_group(proc: subprocess.Popen) -> None:
     _wait_for(group_gone, "exit of every worker process")
 
 
+def _arrays(out: Path) -> dict[str, zarr.Array]:
+    # opened as members of the store, so `shard_file` gives their real paths
+    return {side: zarr.open_array(store=str(out), path=side, mode="r") for side in ("pre", "post")}
+
+
 def _shard_stats(out: Path, keys: set[str]) -> dict[str, tuple[int, int]]:
     stats = {}
-    arrays = {side: zarr.open_array(out / side, mode="r") for side in ("pre", "post")}
+    arrays = _arrays(out)
     for key in keys:
         side, t, iy, ix = key.split("/")
         path = shard_file(out, arrays[side], (int(t), 0, int(iy), int(ix)))
@@ -86,9 +92,8 @@ def _shard_stats(out: Path, keys: set[str]) -> dict[str, tuple[int, int]]:
     return stats
 
 
-def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_path, dask_client):
-    pre, post = _inputs(tmp_path)
-    out = tmp_path / "killed.zarr"
+def _killed_ingest(pre: list[Path], post: list[Path], out: Path, recorded: int) -> None:
+    """Run `ruinmap ingest` and SIGKILL it (and its workers) once `recorded` shards are."""
     command = [
         sys.executable,
         "-m",
@@ -117,17 +122,25 @@ def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_pat
     )
     ledger = ledger_of(out)
     try:
-        _wait_for(lambda: len(ledger.done()) >= 1, "first finished shard", proc)
+        _wait_for(lambda: len(ledger.done()) >= recorded, f"{recorded} finished shard(s)", proc)
     finally:
         _kill_group(proc)
+
+
+def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_path, dask_client):
+    pre, post = _inputs(tmp_path)
+    out = tmp_path / "killed.zarr"
+    _killed_ingest(pre, post, out, 1)
+    ledger = ledger_of(out)
 
     done = ledger.done()
     assert 0 < len(done) < TOTAL_UNITS, "the kill must land mid-ingest"
     assert is_ruinmap_store(out) and not is_complete(out)
     finished = _shard_stats(out, done)
+    assert finished, "no recorded shard has a file to compare"
 
     # an unrecorded shard holding garbage (a write cut short) must be rewritten, not trusted
-    arrays = {side: zarr.open_array(out / side, mode="r") for side in ("pre", "post")}
+    arrays = _arrays(out)
     victim = next(
         unit_key(side, t, iy, ix)
         for side in ("post", "pre")
@@ -158,3 +171,49 @@ def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_pat
     for coord in ("x", "y", "band", "pre_time", "post_time"):
         np.testing.assert_array_equal(got[coord].values, want[coord].values)
     assert np.isfinite(got["post"].values[int(t) if side == "post" else 0]).any()
+
+
+def test_a_resumed_ingest_rewrites_recorded_shards_that_are_corrupted(
+    tmp_path, dask_client, caplog
+):
+    pre, post = _inputs(tmp_path)
+    out = tmp_path / "killed.zarr"
+    _killed_ingest(pre, post, out, 2)
+    ledger = ledger_of(out)
+    done = sorted(ledger.done())
+    assert 2 <= len(done) < TOTAL_UNITS, "the kill must land mid-ingest"
+    arrays = _arrays(out)
+
+    def shard_of(key: str) -> Path:
+        side, t, iy, ix = key.split("/")
+        return shard_file(out, arrays[side], (int(t), 0, int(iy), int(ix)))
+
+    # flipped bytes in one recorded shard, a garbage ledger entry for another
+    flipped = next(key for key in done if shard_of(key).exists())  # all-nodata: no file
+    garbled = next(key for key in done if key != flipped)
+    data = bytearray(shard_of(flipped).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    shard_of(flipped).write_bytes(bytes(data))
+    entry = ledger.entry_location(garbled)
+    entry.write_bytes(b"garbage")
+    untouched = set(done) - {flipped, garbled}
+    finished = _shard_stats(out, untouched)
+
+    with caplog.at_level(logging.WARNING, logger="ruinmap"):
+        report = ingest(pre, post, out, OPTIONS, client=dask_client)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(f"shard {flipped}:" in m and str(shard_of(flipped)) in m
+               and "does not match its checksum" in m for m in warnings), warnings
+    assert any(f"shard {garbled}:" in m and str(entry) in m and "unreadable" in m
+               for m in warnings), warnings
+    assert report.units_skipped == len(done) - 2
+    assert report.units_written == TOTAL_UNITS - len(done) + 2
+    assert is_complete(out)
+    assert _shard_stats(out, untouched) == finished, "sound shards were rewritten"
+
+    reference = tmp_path / "reference.zarr"
+    ingest(pre, post, reference, OPTIONS, client=dask_client)
+    got, want = open_store(out), open_store(reference)
+    for name in ("pre", "post"):
+        np.testing.assert_array_equal(got[name].values, want[name].values)

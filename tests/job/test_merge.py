@@ -86,8 +86,8 @@ def test_merged_partials_equal_whole_array_numpy(tile: int, cell: int) -> None:
 
 def test_partial_round_trips_through_npz(tmp_path: Path) -> None:
     part = _partials(16, 5)[3]
-    save_partial(part, tmp_path / "p" / "tile.npz")
-    back = load_partial(tmp_path / "p" / "tile.npz")
+    checksum = save_partial(part, tmp_path / "p" / "tile.npz", "tile/1/2")
+    back = load_partial(tmp_path / "p" / "tile.npz", "tile/1/2", checksum)
     for name in TilePartial.__dataclass_fields__:
         np.testing.assert_array_equal(getattr(back, name), getattr(part, name))
     assert [p.name for p in (tmp_path / "p").iterdir()] == ["tile.npz"]

@@ -143,3 +143,39 @@ def test_a_killed_s3_job_resumes_without_redoing_finished_tiles(
     with open_client("local", n_workers=1, dashboard=False) as client:
         run_job(reference, client=client, progress=False)
     _assert_same_products(out, tmp_path / "ref" / "out")
+
+
+def test_corrupted_s3_work_objects_are_logged_and_their_tiles_recomputed(
+    city, s3_client, bucket, tmp_path, run_cli
+):
+    _upload_city(s3_client, bucket, city)
+    store = f"s3://{bucket}/stores/city.zarr"
+    run_cli("ingest", "--pre", f"s3://{bucket}/city/pre/*.tif", "--post",
+            f"s3://{bucket}/city/post/*.tif", "--out", store, "--chunk", "32", "--shard", "64",
+            "--no-progress")
+    out = f"s3://{bucket}/results/corrupt"
+    job = _job_file(city, tmp_path, inputs={"store": store}, output={"dir": out})
+    run_cli("run", str(job), "--no-progress")
+
+    # a truncated partial of one tile, flipped bytes in another tile's score shard
+    partial = f"results/corrupt/{WORK_DIR}/partials/tile_0_1.npz"
+    body = s3_client.get_object(Bucket=bucket, Key=partial)["Body"].read()
+    s3_client.put_object(Bucket=bucket, Key=partial, Body=body[: len(body) // 2])
+    shard = "stores/city.zarr/score/c/1/2"
+    data = bytearray(s3_client.get_object(Bucket=bucket, Key=shard)["Body"].read())
+    middle = len(data) // 2
+    data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    s3_client.put_object(Bucket=bucket, Key=shard, Body=bytes(data))
+
+    done = run_cli("run", str(job), "--no-progress")
+    assert re.search(r"2 tile\(s\) computed", done.stdout), done.stdout
+    assert re.search(rf"tile tile/0/1: s3://{bucket}/{partial} does not match its checksum"
+                     r".*recomputing it", done.stderr), done.stderr
+    assert re.search(rf"tile tile/1/2: s3://{bucket}/{shard} does not match its checksum"
+                     r".*recomputing it", done.stderr), done.stderr
+
+    reference = load_spec(_job_file(city, tmp_path / "ref", inputs={"store": store},
+                                    output={"dir": str(tmp_path / "ref" / "out")}))
+    with open_client("local", n_workers=1, dashboard=False) as client:
+        run_job(reference, client=client, progress=False)
+    _assert_same_products(out, tmp_path / "ref" / "out")

@@ -20,7 +20,8 @@ from ruinmap.cluster.ingest.plan import InputPlan
 from ruinmap.cluster.storage.arrays import Compression
 from ruinmap.cluster.storage.store import FORMAT_VERSION, SIDES, STORE_FORMAT
 
-__all__ = ["StoreLayout", "differences", "known_checksums", "recorded_checksums", "unit_key"]
+__all__ = ["StoreLayout", "Unit", "differences", "known_checksums", "recorded_checksums",
+           "unit_key"]
 
 Unit = tuple[str, int, int, int]  # side, time index, shard row, shard column
 

@@ -4,8 +4,10 @@
 store's layout (`layout.StoreLayout`), creates the store's metadata, then writes it shard by
 shard on a Dask cluster (`shards.write_unit`): each task reads one window of one acquisition
 from its source file(s) (directly when the source is on the grid, else through a WarpedVRT),
-writes exactly one shard, makes it durable and records it in the store's ledger. The store is
-marked complete only after every shard is recorded. Source checksums (provenance) are
+writes exactly one shard, makes it durable and records it in the store's ledger with the
+shard file's sha256. A resumed ingest verifies every recorded shard against it and rewrites
+the ones that do not match (or whose entry is garbage), so the store is marked complete, only
+after every shard is recorded, never on top of a corrupted one. Source checksums (provenance) are
 computed in this process's threads while the workers write.
 """
 
@@ -27,6 +29,7 @@ from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.geo.grid import Grid, pixel_offset
 from ruinmap.cluster.ingest.layout import (
     StoreLayout,
+    Unit,
     differences,
     iso_date,
     known_checksums,
@@ -43,7 +46,10 @@ from ruinmap.cluster.storage.arrays import (
     clean_partial_writes,
     create_store,
     is_unfinished_template,
+    open_array,
+    shard_file,
 )
+from ruinmap.cluster.storage.checksums import verified_units
 from ruinmap.cluster.storage.location import Location, ObjectURL, as_location, is_url
 from ruinmap.cluster.storage.s3 import gdal_options
 from ruinmap.cluster.storage.store import (
@@ -219,6 +225,19 @@ def _hash_all(paths: Sequence[str]) -> dict[str, str | None]:
         return dict(zip(paths, pool.map(sha256_of, paths), strict=True))
 
 
+def _verified_shards(out: Location, store_id: str, units: Sequence[Unit]) -> set[str]:
+    """The recorded shards whose file matches the checksum recorded with it; any other is
+    logged, forgotten and so written again (`storage.checksums`)."""
+    ledger = ledger_of(out)
+    recorded = ledger.done()
+    arrays = {side: open_array(out, side, "r", store_id) for side in SIDES}
+    files = {
+        unit_key(*u): {"shard": shard_file(out, arrays[u[0]], (u[1], 0, u[2], u[3]))}
+        for u in units if unit_key(*u) in recorded
+    }
+    return verified_units(ledger, files, kind="shard") if files else set()
+
+
 def _write_store(
     client: Client,
     out: Location,
@@ -254,7 +273,7 @@ def _write_store(
     ledger = ledger_of(out)
     ledger.clean()
     clean_partial_writes(out)
-    done = ledger.done()
+    done = _verified_shards(out, str(attrs["store_id"]), units)
     pending = [u for u in units if unit_key(*u) not in done]
     report.units_skipped = len(units) - len(pending)
     remote_inputs = any(is_url(f.path) for f in inputs.files)

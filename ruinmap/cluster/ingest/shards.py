@@ -17,7 +17,8 @@ from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest.layout import unit_key
 from ruinmap.cluster.ingest.warp import SourceRead, read_window
 from ruinmap.cluster.settings import WORKER_ENV
-from ruinmap.cluster.storage.arrays import open_array, write_shard
+from ruinmap.cluster.storage.arrays import open_array, shard_file, write_shard
+from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
 from ruinmap.cluster.storage.store import ledger_of
 
@@ -44,7 +45,8 @@ def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
     """Write one shard (all bands of date `t` of `side`) and record it; returns bytes written.
 
     Order: read and convert, delete any shard an unrecorded earlier attempt left, write,
-    make the shard durable, then record the key in the ledger (last).
+    make the shard durable, then record the key in the ledger (last) with the shard file's
+    sha256, which a resumed ingest verifies before it skips the shard.
     """
     grid, step = task.grid, task.shard
     row0, col0 = iy * step, ix * step
@@ -61,5 +63,7 @@ def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
     selection = (t, slice(None), slice(row0, row0 + block.shape[1]),
                  slice(col0, col0 + block.shape[2]))
     write_shard(task.store, array, (t, 0, iy, ix), selection, block, durable=task.durable)
-    ledger_of(task.store).record(unit_key(side, t, iy, ix))
+    # hashed as read back (locally from the page cache): what a resume will verify
+    checksum = file_checksum(shard_file(task.store, array, (t, 0, iy, ix)))
+    ledger_of(task.store).record(unit_key(side, t, iy, ix), checksums={"shard": checksum})
     return int(block.nbytes)

@@ -6,8 +6,9 @@ score per district, class and damaged pixel counts per district, per-footprint s
 footprints it was sent (by their global index), and additive damage-grid partials (score sum,
 valid count, damaged count) per global grid cell it touches. Partials are small, add up
 exactly (sums to float64 rounding), and are stored as one `.npz` per tile (`save_partial`,
-locally or in object storage, written whole or not at all), so a resumed job merges the
-partials of tiles finished in an earlier run with the new ones (`merge`).
+locally or in object storage, written whole or not at all) that holds its own tile key, so a
+resumed job merges the partials of tiles finished in an earlier run with the new ones
+(`merge`), after checking each is whole (its checksum in the ledger) and its tile's.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ruinmap.cluster.storage.checksums import digest
 from ruinmap.cluster.storage.location import as_location
+from ruinmap.errors import StoreError
 from ruinmap.kernels import block_reduce, label_stats
 
-__all__ = ["DISTRICT_BINS", "TilePartial", "load_partial", "save_partial", "score_edges",
-           "tile_partial"]
+__all__ = ["DISTRICT_BINS", "TILE_KEY", "TilePartial", "load_partial", "partial_bytes",
+           "partial_problem", "save_partial", "score_edges", "tile_partial"]
 
 #: Histogram bins of the per-district score (for p90): fine enough that the estimate is within
 #: 1/512 of the score range of the exact quantile.
@@ -122,14 +125,60 @@ def tile_partial(
     )  # fmt: skip
 
 
-def save_partial(partial: TilePartial, path: str | os.PathLike[str]) -> None:
-    """Write a partial as .npz (local or s3://), durably and atomically."""
+#: the npz member holding the key of the tile a partial belongs to
+TILE_KEY = "tile_key"
+
+
+def partial_bytes(partial: TilePartial, tile_key: str) -> bytes:
+    """A partial as .npz bytes, holding its own `tile_key` (a partial in another tile's
+    place is recognised as such)."""
+    members = {f.name: getattr(partial, f.name) for f in fields(TilePartial)}
+    members[TILE_KEY] = np.array(tile_key)
     buffer = io.BytesIO()
-    np.savez(buffer, **{f.name: getattr(partial, f.name) for f in fields(TilePartial)})
-    as_location(path).write_durably(buffer.getvalue())
+    np.savez(buffer, **members)
+    return buffer.getvalue()
 
 
-def load_partial(path: str | os.PathLike[str]) -> TilePartial:
-    """Read a partial written by `save_partial`."""
-    with np.load(io.BytesIO(as_location(path).read_bytes())) as data:
-        return TilePartial(**{f.name: data[f.name] for f in fields(TilePartial)})
+def save_partial(partial: TilePartial, path: str | os.PathLike[str], tile_key: str) -> str:
+    """Write a partial of tile `tile_key` as .npz (local or s3://), durably and atomically;
+    returns the sha256 of the bytes written."""
+    data = partial_bytes(partial, tile_key)
+    as_location(path).write_durably(data)
+    return digest(data)
+
+
+def partial_problem(tile_key: str, data: bytes) -> str | None:
+    """What is wrong with `data` as the saved partial of tile `tile_key`, or None."""
+    try:
+        with np.load(io.BytesIO(data)) as npz:
+            found = str(npz[TILE_KEY]) if TILE_KEY in npz.files else None
+            missing = [f.name for f in fields(TilePartial) if f.name not in npz.files]
+    except (OSError, ValueError, EOFError) as exc:
+        return f"is not a readable partial ({type(exc).__name__})"
+    if found != tile_key:
+        return f"is the partial of tile {found!r}, not of {tile_key!r}"
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    return None
+
+
+def load_partial(path: str | os.PathLike[str], tile_key: str,
+                 checksum: str | None = None) -> TilePartial:
+    """Read the partial of tile `tile_key` written by `save_partial`.
+
+    Raises StoreError naming the file when it is missing, does not match `checksum` (the one
+    recorded in the ledger) or is not `tile_key`'s partial.
+    """
+    location = as_location(path)
+    try:
+        data = location.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{location}: the partial of tile {tile_key} is missing") from None
+    if checksum is not None and digest(data) != checksum:
+        raise StoreError(f"{location}: the partial of tile {tile_key} does not match its "
+                         "checksum (truncated or changed)")
+    problem = partial_problem(tile_key, data)
+    if problem is not None:
+        raise StoreError(f"{location} {problem}")
+    with np.load(io.BytesIO(data)) as npz:
+        return TilePartial(**{f.name: npz[f.name] for f in fields(TilePartial)})

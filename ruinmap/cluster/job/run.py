@@ -33,6 +33,7 @@ from ruinmap.cluster.compute.connect import client_for, dashboard_link
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
+from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import write_grid_layers
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.plan import JobPlan, plan_job
@@ -41,7 +42,7 @@ from ruinmap.cluster.job.products import write_products as write_all_products
 from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
-from ruinmap.cluster.job.task import load_tile_partial, run_tile
+from ruinmap.cluster.job.task import run_tile
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.job.workdir import prepare_work_dir, products_are_current
 from ruinmap.cluster.methods import check_bands
@@ -134,11 +135,10 @@ def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: Inge
 
 def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool | None,
                on_progress: Callable[[int, int], None] | None) -> list[Tile]:
-    """Run every tile the ledger does not hold; returns those it ran."""
+    """Run every tile the ledger does not hold whole (`integrity`); returns those it ran."""
     wait_for_stragglers(client, plan.task_prefix)  # a crashed run's tiles must not race ours
-    ledger = plan.ledger
-    ledger.clean()
-    done = ledger.done()
+    plan.ledger.clean()
+    done = verified_tiles(plan)  # a recorded tile whose files changed is run again
     pending = [t for t in plan.tiles if t.key not in done]
     finished = len(plan.tiles) - len(pending)
     if on_progress is not None:
@@ -165,7 +165,7 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
     params = plan.params
     n_buildings = 0 if polygons.building_geoms is None else len(polygons.building_geoms)
     merged = merge_partials(
-        (load_tile_partial(plan, t) for t in plan.tiles),
+        (load_verified_partial(plan, t) for t in plan.tiles),
         n_districts=plan.n_districts, n_classes=len(params.class_thresholds) + 1,
         edges=plan.edges, n_buildings=n_buildings, grid_shape=plan.cell_grid.shape,
     )  # fmt: skip

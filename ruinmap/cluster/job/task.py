@@ -4,8 +4,9 @@ A task reads its window plus a halo (`JobPlan.halo`, clipped at the image edge) 
 the Zarr store (a global `map_overlap` keeps neighbours' blocks alive far longer,
 dask/dask#3671), scores it, crops the halo off, writes its own shards of `score` and
 `damage` (durably), reduces the tile to a `TilePartial` saved beside the ledger, and records
-the tile in the ledger last. So a recorded tile's outputs and partial are whole and durable;
-anything else is redone.
+the tile in the ledger last, with the sha256 of its three files. So a recorded tile's outputs
+and partial are whole and durable, and a re-run can tell if they changed since
+(`integrity`); anything else is redone.
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ import shapely
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
-from ruinmap.cluster.job.partials import TilePartial, load_partial, save_partial, tile_partial
+from ruinmap.cluster.job.integrity import layer_shard
+from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import compute_score
 from ruinmap.cluster.storage.arrays import open_array, write_shard
+from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels import classify
 
-__all__ = ["load_tile_partial", "read_window_stack", "run_tile"]
+__all__ = ["read_window_stack", "run_tile"]
 
 
 def read_window_stack(
@@ -42,18 +45,17 @@ def read_window_stack(
     return block, (tile.row0 - r0, tile.col0 - c0)
 
 
-def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> None:
+def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
+    """Write `tile`'s shard of layer `name`; returns the sha256 of the shard file (None when
+    zarr stored nothing: all fill)."""
     store = plan.store.location
     array = open_array(store, name, "r+", plan.signature)
     shard = array.shards[0] if array.shards else array.chunks[0]
     selection = (slice(tile.row0, tile.row0 + tile.height),
                  slice(tile.col0, tile.col0 + tile.width))
     write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
-
-
-def load_tile_partial(plan: JobPlan, tile: Tile) -> TilePartial:
-    """The partial `run_tile` saved for `tile`."""
-    return load_partial(plan.partial(tile))
+    # hashed as read back (locally from the page cache): what a re-run will verify
+    return file_checksum(layer_shard(plan, name, tile))
 
 
 def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float]:
@@ -69,8 +71,8 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     del padded
     classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
-    _write_layer(plan, "score", tile, score)
-    _write_layer(plan, "damage", tile, classes)
+    checksums = {"score": _write_layer(plan, "score", tile, score),
+                 "damage": _write_layer(plan, "damage", tile, classes)}
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
@@ -86,8 +88,9 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
     )  # fmt: skip
-    save_partial(partial, plan.partial(tile))
+    checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started
-    # last: a recorded tile's outputs and partial are durable
-    plan.ledger.record(tile.key, {"signature": plan.signature, "seconds": round(total_s, 3)})
+    # last: a recorded tile's outputs and partial are durable, their checksums with it
+    plan.ledger.record(tile.key, {"signature": plan.signature, "seconds": round(total_s, 3)},
+                       checksums=checksums)
     return {"read_s": read_s, "score_s": score_s, "write_s": write_s, "total_s": total_s}

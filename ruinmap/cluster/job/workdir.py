@@ -2,8 +2,9 @@
 
 - `job.json`: the signature of the job the folder belongs to (method, parameters, store,
   polygons, grid, tiles); another job's folder is emptied and its layers re-created;
-- `ledger/`: the finished tiles (`storage.ledger`), each recorded after its data;
-- `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates;
+- `ledger/`: the finished tiles (`storage.ledger`), each recorded after its data, with the
+  sha256 of its files (verified by `integrity` before the tile is trusted);
+- `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates and its tile key;
 - `products.json`: the signature of the job whose products were last written completely.
 """
 

@@ -17,6 +17,9 @@ Ordering guarantee (what makes resuming safe):
   full by the next run; a half-written unit is never taken as done.
 - Recording twice (a task re-run by Dask after a worker was lost) is harmless: the rename
   replaces an entry with an equivalent one.
+- An entry carries the checksums of the unit's files; a re-run verifies them
+  (`storage.checksums.verified_units`) and forgets a unit whose files or entry are not whole
+  or not its own, so corruption after the fact is redone, never used.
 
 Keys are short strings of letters, digits, `.`, `-`, `_` and `/` (a `/` is stored as `+`),
 for example `pre/3/0/12/7`. Temporary files start with `.` and are ignored by readers;
@@ -30,7 +33,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.errors import StoreError
@@ -64,11 +67,26 @@ class Ledger:
     def __reduce__(self) -> tuple[type[Ledger], tuple[Location]]:
         return (Ledger, (self.path,))
 
-    def record(self, key: str, info: dict[str, object] | None = None) -> None:
-        """Mark `key` finished; call only after the unit's data is written and durable."""
-        name = _file_name(key)
-        body = {"key": key, "host": socket.gethostname(), "pid": os.getpid(), **(info or {})}
-        self.path.join(name).write_durably(json.dumps(body, sort_keys=True).encode())
+    def record(self, key: str, info: dict[str, object] | None = None, *,
+               checksums: Mapping[str, str | None] | None = None) -> None:
+        """Mark `key` finished; call only after the unit's data is written and durable.
+
+        `checksums`: {role: sha256 hex, or None for a file deliberately not written} of the
+        unit's files, which a re-run verifies before trusting the unit (`storage.checksums`).
+        """
+        body: dict[str, object] = {"key": key, "host": socket.gethostname(),
+                                   "pid": os.getpid(), **(info or {})}
+        if checksums is not None:
+            body["checksums"] = dict(checksums)
+        self.entry_location(key).write_durably(json.dumps(body, sort_keys=True).encode())
+
+    def entry_location(self, key: str) -> Location:
+        """The file holding `key`'s entry."""
+        return self.path.join(_file_name(key))
+
+    def forget(self, key: str) -> None:
+        """Remove `key`'s entry (its unit turned out not to be whole): it is pending again."""
+        self.entry_location(key).remove()
 
     def is_done(self, key: str) -> bool:
         """Whether `key` has been recorded."""

@@ -1,0 +1,65 @@
+"""What a tile leaves on disk, and checking it is whole and its own before it is trusted.
+
+A finished tile has three files: its partial (`partials/tile_<iy>_<ix>.npz`, which holds
+the tile's key) and its shards of the `score` and `damage` layers (absent when all fill).
+`run_tile` records their sha256 in the job's ledger; `verified_tiles` (before the tiles run)
+and `load_verified_partial` (in the merge) check them, so a swapped, missing, truncated or
+changed file, or a garbage ledger entry, makes its tile run again instead of being used.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ruinmap.cluster.job.partials import TilePartial, load_partial, partial_problem
+from ruinmap.cluster.job.plan import JobPlan
+from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.storage.arrays import open_array, shard_file
+from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, verified_units
+from ruinmap.cluster.storage.location import Location
+from ruinmap.errors import StoreError
+
+__all__ = ["LAYERS", "load_verified_partial", "tile_files", "verified_tiles"]
+
+log = logging.getLogger(__name__)
+
+#: the per-pixel layers a tile writes one shard of each
+LAYERS = ("score", "damage")
+
+
+def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
+    """The file of `tile`'s shard of layer `name` (the layers are sharded by tile)."""
+    store = plan.store.location
+    array = open_array(store, name, "r", plan.signature)
+    shard = array.shards[0] if array.shards else array.chunks[0]
+    return shard_file(store, array, (tile.row0 // shard, tile.col0 // shard))
+
+
+def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:
+    """{role: file} of every file `tile` writes: `partial`, `score`, `damage`."""
+    return {"partial": plan.partial(tile), **{name: layer_shard(plan, name, tile)
+                                              for name in LAYERS}}
+
+
+def verified_tiles(plan: JobPlan) -> set[str]:
+    """The keys of the recorded tiles whose files match their ledger entry; every other
+    recorded tile is logged, forgotten and so run again."""
+    units = {tile.key: tile_files(plan, tile) for tile in plan.tiles}
+    return verified_units(plan.ledger, units, kind="tile",
+                          checks={"partial": partial_problem})
+
+
+def load_verified_partial(plan: JobPlan, tile: Tile) -> TilePartial:
+    """`tile`'s partial, checked against its ledger entry and its own tile key.
+
+    A partial that fails here was changed while this run went on (every one was verified
+    before the tiles ran): its entry is forgotten and a StoreError says that a re-run redoes
+    the tile.
+    """
+    try:
+        checksum = plan.ledger.info(tile.key)[CHECKSUMS_KEY]["partial"]  # type: ignore[index]
+        return load_partial(plan.partial(tile), tile.key, checksum)
+    except (StoreError, ValueError, KeyError, TypeError) as exc:
+        plan.ledger.forget(tile.key)
+        raise StoreError(f"tile {tile.key}: {exc}; its ledger entry is removed: run the job "
+                         "again to recompute the tile") from None
