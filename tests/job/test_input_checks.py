@@ -133,8 +133,8 @@ def test_cell_size_larger_than_the_scene_is_an_error_before_work(
     assert _nothing_written(spec)
 
 
-def _params(city: City, **changes: object) -> dict[str, object]:
-    params = make_job_spec(city, Path("x")).method_params.model_dump(mode="json")
+def _params(city: City, folder: Path, **changes: object) -> dict[str, object]:
+    params = make_job_spec(city, folder / "base").method_params.model_dump(mode="json")
     return {**{k: v for k, v in params.items() if v is not None}, **changes}
 
 
@@ -144,7 +144,7 @@ def test_too_few_dates_for_the_method_are_an_error_before_work(
 ) -> None:
     if case == "min-pre-above-dates":
         spec = make_job_spec(job_city, tmp_path / "out",
-                             method_params=_params(job_city, min_pre=6))
+                             method_params=_params(job_city, tmp_path, min_pre=6))
         message = r"method_params\.min_pre = 6, but the imagery has 5 pre-event date\(s\)"
     else:
         inputs = {"pre": [str(p) for p in job_city.pre_files],
@@ -161,7 +161,7 @@ def test_too_few_dates_in_an_ingested_store_are_an_error_before_work(
 ) -> None:
     store = str(job_run.store)
     spec = make_job_spec(job_city, tmp_path / "out", inputs={"store": store},
-                         method_params=_params(job_city, min_post=4))
+                         method_params=_params(job_city, tmp_path, min_post=4))
     with pytest.raises(SpecError, match=r"min_post = 4, but the imagery has 3 post-event "
                        r"date\(s\) \(inputs\.store"):
         _run(spec, dask_client)
