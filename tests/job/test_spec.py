@@ -255,7 +255,7 @@ def test_class_labels_fall_back_to_numbered_names(job_dir: Path) -> None:
         ({"lee_enl": 0}, "lee_enl: Input should be greater than 0"),
         ({"radii_m": [50, -1]}, "radii must be positive"),
         ({"polarisations": ["VV", "VV"]}, "names repeat"),
-        ({"orbits": {"*.tif": 0}}, "must be a positive integer"),
+        ({"orbits": {"*.tif": 0}}, "must be an integer from 1 to 10000"),
         ({"threshold": "high"}, "threshold: Input should be a valid number"),
     ],
 )

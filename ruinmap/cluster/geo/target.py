@@ -20,7 +20,8 @@ __all__ = ["target_grid"]
 
 
 def _fmt_bounds(bounds: Bounds) -> str:
-    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
+    # every digit: rounded bounds can make two extents that miss each other look the same
+    return "(" + ", ".join(repr(float(v)) for v in bounds) + ")"
 
 
 def _intersect(a: Bounds, b: Bounds) -> Bounds | None:
@@ -142,7 +143,7 @@ def target_grid(
     c0, r0, c1, r1 = _snap(area, anchor, res, outward)
     if c1 <= c0 or r1 <= r0:
         raise InputError(
-            f"the common area {_fmt_bounds(area)} is smaller than one {res[0]:g} x {res[1]:g} "
+            f"the common area {_fmt_bounds(area)} is smaller than one {res[0]!r} x {res[1]!r} "
             "pixel of the target grid; the images barely overlap or the resolution is too coarse"
         )
     transform = Affine(res[0], 0.0, anchor[0] + c0 * res[0], 0.0, -res[1], anchor[1] - r0 * res[1])

@@ -1,5 +1,10 @@
 """Planning an ingest from the inputs' headers alone: the files, their acquisitions, the band
-names and the common grid (`plan_inputs`), before anything is written."""
+names and the common grid (`plan_inputs`), before anything is written.
+
+Two guards run here, so `ruinmap ingest` and `ruinmap run` refuse alike: one file given twice
+(`same_inputs`: the same path, or another name of it, a symlink or a hard link), and a grid
+larger than the Dask config `ruinmap.limits.max-pixels` (`check_grid_size`).
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,17 @@ from ruinmap.cluster.ingest.sources import (
     user_dates,
 )
 from ruinmap.cluster.ingest.warp import RESAMPLING_METHODS
+from ruinmap.cluster.settings import env_name, int_setting
 from ruinmap.cluster.storage.globs import expand_inputs
-from ruinmap.cluster.storage.location import Location, gdal_env
+from ruinmap.cluster.storage.location import Location, as_location, gdal_env
 from ruinmap.cluster.storage.store import SIDES
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["InputPlan", "expand_side", "plan_inputs"]
+__all__ = ["MAX_PIXELS_KEY", "InputPlan", "check_grid_size", "expand_side", "plan_inputs",
+           "same_inputs"]
+
+#: The Dask config key (`ruinmap.yaml`) of the largest grid an ingest plans, in pixels
+MAX_PIXELS_KEY = "limits.max-pixels"
 
 Patterns = Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
 
@@ -82,6 +92,50 @@ def expand_side(patterns: Patterns, what: str) -> list[Location]:
     return list(files)
 
 
+def _identity(location: Location) -> object:
+    """What makes two names one file: (device, inode) locally, the URL in object storage."""
+    if location.is_remote:
+        return str(location)
+    try:
+        info = os.stat(location)
+    except OSError:
+        return str(location)
+    return (info.st_dev, info.st_ino)
+
+
+def same_inputs(sides: Sequence[tuple[str, Sequence[Location]]]
+                ) -> list[tuple[str, Location, str, Location]]:
+    """Every file named twice among `sides` ((side, files) pairs), as (side, first name, side,
+    second name): the same path, or two names of one file (symlink, hard link)."""
+    seen: dict[object, tuple[str, Location]] = {}
+    repeated = []
+    for side, files in sides:
+        for location in files:
+            key = _identity(location)
+            if key in seen:
+                repeated.append((*seen[key], side, location))
+            else:
+                seen[key] = (side, location)
+    return repeated
+
+
+def check_grid_size(grid: Grid) -> None:
+    """SpecError when `grid` has more pixels than the Dask config `ruinmap.limits.max-pixels`.
+
+    A header claiming 10^6 x 10^6 pixels would otherwise be planned as hundreds of thousands
+    of shard tasks before any of them fails.
+    """
+    limit = int_setting(MAX_PIXELS_KEY, minimum=1)
+    pixels = grid.width * grid.height
+    if pixels > limit:
+        raise SpecError(
+            f"the imagery's grid is {grid.width} x {grid.height} px ({pixels:,} pixels a date), "
+            f"more than the limit of {limit:,} (Dask config ruinmap.{MAX_PIXELS_KEY}); check "
+            f"the files' headers and --resolution/--bbox, or raise the limit with "
+            f"{env_name(MAX_PIXELS_KEY)}={pixels} or in ~/.config/dask/ruinmap.yaml"
+        )
+
+
 def plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
     """Inspect the inputs and decide acquisitions, band names and the target grid.
 
@@ -113,6 +167,13 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
             files.append(info)
         first_given[side] = files[0]
         acquisitions[side] = build_acquisitions(files, side, stack_bands=options.stack_bands)
+    repeated = same_inputs([(side, [as_location(f.path) for a in acquisitions[side]
+                                     for f in a.files]) for side in SIDES])
+    if repeated:
+        side_a, first, side_b, second = repeated[0]
+        also = "" if str(first) == str(second) else f" (as {first})"
+        raise InputError(f"{second}: given as --{side_b} and already as --{side_a}{also}; "
+                         "each date is one file, given once")
     every = acquisitions["pre"] + acquisitions["post"]
     bands = common_bands(every, options.bands)
     reference = first_given["pre"].grid  # the first --pre file, whatever its date
@@ -125,4 +186,5 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
         bbox=options.bbox,
         bbox_crs=options.bbox_crs,
     )
+    check_grid_size(grid)
     return InputPlan(acquisitions, bands, grid)

@@ -60,8 +60,8 @@ def inspect_source(path: Location, side: str, user_nodata: float | None = None) 
     """Open one raster's header, check it can be ingested, and describe it.
 
     Raises InputError naming the file: not a raster, truncated (its first or last pixel
-    cannot be read), no CRS, georeferenced by GCPs only, unsupported data type, or a user
-    nodata value that does not fit the data type.
+    cannot be read), no CRS or no geotransform (each named), georeferenced by GCPs only,
+    unsupported data type, or a user nodata value that does not fit the data type.
     """
     try:
         src = rasterio.open(path)
@@ -74,16 +74,21 @@ def inspect_source(path: Location, side: str, user_nodata: float | None = None) 
                 f"{path}: data type {', '.join(sorted(set(src.dtypes)))} is not supported; "
                 "ingest takes one integer or float type per file (stored as float32)"
             )
-        if src.crs is None:
-            hint = (
-                "it has ground control points only: warp it first (`rio warp`)"
-                if src.gcps[0]
-                else ""
-            )
-            hint = hint or "assign one, e.g. `rio edit-info --crs EPSG:32636 FILE`"
-            raise InputError(f"{path}: no CRS; {hint}")
-        if src.transform.is_identity and src.gcps[0]:
-            raise InputError(f"{path}: georeferenced by ground control points only; warp it first")
+        # GDAL reports a file without a geotransform as the identity transform
+        no_transform = src.transform.is_identity
+        if no_transform and src.gcps[0]:
+            raise InputError(f"{path}: georeferenced by ground control points only (no "
+                             "geotransform); warp it first (`rio warp` or `gdalwarp`)")
+        if src.crs is None or no_transform:
+            missing = " and ".join(name for name, absent in (
+                ("no CRS", src.crs is None), ("no geotransform", no_transform)) if absent)
+            hints = []
+            if src.crs is None:
+                hints.append("assign a CRS, e.g. `rio edit-info --crs EPSG:32636 FILE`")
+            if no_transform:
+                hints.append("give the pixel grid's position, e.g. `gdal_edit.py -a_ullr "
+                             "ULX ULY LRX LRY FILE` or `rio edit-info --transform`")
+            raise InputError(f"{path}: {missing}; {'; '.join(hints)}")
         if user_nodata is not None:
             _check_nodata_fits(user_nodata, dtype, path)
         try:

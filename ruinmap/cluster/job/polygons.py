@@ -12,6 +12,12 @@ import shapely
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.vectors import equal_area_km2, read_vector, to_raster_crs
+from ruinmap.cluster.job.polygon_checks import (
+    check_districts_polygonal,
+    check_lonlat_range,
+    repair_polygons,
+    with_spec_crs,
+)
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.job.tiles import Tile
@@ -55,8 +61,12 @@ class TileVectors:
 
 def read_polygons(spec: JobSpec, files: SpecFiles) -> tuple[gpd.GeoDataFrame,
                                                        gpd.GeoDataFrame | None]:
-    """Read the district (and building) files; SpecError when district ids repeat or miss."""
-    frame = read_vector(files.districts.path, spec.districts.layer)
+    """Read the district (and building) files and check them (`polygon_checks`: the spec's
+    CRS override, lon/lat ranges, non-polygons, invalid polygons repaired with a note);
+    SpecError when district ids repeat or miss."""
+    path = files.districts.path
+    frame = with_spec_crs(read_vector(path, spec.districts.layer), spec.districts.crs)
+    check_lonlat_range(frame, "districts", path)
     ids = frame[spec.districts.id]
     if ids.isna().any() or ids.duplicated().any():
         dupes = ids[ids.duplicated()].astype(str).unique()[:5].tolist()
@@ -64,9 +74,14 @@ def read_polygons(spec: JobSpec, files: SpecFiles) -> tuple[gpd.GeoDataFrame,
             f"districts.id: field '{spec.districts.id}' of '{files.districts.path.name}' must be "
             f"unique and present for every district (repeated or missing: {dupes or 'missing'})"
         )
+    check_districts_polygonal(frame, spec.districts.id, path)
+    frame = repair_polygons(frame, "districts", spec.districts.id, path)
     buildings = None
     if spec.buildings is not None and files.buildings is not None:
-        buildings = read_vector(files.buildings.path, spec.buildings.layer)
+        b_path = files.buildings.path
+        buildings = with_spec_crs(read_vector(b_path, spec.buildings.layer), spec.buildings.crs)
+        check_lonlat_range(buildings, "buildings", b_path)
+        buildings = repair_polygons(buildings, "buildings", spec.buildings.id, b_path)
     return frame, buildings
 
 

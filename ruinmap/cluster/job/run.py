@@ -2,8 +2,9 @@
 
 `run_job(spec)` reads top-down:
 
-1. `_check`: every file the spec names (`validate_spec_files`), the polygons and the bands
-   the method needs, so a bad spec fails before any work starts;
+1. `_check`: every file the spec names (`validate_spec_files`), the polygons, the bands
+   the method needs and what the headers say (`preflight.check_job_fits`: dates, cell size,
+   focal reach, districts over the imagery), so a bad spec fails before any work starts;
 2. `_ensure_store`: ingests the imagery into `output.dir/store.zarr` (or uses `inputs.store`),
    resuming an unfinished ingest; its metadata is read once (`StoreInfo`);
 3. `plan_job`: grid, tiles (one per store shard, smaller for small scenes), halo, the
@@ -13,7 +14,9 @@
    job's ledger (`<output.dir>/.ruinmap-job/`, see `workdir`);
 5. `_merge`: the partials of every tile (this run's and earlier runs') into the per-district
    table, per-building scores and the damage grid;
-6. `_write`: the grid layers and the products (`products`).
+6. `_write`: the grid layers and the products (`products`); then a result without a valid
+   score in any district is an InputError naming the likely cause
+   (`preflight.check_result_not_empty`; the products are kept).
 
 A re-run with the same spec resumes: recorded tiles are skipped. Changing the method, its
 parameters, the imagery, the polygons or the grid starts the tiles over.
@@ -38,6 +41,7 @@ from ruinmap.cluster.job.layers import write_grid_layers
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.plan import JobPlan, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
+from ruinmap.cluster.job.preflight import ImageryHeader, check_job_fits, check_result_not_empty
 from ruinmap.cluster.job.products import write_products as write_all_products
 from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
@@ -106,6 +110,9 @@ def run_job(
     timings["merge_s"] = time.perf_counter() - t0
     if write_products:
         _write(result, plan, polygons)
+    check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
+                           plan.context.post_orbits), plan.store.n_times)
+    if write_products:
         if spec.validation is not None:
             _validate(result)
     timings["total_s"] = time.perf_counter() - started
@@ -117,10 +124,14 @@ def _check(spec: JobSpec, options: IngestOptions) -> tuple[SpecFiles, Frames]:
     files = validate_spec_files(spec)
     frames = read_polygons(spec, files)
     if files.store is not None:
-        bands = tuple(read_store_attrs(files.store).get("bands", ()))
-    else:  # headers only: the bands the ingest will write
-        bands = plan_inputs(list(files.pre), list(files.post), options).bands
+        attrs = read_store_attrs(files.store)
+        bands = tuple(attrs.get("bands", ()))
+        header = ImageryHeader.of_store_attrs(attrs)
+    else:  # headers only: the bands and grid the ingest will write
+        inputs = plan_inputs(list(files.pre), list(files.post), options)
+        bands, header = inputs.bands, ImageryHeader.of_plan(inputs)
     check_bands(spec.method_params, bands)
+    check_job_fits(spec, header, frames[0])
     return files, frames
 
 

@@ -54,9 +54,13 @@ def band_indices(bands: Sequence[str], wanted: Sequence[str], key: str) -> list[
     index = {name.upper(): i for i, name in enumerate(bands)}
     missing = [name for name in wanted if name.upper() not in index]
     if missing:
+        # bands without a description (or a distinguishing file-name part) are b1..bN
+        unnamed = " (bands without names in the files are called b1..bN)" if any(
+            name.lower() == f"b{i + 1}" for i, name in enumerate(bands)) else ""
         raise SpecError(
             f"method_params.{key}: band(s) {', '.join(missing)} not in the imagery (bands: "
-            f"{', '.join(bands)}); set {key} to bands the store has"
+            f"{', '.join(bands)}{unnamed}); set {key} to bands the store has, or name the "
+            "bands in the files (band descriptions) or with `ruinmap ingest --bands`"
         )
     return [index[name.upper()] for name in wanted]
 

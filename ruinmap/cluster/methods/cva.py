@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, nanmean_min
-from ruinmap.cluster.methods.params import MethodParamsBase, metres_to_px
+from ruinmap.cluster.methods.params import MAX_DATES, MAX_RADIUS_M, MethodParamsBase, metres_to_px
 from ruinmap.cluster.storage.store import SIDES, StoreInfo
 from ruinmap.errors import InputError
 from ruinmap.kernels import cva_magnitude, focal_mean
@@ -29,10 +29,12 @@ class CvaParams(MethodParamsBase):
     method: ClassVar[str] = "cva"
     bands: tuple[str, ...] | None = Field(default=None, description="bands; default all")
     standardize: bool = Field(default=True, description="divide each band by its pooled std")
-    radius_m: float = Field(default=20.0, ge=0, allow_inf_nan=False,
+    radius_m: float = Field(default=20.0, ge=0, le=MAX_RADIUS_M, allow_inf_nan=False,
                             description="focal mean radius of the magnitude, metres")
-    min_pre: int = Field(default=1, ge=1, description="fewest valid pre dates per pixel")
-    min_post: int = Field(default=1, ge=1, description="fewest valid post dates per pixel")
+    min_pre: int = Field(default=1, ge=1, le=MAX_DATES,
+                         description="fewest valid pre dates per pixel")
+    min_post: int = Field(default=1, ge=1, le=MAX_DATES,
+                          description="fewest valid post dates per pixel")
     threshold: float = Field(default=2.0, description="standard deviations when standardized")
     class_thresholds: tuple[float, ...] = Field(default=(1.5, 2.0, 3.0, 4.0))
 

@@ -9,7 +9,13 @@ import numpy as np
 from pydantic import Field
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, directed, nanmean_min
-from ruinmap.cluster.methods.params import Direction, MethodParamsBase, metres_to_px
+from ruinmap.cluster.methods.params import (
+    MAX_DATES,
+    MAX_RADIUS_M,
+    Direction,
+    MethodParamsBase,
+    metres_to_px,
+)
 from ruinmap.kernels import focal_mean, log_ratio
 from ruinmap.kernels.focal import focal_halo
 
@@ -25,11 +31,13 @@ class LogRatioParams(MethodParamsBase):
 
     method: ClassVar[str] = "log-ratio"
     band: str | None = Field(default=None, description="band name; default the first band")
-    radius_m: float = Field(default=30.0, ge=0, allow_inf_nan=False,
+    radius_m: float = Field(default=30.0, ge=0, le=MAX_RADIUS_M, allow_inf_nan=False,
                             description="focal mean radius of the ratio, metres")
     direction: Direction = Field(default="both", description="which change counts as damage")
-    min_pre: int = Field(default=1, ge=1, description="fewest valid pre dates per pixel")
-    min_post: int = Field(default=1, ge=1, description="fewest valid post dates per pixel")
+    min_pre: int = Field(default=1, ge=1, le=MAX_DATES,
+                         description="fewest valid pre dates per pixel")
+    min_post: int = Field(default=1, ge=1, le=MAX_DATES,
+                          description="fewest valid post dates per pixel")
     threshold: float = Field(default=3.0, description="dB")
     class_thresholds: tuple[float, ...] = Field(default=(1.5, 3.0, 4.5, 6.0), description="dB")
 

@@ -9,7 +9,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, directed, nanmean_min
-from ruinmap.cluster.methods.params import Direction, MethodParamsBase, metres_to_px
+from ruinmap.cluster.methods.params import (
+    MAX_DATES,
+    MAX_RADIUS_M,
+    Direction,
+    MethodParamsBase,
+    metres_to_px,
+)
 from ruinmap.kernels import focal_mean, nd_change
 from ruinmap.kernels.focal import focal_halo
 
@@ -39,10 +45,12 @@ class NdChangeParams(MethodParamsBase):
     a: str | None = Field(default=None, description="first band name (set by the preset)")
     b: str | None = Field(default=None, description="second band name (set by the preset)")
     direction: Direction | None = Field(default=None, description="default: the preset's")
-    radius_m: float = Field(default=20.0, ge=0, allow_inf_nan=False,
+    radius_m: float = Field(default=20.0, ge=0, le=MAX_RADIUS_M, allow_inf_nan=False,
                             description="focal mean radius of the change, metres")
-    min_pre: int = Field(default=1, ge=1, description="fewest valid pre dates per pixel")
-    min_post: int = Field(default=1, ge=1, description="fewest valid post dates per pixel")
+    min_pre: int = Field(default=1, ge=1, le=MAX_DATES,
+                         description="fewest valid pre dates per pixel")
+    min_post: int = Field(default=1, ge=1, le=MAX_DATES,
+                          description="fewest valid post dates per pixel")
     threshold: float = Field(default=0.2, description="normalized-difference units")
     class_thresholds: tuple[float, ...] = Field(default=(0.1, 0.2, 0.3, 0.4))
 

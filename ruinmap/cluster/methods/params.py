@@ -20,14 +20,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ruinmap.cluster.storage.location import URL_SCHEMES
 from ruinmap.errors import SpecError
 
-__all__ = ["DEFAULT_CLASS_NAMES", "Direction", "MethodParamsBase", "SpecModel", "metres_to_px",
-           "spec_path"]
+__all__ = ["DEFAULT_CLASS_NAMES", "MAX_ABS_SCORE", "MAX_DATES", "MAX_RADIUS_M", "Direction",
+           "MethodParamsBase", "SpecModel", "metres_to_px", "spec_path"]
 
 Direction = Literal["decrease", "increase", "both"]
 
 #: Names of the four default damage classes, lowest score first (Ballinger 2024 uses 3.3 as
 #: the damaged/intact cut; the others bracket it).
 DEFAULT_CLASS_NAMES: tuple[str, ...] = ("possible", "likely", "high-confidence", "severe")
+
+# Upper bounds of the parameters, so that a typo (1e300, 10**400) is a spec error rather than
+# an overflow or a task that never ends. Each is far beyond any sensible value:
+#: radii of focal filters, metres (10 km: a 1,000 px radius at Sentinel's 10 m pixels)
+MAX_RADIUS_M = 10_000.0
+#: fewest valid dates a side (min_pre, min_post): more than ten years of 6-day revisits
+MAX_DATES = 1_000
+#: |threshold| and |class_thresholds| (t statistics, dB, index units, standard deviations)
+MAX_ABS_SCORE = 1e6
 
 
 def metres_to_px(metres: float, pixel_size_m: float) -> int:
@@ -86,7 +95,7 @@ class MethodParamsBase(SpecModel):
         "severe for four classes, else 'class 1'...",
     )
     min_building_m2: float = Field(
-        default=50.0, ge=0, allow_inf_nan=False,
+        default=50.0, ge=0, le=1e6, allow_inf_nan=False,
         description="buildings smaller than this (m^2) get no per-building score",
     )
 
@@ -95,6 +104,8 @@ class MethodParamsBase(SpecModel):
     def _finite_threshold(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value}")
+        if abs(value) > MAX_ABS_SCORE:
+            raise ValueError(f"must lie within +-{MAX_ABS_SCORE:.0e}, got {value!r}")
         return value
 
     @field_validator("class_thresholds")
@@ -104,6 +115,8 @@ class MethodParamsBase(SpecModel):
             raise ValueError("empty; give at least one class threshold")
         if not all(math.isfinite(v) for v in value):
             raise ValueError(f"must be finite numbers, got {list(value)}")
+        if any(abs(v) > MAX_ABS_SCORE for v in value):
+            raise ValueError(f"must lie within +-{MAX_ABS_SCORE:.0e}, got {list(value)}")
         if not _strictly_ascending(value):
             raise ValueError(f"must be strictly ascending, got {list(value)}")
         return value

@@ -15,13 +15,27 @@ import rasterio
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices
-from ruinmap.cluster.methods.params import MethodParamsBase, metres_to_px, spec_path
+from ruinmap.cluster.methods.params import (
+    MAX_ABS_SCORE,
+    MAX_DATES,
+    MAX_RADIUS_M,
+    MethodParamsBase,
+    metres_to_px,
+    spec_path,
+)
 from ruinmap.cluster.storage.location import as_location, gdal_env
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.kernels import focal_mean, focal_median, lee_filter, welch_t
 from ruinmap.kernels.focal import focal_halo
 
 __all__ = ["PWTT", "PwttParams", "PwttScorer", "date_orbits", "pwtt_score"]
+
+#: Lee filter window side, pixels: the paper's is 3; a 101 px window is already 1 km at 10 m
+MAX_LEE_SIZE = 101
+#: focal median radius, metres: the median is the costliest filter (its window is sorted)
+MAX_MEDIAN_M = 1_000.0
+#: a relative orbit number (Sentinel-1 has 175)
+MAX_ORBIT = 10_000
 
 
 class PwttParams(MethodParamsBase):
@@ -43,12 +57,15 @@ class PwttParams(MethodParamsBase):
 
     method: ClassVar[str] = "pwtt"
     polarisations: tuple[str, ...] = Field(default=("VV", "VH"), description="bands to test")
-    lee_size: int = Field(default=3, ge=1, description="Lee filter window side, pixels (odd)")
-    lee_enl: float = Field(default=5.0, gt=0, allow_inf_nan=False,
+    lee_size: int = Field(default=3, ge=1, le=MAX_LEE_SIZE,
+                          description="Lee filter window side, pixels (odd)")
+    lee_enl: float = Field(default=5.0, gt=0, le=1000, allow_inf_nan=False,
                            description="equivalent number of looks of the input")
-    min_pre: int = Field(default=3, ge=2, description="fewest valid pre dates per pixel")
-    min_post: int = Field(default=2, ge=2, description="fewest valid post dates per pixel")
-    focal_median_m: float = Field(default=10.0, ge=0, allow_inf_nan=False,
+    min_pre: int = Field(default=3, ge=2, le=MAX_DATES,
+                         description="fewest valid pre dates per pixel")
+    min_post: int = Field(default=2, ge=2, le=MAX_DATES,
+                          description="fewest valid post dates per pixel")
+    focal_median_m: float = Field(default=10.0, ge=0, le=MAX_MEDIAN_M, allow_inf_nan=False,
                                   description="focal median radius, metres (10 m = 3x3 at 10 m)")
     radii_m: tuple[float, ...] = Field(default=(50.0, 100.0, 150.0),
                                        description="radii of the circular means, metres")
@@ -87,14 +104,16 @@ class PwttParams(MethodParamsBase):
     @field_validator("radii_m")
     @classmethod
     def _positive_radii(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not all(math.isfinite(r) and r > 0 for r in value):
-            raise ValueError(f"radii must be positive metres, got {list(value)}")
+        if not all(math.isfinite(r) and 0 < r <= MAX_RADIUS_M for r in value):
+            raise ValueError(f"radii must be positive metres up to {MAX_RADIUS_M:.0f}, got "
+                             f"{list(value)}")
         return value
 
     @field_validator("weights")
     @classmethod
     def _usable_weights(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        if not all(math.isfinite(w) and w >= 0 for w in value) or sum(value) <= 0:
+        if (not all(math.isfinite(w) and 0 <= w <= MAX_ABS_SCORE for w in value)
+                or sum(value) <= 0):
             raise ValueError(f"weights must be >= 0 with a positive sum, got {list(value)}")
         return value
 
@@ -103,8 +122,9 @@ class PwttParams(MethodParamsBase):
     def _resolve_orbit_globs(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
         resolved: dict[str, int] = {}
         for pattern, orbit in value.items():
-            if orbit < 1:
-                raise ValueError(f"orbit of '{pattern}' must be a positive integer, got {orbit}")
+            if not 1 <= orbit <= MAX_ORBIT:
+                raise ValueError(f"orbit of '{pattern}' must be an integer from 1 to "
+                                 f"{MAX_ORBIT}, got {orbit}")
             # a bare file-name glob matches names anywhere; one with a folder is a path
             has_folder = "/" in pattern or os.sep in pattern
             resolved[spec_path(pattern, info) if has_folder else pattern] = orbit

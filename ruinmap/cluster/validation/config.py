@@ -38,7 +38,7 @@ class ValidationSpec(SpecModel):
                          description="confidence level of the count intervals")
     n_boot: int = Field(default=200, ge=20, le=5000,
                         description="bootstrap resamples of the calibration")
-    seed: int = Field(default=0, ge=0, description="seed of the bootstrap")
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="seed of the bootstrap")
 
     @field_validator("labels")
     @classmethod

@@ -11,10 +11,11 @@ import glob
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ruinmap.cluster.geo.vectors import PARQUET_SUFFIXES
+from ruinmap.cluster.ingest.plan import same_inputs
 from ruinmap.cluster.job.spec.job import JobSpec
 from ruinmap.cluster.job.spec.messages import join_problems
 from ruinmap.cluster.methods.pwtt import PwttParams
@@ -121,7 +122,8 @@ def _parquet_info(path: Path) -> VectorInfo:
 
 
 def _check_vector(
-    path_text: str, layer: str | None, key: str, fields: Mapping[str, str], problems: list[str]
+    path_text: str, layer: str | None, key: str, fields: Mapping[str, str], problems: list[str],
+    crs: str | None = None,
 ) -> VectorInfo | None:
     path = Path(path_text)
     if not path.exists():
@@ -138,10 +140,12 @@ def _check_vector(
             "GeoPackage, GeoParquet or a (zipped) Shapefile"
         )
         return None
+    if crs is not None:  # `<key>.crs` overrides whatever the file says
+        info = replace(info, crs=crs)
     if not info.crs:
         problems.append(
             f"{key}.path: '{path}' has no CRS; add one (e.g. a .prj beside a Shapefile, or "
-            "`ogr2ogr -a_srs EPSG:4326`)"
+            f"`ogr2ogr -a_srs EPSG:4326`), or give {key}.crs"
         )
     if info.n_features == 0:
         problems.append(f"{key}.path: '{path}' has no features")
@@ -178,8 +182,10 @@ def _check_output_dir(path: Path, problems: list[str]) -> None:
 def validate_spec_files(spec: JobSpec) -> SpecFiles:
     """Check every file the spec names, before any work starts; raise SpecError listing problems.
 
-    Globs must match files, a store must exist, district and building files must be readable
-    vector files with a CRS and polygons (only their schema and first row are read), the `id`
+    Globs must match files and name each image once (not the same file twice, under one
+    name or two: a symlink, a hard link), a store must exist, district and building files
+    must be readable vector files with a CRS (or `<key>.crs`) and polygons (only their schema
+    and first row are read), the `id`
     (and `name`) fields must exist, pwtt `orbits` globs must match an input, and the output
     folder must be creatable, and `validation.labels` must exist (it is read after the run,
     once the results' grid and dates are known). Nothing is created or written.
@@ -200,20 +206,24 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
         pre, pre_problems = _expand(spec.inputs.pre, "inputs.pre")
         post, post_problems = _expand(spec.inputs.post, "inputs.post")
         problems += pre_problems + post_problems
-        for both in sorted(set(pre) & set(post), key=str):
-            problems.append(f"inputs.post: '{both}' is also in inputs.pre")
+        for side_a, first, side_b, second in same_inputs([("pre", pre), ("post", post)]):
+            also = "" if str(first) == str(second) else f" (as '{first}', the same file)"
+            problems.append(f"inputs.{side_b}: '{second}' is also in inputs.{side_a}{also}; "
+                            "give each image once")
 
     district_fields = {"id": spec.districts.id}
     if spec.districts.name is not None:
         district_fields["name"] = spec.districts.name
     districts = _check_vector(
-        spec.districts.path, spec.districts.layer, "districts", district_fields, problems
+        spec.districts.path, spec.districts.layer, "districts", district_fields, problems,
+        spec.districts.crs,
     )
     buildings = None
     if spec.buildings is not None:
         building_fields = {"id": spec.buildings.id} if spec.buildings.id is not None else {}
         buildings = _check_vector(
-            spec.buildings.path, spec.buildings.layer, "buildings", building_fields, problems
+            spec.buildings.path, spec.buildings.layer, "buildings", building_fields, problems,
+            spec.buildings.crs,
         )
 
     params = spec.method_params

@@ -6,13 +6,19 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from ruinmap.cluster.methods.params import SpecModel, spec_path
 
-__all__ = ["GridSpec", "OutputSpec"]
+__all__ = ["MAX_CELL_SIZE_M", "GridSpec", "OutputSpec"]
+
+
+#: The largest damage-grid cell, metres. The cell must also fit inside the imagery, which is
+#: checked once the grid is known from the files' headers (`job.preflight`).
+MAX_CELL_SIZE_M = 100_000.0
 
 
 class GridSpec(SpecModel):
     """The regular damage grid."""
 
-    cell_size: float = Field(default=500.0, gt=0, allow_inf_nan=False, description="metres")
+    cell_size: float = Field(default=500.0, gt=0, le=MAX_CELL_SIZE_M, allow_inf_nan=False,
+                             description="metres, at most 100 km and the imagery's larger side")
 
 
 class OutputSpec(SpecModel):
