@@ -27,6 +27,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from ruinmap.cluster.compute import profiles
+from ruinmap.cluster.compute.interrupt import sigint_ignored
 from ruinmap.cluster.settings import WORKER_ENV, resolve_address, setting
 from ruinmap.errors import ClusterError
 
@@ -80,7 +81,9 @@ def _local(
         if k not in _DROPPED_ENV
     }
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        # workers inherit an ignored SIGINT: a Ctrl-C reaches the client, which closes them
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+                sigint_ignored():
             cluster = LocalCluster(
                 n_workers=int(n_workers),
                 threads_per_worker=int(threads_per_worker),
