@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -129,15 +130,25 @@ PROFILES: dict[str, Callable[..., contextlib.AbstractContextManager[Client]]] = 
 }
 
 
-def dashboard_link(client: Client) -> str | None:
-    """The dashboard URL of the client's scheduler, or None when it serves none."""
+def dashboard_link(client: Client, timeout_s: float = 2.0) -> str | None:
+    """The dashboard URL of the client's scheduler, or None when it serves none.
+
+    A scheduler started without the dashboard (or without bokeh) still serves its health
+    routes under the "dashboard" service name, and its link answers 404: the link is
+    returned only when it answers (within `timeout_s`) from here.
+    """
     try:
         info = client.scheduler_info()
     except Exception:
         return None
     if "dashboard" not in info.get("services", {}):
         return None
-    return str(client.dashboard_link)
+    link = str(client.dashboard_link)
+    try:
+        with urllib.request.urlopen(link, timeout=timeout_s) as answer:
+            return link if answer.status == 200 else None
+    except (OSError, ValueError):  # HTTPError (404) is an OSError; ValueError: not a URL
+        return None
 
 
 @contextlib.contextmanager
