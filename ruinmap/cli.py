@@ -8,6 +8,7 @@ inside `_run_*` so `ruinmap --help` stays fast and does not compile kernels.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 
@@ -384,6 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runners[args.command](args)
     except RuinmapError as exc:
         print(f"ruinmap {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # written outside the durable recipe (a store shard): what was recorded is kept
+        print(f"ruinmap {args.command}: error: {exc.filename or 'a file'}: no space left on "
+              "device; free some space and re-run: finished work is kept and resumed",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         # the cluster is closed by now; what finished is recorded, so a re-run resumes

@@ -95,7 +95,9 @@ def _local(
                 dashboard_address="127.0.0.1:0",
                 scheduler_kwargs={"dashboard": serve_dashboard},
                 memory_limit=memory_limit,
-                silence_logs=logging.ERROR,
+                # a task's exception reaches the client with its traceback anyway: the
+                # workers' own "Compute Failed" logs only repeat it, on top of a clear error
+                silence_logs=logging.CRITICAL,
                 env=dict(WORKER_ENV),
             )
     except Exception as exc:
