@@ -8,6 +8,7 @@ inside `_run_*` so `ruinmap --help` stays fast and does not compile kernels.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 
@@ -241,19 +242,31 @@ def _add_run(sub: argparse._SubParsersAction) -> Runner:
         help="'local' (a cluster on this machine, one worker per core) or tcp://host:port; "
         "default: the job's [cluster] address",
     )
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help="start over: ingest the imagery again into output.dir/store.zarr, replacing the "
+        "store there (needed when it was made from other imagery or settings), and recompute "
+        "every tile",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         import logging
 
+        from ruinmap.cluster.ingest import IngestOptions
         from ruinmap.cluster.job.run import run_job
         from ruinmap.cluster.job.spec import load_spec
 
         logging.basicConfig(format="%(message)s")
         logging.getLogger("ruinmap").setLevel(logging.INFO)
         spec = load_spec(args.job)
+        if args.overwrite and spec.inputs.store is not None:
+            raise SpecError(f"--overwrite: the job reads the store {spec.inputs.store} "
+                            "(inputs.store), which ruinmap run never replaces; re-ingest it "
+                            "with `ruinmap ingest --overwrite`")
         result = run_job(
-            spec, scheduler=args.scheduler, progress=False if args.no_progress else None
+            spec, scheduler=args.scheduler, progress=False if args.no_progress else None,
+            ingest_options=IngestOptions(overwrite=args.overwrite),
         )
         _print_summary(result)
         if result.validation is not None:
@@ -364,11 +377,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from ruinmap.cluster.compute.interrupt import INTERRUPTED_STATUS, graceful_interrupts
+
+    interrupted = f"ruinmap {args.command}: interrupted"
     try:
-        return runners[args.command](args)
+        with graceful_interrupts(f"{interrupted} again; stopped at once"):
+            return runners[args.command](args)
     except RuinmapError as exc:
         print(f"ruinmap {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # written outside the durable recipe (a store shard): what was recorded is kept
+        print(f"ruinmap {args.command}: error: {exc.filename or 'a file'}: no space left on "
+              "device; free some space and re-run: finished work is kept and resumed",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"ruinmap {args.command}: interrupted", file=sys.stderr)
-        return 130
+        # the cluster is closed by now; what finished is recorded, so a re-run resumes
+        print(f"{interrupted}; re-run the same command to resume", file=sys.stderr)
+        return INTERRUPTED_STATUS

@@ -27,3 +27,7 @@ class StoreError(RuinmapError):
 
 class ClusterError(RuinmapError):
     """The Dask cluster could not be started, reached or used."""
+
+
+class DiskFullError(RuinmapError):
+    """A file could not be written: its file system is full (or the quota is used up)."""

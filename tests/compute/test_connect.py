@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import socket
 import sys
+import urllib.request
 
 import pytest
+from distributed import Client, LocalCluster
 
 from ruinmap.cluster.compute.connect import dashboard_link, open_client
 from ruinmap.cluster.compute.progress import progress_enabled, track
@@ -41,10 +43,27 @@ def test_open_client_connects_to_a_running_scheduler(dask_client):
     assert dask_client.status == "running"  # closing our client leaves the cluster alone
 
 
-def test_dashboard_link_is_none_without_a_dashboard(dask_client):
-    # the shared cluster serves health routes only
-    link = dashboard_link(dask_client)
-    assert link is None or link.startswith("http://127.0.0.1:")
+def test_dashboard_link_is_none_when_the_dashboard_is_off(dask_client):
+    # the shared cluster has dashboard=False: its "dashboard" service answers 404 at the link
+    assert "dashboard" in dask_client.scheduler_info()["services"]
+    assert dashboard_link(dask_client) is None
+
+
+@pytest.mark.parametrize(("options", "served"), [
+    ({"dashboard_address": None}, False),
+    ({"dashboard_address": "127.0.0.1:0", "scheduler_kwargs": {"dashboard": False}}, False),
+    ({"dashboard_address": "127.0.0.1:0"}, True),
+], ids=["no-address", "health-routes-only", "dashboard"])
+def test_dashboard_link_only_when_it_answers(options, served):
+    pytest.importorskip("bokeh", reason="the dashboard needs bokeh")
+    # no workers: the scheduler alone serves (or not) the dashboard
+    with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
+                      **options) as cluster, Client(cluster) as client:
+        link = dashboard_link(client)
+        assert (link is not None) == served
+        if served:
+            with urllib.request.urlopen(link, timeout=10) as answer:
+                assert answer.status == 200 and b"Dask" in answer.read()
 
 
 @pytest.mark.parametrize("enabled", [False, True])

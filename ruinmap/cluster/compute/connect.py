@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from ruinmap.cluster.compute import profiles
+from ruinmap.cluster.compute.interrupt import sigint_ignored
 from ruinmap.cluster.settings import WORKER_ENV, resolve_address, setting
 from ruinmap.errors import ClusterError
 
@@ -80,7 +82,9 @@ def _local(
         if k not in _DROPPED_ENV
     }
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        # workers inherit an ignored SIGINT: a Ctrl-C reaches the client, which closes them
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+                sigint_ignored():
             cluster = LocalCluster(
                 n_workers=int(n_workers),
                 threads_per_worker=int(threads_per_worker),
@@ -91,7 +95,9 @@ def _local(
                 dashboard_address="127.0.0.1:0",
                 scheduler_kwargs={"dashboard": serve_dashboard},
                 memory_limit=memory_limit,
-                silence_logs=logging.ERROR,
+                # a task's exception reaches the client with its traceback anyway: the
+                # workers' own "Compute Failed" logs only repeat it, on top of a clear error
+                silence_logs=logging.CRITICAL,
                 env=dict(WORKER_ENV),
             )
     except Exception as exc:
@@ -126,15 +132,25 @@ PROFILES: dict[str, Callable[..., contextlib.AbstractContextManager[Client]]] = 
 }
 
 
-def dashboard_link(client: Client) -> str | None:
-    """The dashboard URL of the client's scheduler, or None when it serves none."""
+def dashboard_link(client: Client, timeout_s: float = 2.0) -> str | None:
+    """The dashboard URL of the client's scheduler, or None when it serves none.
+
+    A scheduler started without the dashboard (or without bokeh) still serves its health
+    routes under the "dashboard" service name, and its link answers 404: the link is
+    returned only when it answers (within `timeout_s`) from here.
+    """
     try:
         info = client.scheduler_info()
     except Exception:
         return None
     if "dashboard" not in info.get("services", {}):
         return None
-    return str(client.dashboard_link)
+    link = str(client.dashboard_link)
+    try:
+        with urllib.request.urlopen(link, timeout=timeout_s) as answer:
+            return link if answer.status == 200 else None
+    except (OSError, ValueError):  # HTTPError (404) is an OSError; ValueError: not a URL
+        return None
 
 
 @contextlib.contextmanager

@@ -216,7 +216,8 @@ def _check_complete_is_same(out: Location, existing: dict[str, Any],
     if differs:
         raise StoreError(
             f"{out}: a complete store made from other inputs or settings (differs in: "
-            f"{', '.join(differs)}); pass --overwrite to replace it, or choose another --out"
+            f"{', '.join(differs)}); pass --overwrite to replace it (`ruinmap ingest` or "
+            "`ruinmap run`), or write elsewhere (another --out or output.dir)"
         )
 
 
@@ -262,7 +263,7 @@ def _write_store(
             raise StoreError(
                 f"{out}: an unfinished ingest of other inputs or settings (differs in: "
                 f"{', '.join(differs)}); re-run it with its own arguments, or pass "
-                "--overwrite to start over"
+                "--overwrite (`ruinmap ingest` or `ruinmap run`) to start over"
             )
         attrs = existing
         report.notes.append("resumed an unfinished store")

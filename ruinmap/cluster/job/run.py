@@ -39,6 +39,7 @@ from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import write_grid_layers
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
+from ruinmap.cluster.job.outdir import claim_output_dir
 from ruinmap.cluster.job.plan import JobPlan, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
 from ruinmap.cluster.job.preflight import ImageryHeader, check_job_fits, check_result_not_empty
@@ -89,8 +90,7 @@ def run_job(
     started = time.perf_counter()
     options = ingest_options or IngestOptions()
     files, frames = _check(spec, options)
-    output_dir = as_location(spec.output.dir)
-    output_dir.ensure_folder()
+    claim_output_dir(as_location(spec.output.dir))  # never into a folder of the user's files
     # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
     address = resolve_address(scheduler, spec.cluster.given_address)
     with client_for(client, address) as cl:

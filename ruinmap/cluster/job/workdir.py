@@ -6,6 +6,9 @@
   sha256 of its files (verified by `integrity` before the tile is trusted);
 - `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates and its tile key;
 - `products.json`: the signature of the job whose products were last written completely.
+
+Nothing else belongs here (`WORK_ENTRIES`; `outdir.claim_output_dir` refuses a work folder
+holding anything else), and starting over removes only these entries.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location
 
-__all__ = ["PRODUCTS_MARKER", "WORK_DIR", "mark_products_current", "partial_location",
-           "prepare_work_dir", "products_are_current", "tile_ledger"]
+__all__ = ["JOB_MARKER", "PRODUCTS_MARKER", "WORK_DIR", "WORK_ENTRIES", "mark_products_current",
+           "partial_location", "prepare_work_dir", "products_are_current", "tile_ledger"]
 
 WORK_DIR = ".ruinmap-job"
 JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
+# every name ruinmap writes at the top of the work folder (add new ones here)
+WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials")
 
 
 def tile_ledger(work_dir: Location) -> Ledger:
@@ -50,7 +55,10 @@ def prepare_work_dir(work_dir: Location, signature: str, store: Location, grid: 
     """Keep the ledger and partials of the same job; start over for any other."""
     if _signature_in(work_dir.join(JOB_MARKER)) == signature and output_arrays_exist(store):
         return
-    work_dir.remove_tree()
+    for name in WORK_ENTRIES:  # only ruinmap's own entries: never a file someone put here
+        entry = work_dir.join(name)
+        entry.remove_tree()
+        entry.remove()
     create_output_arrays(store, grid, chunk, tile_px)
     work_dir.join("partials").ensure_folder()
     work_dir.join(JOB_MARKER).write_durably(_marker_body(signature))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,13 +34,13 @@ import rasterio.shutil
 from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
-from rasterio.errors import CRSError
+from rasterio.errors import CRSError, RasterioIOError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from ruinmap.cluster.outputs.palette import class_colormap
 from ruinmap.cluster.outputs.styles import pam_path, write_class_sidecars
-from ruinmap.cluster.storage.durable import atomic_path, temp_sibling
+from ruinmap.cluster.storage.durable import atomic_path, disk_full_error, temp_sibling
 from ruinmap.errors import InputError, RuinmapError
 
 OVERVIEW_RESAMPLINGS = (
@@ -257,6 +258,15 @@ def write_cog(
                 problems = cog_problems(tmp, block=block)
                 if problems:
                     raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
+    except RasterioIOError:
+        # libtiff says "No space left on device" on stderr only; GDAL raises "Write failed"
+        needed = height * width * out_dtype.itemsize * 4 // 3  # uncompressed, with overviews
+        is_full = shutil.disk_usage(dst.parent).free < needed  # before the staging is gone
+        written = staging.stat().st_size if staging.is_file() else 0
+        staging.unlink(missing_ok=True)
+        if is_full:
+            raise disk_full_error(dst, written, needed) from None
+        raise
     finally:
         _remove_pam(staging)
         staging.unlink(missing_ok=True)

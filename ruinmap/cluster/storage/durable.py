@@ -16,13 +16,14 @@ they keep the destination's extension because GDAL and pyogrio choose a format f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from ruinmap.errors import RuinmapError
+from ruinmap.errors import DiskFullError, RuinmapError
 
 TEMP_MARK = ".tmp-"
 
@@ -61,8 +62,36 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    # GDAL reports it in the message only (`_tiffWriteProc: No space left on device`)
+    return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+        isinstance(exc, Exception) and "No space left on device" in str(exc))
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
+def disk_full_error(dst: Path, written_bytes: int, needed_bytes: int | None) -> DiskFullError:
+    """The one-line error for a write into `dst` that filled the disk (call once its
+    temporary is removed, so the space free is what the user has)."""
+    free = shutil.disk_usage(dst.parent).free
+    need = (f"it needs {_size(needed_bytes)}" if needed_bytes is not None
+            else f"it needs more than the {_size(written_bytes)} written when the disk filled")
+    return DiskFullError(f"{dst}: no space left on device ({need}, {_size(free)} free there); "
+                         "free some space and re-run: finished work is kept and resumed")
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1e3:.1f} kB"
+
+
 @contextlib.contextmanager
-def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(dst: str | os.PathLike[str], *,
+                needed_bytes: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `dst`; on success it is renamed to `dst`, on error removed.
 
     The caller creates a file (or a folder) at the yielded path. On a normal exit it is
@@ -71,7 +100,8 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
     one is moved aside, then deleted), so a reader sees the old or the new folder, except for
     the instant between the renames where it sees neither. The destination's folder is created
     if missing. If the block raises, even KeyboardInterrupt, the temporary is removed, `dst`
-    is unchanged and the exception propagates.
+    is unchanged and the exception propagates; a full disk becomes a `DiskFullError` naming
+    `dst`, the space it needs (`needed_bytes` when the caller knows it) and the space free.
     """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +120,11 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
             fsync(tmp)
             os.replace(tmp, dst)
         fsync(dst.parent)
-    except BaseException:
+    except BaseException as exc:
+        written = _size_of(tmp)
         _remove(tmp)
+        if _is_disk_full(exc):
+            raise disk_full_error(dst, written, needed_bytes) from None
         raise
 
 
@@ -114,7 +147,7 @@ def _replace_dir(tmp: Path, dst: Path) -> None:
 def write_bytes_atomic(dst: str | os.PathLike[str], data: bytes) -> Path:
     """Write `data` to `dst` atomically (see `atomic_path`); returns `dst` as a Path."""
     dst = Path(dst)
-    with atomic_path(dst) as tmp:
+    with atomic_path(dst, needed_bytes=len(data)) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
