@@ -34,7 +34,7 @@ import rasterio.shutil
 from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
-from rasterio.errors import CRSError, RasterioIOError
+from rasterio.errors import CRSError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
@@ -258,8 +258,10 @@ def write_cog(
                 problems = cog_problems(tmp, block=block)
                 if problems:
                     raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
-    except RasterioIOError:
-        # libtiff says "No space left on device" on stderr only; GDAL raises "Write failed"
+    except Exception:
+        # libtiff says "No space left on device" on stderr only; GDAL raises "Write failed",
+        # or fails to read back the directory it could not finish, and `atomic_path` (which
+        # does not know the size) may have called it a full disk already: judged here once
         needed = height * width * out_dtype.itemsize * 4 // 3  # uncompressed, with overviews
         is_full = shutil.disk_usage(dst.parent).free < needed  # before the staging is gone
         written = staging.stat().st_size if staging.is_file() else 0

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -31,6 +32,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.storage.durable import disk_full_error, is_disk_full
 from ruinmap.cluster.storage.location import (
     LocalPath,
     Location,
@@ -246,13 +248,23 @@ def write_shard(store: Location, array: zarr.Array, coords: Sequence[int],
     """Write the whole shard at `coords` of `array` (`selection` covers exactly it).
 
     The shard an unrecorded earlier attempt left is removed first, then written; with
-    `durable` the shard and its folder are fsync'd (one PUT is durable already).
+    `durable` the shard and its folder are fsync'd (one PUT is durable already). A full disk
+    removes the shard and is a `DiskFullError` naming it (the shard is unrecorded, so a re-run
+    writes it again).
     """
     target = shard_file(store, array, coords)
     target.remove()
-    array[selection] = data
-    if durable:
-        target.sync()
+    try:
+        array[selection] = data
+        if durable:
+            target.sync()
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        target.remove()
+        clean_partial_writes(store)
+        # data.nbytes: the shard uncompressed, the most it can need
+        raise disk_full_error(Path(str(target)), 0, int(data.nbytes)) from None
 
 
 def clean_partial_writes(store: str | os.PathLike[str]) -> int:

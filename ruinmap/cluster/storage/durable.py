@@ -62,10 +62,22 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _is_disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` means the disk (or the user's quota) is full."""
     # GDAL reports it in the message only (`_tiffWriteProc: No space left on device`)
     return (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
         isinstance(exc, Exception) and "No space left on device" in str(exc))
+
+
+#: free bytes below which a failed write is taken for a full disk (a few filesystem blocks)
+_NEARLY_FULL_BYTES = 64 * 1024
+
+
+def _nearly_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _size_of(path: Path) -> int:
@@ -122,8 +134,10 @@ def atomic_path(dst: str | os.PathLike[str], *,
         fsync(dst.parent)
     except BaseException as exc:
         written = _size_of(tmp)
+        # GDAL may report a full disk as a failed read of what it had just written
+        full = is_disk_full(exc) or (isinstance(exc, Exception) and _nearly_full(dst.parent))
         _remove(tmp)
-        if _is_disk_full(exc):
+        if full:
             raise disk_full_error(dst, written, needed_bytes) from None
         raise
 
