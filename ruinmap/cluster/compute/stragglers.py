@@ -6,15 +6,18 @@ be stopped). A tile task still running there writes its shards and records itsel
 ledger. If a re-run started the same tile meanwhile, two writers would replace the same shard
 file: one's unlink could land after the other's write. So a run first waits until no task of
 its own job (its keys share a prefix that includes the job's signature) executes anywhere.
-The job service waits the same way for the tasks of a job it dismissed before it removes the
-job's files (`running_task_keys` with the job's keys).
+The job service stops the tasks of a job it dismissed before it removes the job's files
+(`stop_tasks`): it waits a few seconds for them to return, then restarts the workers still
+running one (a task's thread cannot be stopped, its process can; the nanny starts a fresh one,
+and the scheduler sends the other tasks that were on it elsewhere: every ruinmap task writes
+whole files of its own, so running one again is safe).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from distributed import Client
 
@@ -53,10 +56,48 @@ def running_task_keys(
         return [str(key) for key, ts in list(tasks.items())
                 if ours(key) and ts.state in _SCHEDULER_LIVE]
 
-    found = {key for names in client.run(on_worker).values() for key in names}
+    found = {key for names in _live_by_worker(client, on_worker).values() for key in names}
     if include_scheduler:
         found.update(client.run_on_scheduler(on_scheduler))
     return sorted(found)
+
+
+def _live_by_worker(client: Client, on_worker: Callable[[object], list[str]]
+                    ) -> dict[str, list[str]]:
+    # a worker that is restarting (or gone) answers nothing: none of its tasks runs
+    answers = client.run(on_worker, on_error="return")
+    return {address: keys for address, keys in answers.items() if isinstance(keys, list)}
+
+
+def stop_tasks(client: Client, keys: Collection[str], *, grace_s: float = 5.0,
+               deadline_s: float = 120.0, poll_s: float = 0.1) -> bool:
+    """Make sure none of `keys` (already cancelled) still executes on a worker: wait up to
+    `grace_s` for them to return, then restart the workers that still run one, and wait for
+    that. Returns True once none runs, False if some still run after `deadline_s` (a worker
+    without a nanny cannot be restarted)."""
+    wanted = frozenset(keys)
+
+    def on_worker(dask_worker: object, wanted: frozenset[str] = wanted) -> list[str]:
+        tasks = dask_worker.state.tasks  # type: ignore[attr-defined]
+        return [str(key) for key, ts in list(tasks.items())
+                if str(key) in wanted and ts.state in _WORKER_LIVE]
+
+    start = time.monotonic()
+    restarted: set[str] = set()
+    while True:
+        busy = {address for address, live in _live_by_worker(client, on_worker).items() if live}
+        if not busy:
+            return True
+        waited = time.monotonic() - start
+        if waited > deadline_s:
+            return False
+        stuck = sorted(busy - restarted) if waited > grace_s else []
+        if stuck:
+            log.warning("restarting %d worker(s) still running tasks of a dismissed job "
+                        "after %g s: %s", len(stuck), grace_s, ", ".join(stuck))
+            client.restart_workers(stuck, raise_for_error=False)
+            restarted.update(stuck)
+        time.sleep(poll_s)  # polling worker state, with a deadline
 
 
 def wait_for_stragglers(
