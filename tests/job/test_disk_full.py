@@ -35,8 +35,9 @@ def _can_mount_tmpfs(folder: Path) -> bool:
 
 
 @pytest.mark.parametrize(("size", "full_at"), [
-    ("300k", r"\.ruinmap-job/partials/tile_\d_\d\.npz"),  # the tiles' partials fill it
-    ("800k", r"score\.tif"),  # the partials fit, the products do not
+    # the tiles' layer shards (the job's own store.zarr) or partials fill it
+    ("300k", r"(\.ruinmap-job/partials/tile_\d_\d\.npz|store\.zarr/(score|damage)/c/\d+/\d+)"),
+    ("1400k", r"score\.tif"),  # the layers and partials (about 1.2 MB) fit, the products do not
 ], ids=["tiles", "products"])
 def test_full_disk_is_one_line_leaves_no_temporaries_and_the_rerun_resumes(
     size: str, full_at: str, job_city: City, tmp_path: Path, dask_client: Client,
@@ -46,7 +47,7 @@ def test_full_disk_is_one_line_leaves_no_temporaries_and_the_rerun_resumes(
     disk.mkdir()
     if not _can_mount_tmpfs(disk):
         pytest.skip("needs `unshare -rm` (unprivileged user namespaces) to mount a tmpfs")
-    store = tmp_path / "input.zarr"  # the imagery and score arrays live off the small disk
+    store = tmp_path / "input.zarr"  # the imagery lives off the small disk
     ingest([str(p) for p in job_city.pre_files], [str(p) for p in job_city.post_files], store,
            IngestOptions(chunk=64, shard=SHARD), client=dask_client, progress=False)
     out = disk / "out"

@@ -88,3 +88,31 @@ def test_each_job_owns_its_folder(tmp_path: Path) -> None:
     for job in (first, again):
         assert store.mark_dismissed(job.id, "dismissed")
     store.create("damage-map", {}, tmp_path / "shared" / "a")  # dismissed: the folder is free
+
+
+@pytest.mark.parametrize("status", ["accepted", "running", "failed"])
+def test_a_store_is_read_only_once_its_job_has_succeeded(tmp_path: Path, status: str) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    maker = store.create("damage-map", {}, tmp_path / "maker")
+    reads = {"inputs": {"store": str(tmp_path / "maker" / "store.zarr")}}
+    if status != "accepted":
+        store.mark_running(maker.id)
+    if status == "failed":
+        store.mark_failed(maker.id, "bad input")
+    with pytest.raises(StoreError, match=f"job {maker.id}, which is {status}"):
+        store.create("damage-map", reads, tmp_path / "reader")
+    assert store.readers_of(tmp_path / "maker") == []
+
+
+def test_the_readers_of_a_finished_store_are_known(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    maker = store.create("damage-map", {}, tmp_path / "maker")
+    store.mark_running(maker.id)
+    store.mark_successful(maker.id, {}, 1, 1, "done")
+    reads = {"inputs": {"store": str(tmp_path / "maker" / "store.zarr")}}
+    readers = [store.create("damage-map", reads, tmp_path / f"reader{i}") for i in range(2)]
+    assert {j.id for j in store.readers_of(tmp_path / "maker")} == {j.id for j in readers}
+    assert store.readers_of(tmp_path / "reader0") == []
+    store.mark_running(readers[0].id)
+    store.mark_failed(readers[0].id, "stopped")
+    assert [j.id for j in store.readers_of(tmp_path / "maker")] == [readers[1].id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import pytest
 
 from ruinmap.cluster.service.config import hash_token, load_config
 from ruinmap.synthetic import City
-from tests.support.service import AUTH, TOKEN, TOKEN_2, Service, submit
+from tests.support.service import AUTH, TOKEN, TOKEN_2, Service, submit, wait_final
 
 pytestmark = pytest.mark.slow
 
@@ -269,17 +270,46 @@ def test_token_header_is_not_needed_for_reads_but_does_not_hurt(service: Service
                      ).status_code == 200
 
 
-def test_a_store_under_the_output_root_is_reused_but_not_by_two_jobs_at_once(
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_jobs_reading_a_finished_store_never_change_it_nor_let_it_be_dismissed(
     service: Service, city_spec: dict[str, Any], finished_job: dict[str, Any]
 ) -> None:
+    store = Path(finished_job["ruinmap"]["output_dir"]) / "store.zarr"
+    before = _tree_digest(store)
     on_store = {**city_spec, "inputs": {"store": "undisturbed/store.zarr"}}
-    first = submit(service, {**on_store, "output": {"dir": "on-store-1"}})
-    assert first.status_code == 201, first.text
-    second = submit(service, {**on_store, "output": {"dir": "on-store-2"}})
-    body = _problem(second, 409)
-    assert "inputs.store" in body["detail"]
+    readers = []
+    for n, cell in enumerate((170.0, 230.0)):  # two jobs at once on one store
+        response = submit(service, {**on_store, "grid": {"cell_size": cell},
+                                    "output": {"dir": f"on-store-{n}"}})
+        assert response.status_code == 201, response.text
+        readers.append(response.json()["jobID"])
     with service.http() as http:
-        http.delete(f"/jobs/{first.json()['jobID']}")
+        body = _problem(http.delete(f"/jobs/{finished_job['jobID']}"), 409)
+    assert all(job in body["detail"] for job in readers), body
+    for job in readers:
+        assert wait_final(service, job)["status"] == "successful"
+    assert _tree_digest(store) == before  # not one byte of the first job's store changed
+    assert httpx.get(f"{service.url}/jobs/{finished_job['jobID']}").json()["status"] == \
+        "successful"
+    with service.http() as http:
+        for job in readers:
+            assert http.delete(f"/jobs/{job}").status_code == 200
+
+
+def test_a_job_may_not_read_the_store_of_a_job_that_has_not_succeeded(
+        service: Service, city_spec: dict[str, Any]) -> None:
+    first = submit(service, {**city_spec, "output": {"dir": "store-maker"}})
+    assert first.status_code == 201, first.text
+    reader = submit(service, {**city_spec, "inputs": {"store": "store-maker/store.zarr"},
+                              "output": {"dir": "early-reader"}})
+    body = _problem(reader, 409)
+    assert first.json()["jobID"] in body["detail"] and "succeeded" in body["detail"]
+    with service.http() as http:
+        assert http.delete(f"/jobs/{first.json()['jobID']}").status_code == 200
 
 
 def test_a_job_may_not_take_or_nest_in_another_jobs_folder(

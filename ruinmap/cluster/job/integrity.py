@@ -29,7 +29,7 @@ LAYERS = ("score", "damage")
 
 def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
     """The file of `tile`'s shard of layer `name` (the layers are sharded by tile)."""
-    store = plan.store.location
+    store = plan.layers
     array = open_array(store, name, "r", plan.signature)
     shard = array.shards[0] if array.shards else array.chunks[0]
     return shard_file(store, array, (tile.row0 // shard, tile.col0 // shard))

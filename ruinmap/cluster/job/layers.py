@@ -1,5 +1,7 @@
-"""The job's layers inside the store: `score` and `damage` (y, x), written tile by tile, and the
-damage grid (`grid_damaged_fraction`, `grid_mean_score`), written once merged.
+"""The job's layers inside its own store (`output.dir/store.zarr`): `score` and `damage` (y, x),
+written tile by tile, and the damage grid (`grid_damaged_fraction`, `grid_mean_score`),
+written once merged. When the imagery comes from `inputs.store` (which a job only reads), the
+job's store holds the layers alone, with `x`, `y` and `spatial_ref`.
 
 `score` and `damage` have the store's grid and the job's tiles as shards, so every tile task
 writes whole shards of its own. The grid layers carry cell-centre coordinates and a
@@ -26,8 +28,21 @@ def output_arrays_exist(store: Location) -> bool:
     return all(store.join(name, "zarr.json").is_file() for name in OUTPUT_ARRAYS)
 
 
+def _write_grid_reference(store: Location, grid: Grid) -> None:
+    """`x`, `y` and `spatial_ref` for a store that holds the layers only (a job reading the
+    imagery from `inputs.store`), so that xarray and GDAL georeference its layers."""
+    reference = {"crs_wkt": grid.crs_wkt, "spatial_ref": grid.crs_wkt,
+                 "GeoTransform": grid.gdal_geotransform()}
+    write_array(store, "x", grid.x_coords(), dimension_names=("x",), attributes={})
+    write_array(store, "y", grid.y_coords(), dimension_names=("y",), attributes={})
+    write_array(store, "spatial_ref", np.array(0, np.int64), dimension_names=(),
+                attributes=reference)
+
+
 def create_output_arrays(store: Location, grid: Grid, chunk: int, tile_px: int) -> None:
     """(Re)create the empty `score` and `damage` arrays: dims (y, x), one shard per tile."""
+    if not store.join("spatial_ref", "zarr.json").is_file():
+        _write_grid_reference(store, grid)
     for name, (dtype, fill) in OUTPUT_ARRAYS.items():
         create_array(
             store, name, shape=grid.shape, dtype=dtype, chunks=(chunk, chunk),

@@ -19,7 +19,7 @@ from ruinmap.cluster.job.partials import score_edges
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.job.tiles import Tile, plan_tiles, tile_size
-from ruinmap.cluster.job.workdir import WORK_DIR, partial_location, tile_ledger
+from ruinmap.cluster.job.workdir import STORE_NAME, WORK_DIR, partial_location, tile_ledger
 from ruinmap.cluster.methods import MethodParams, ScoreContext, scorer_for
 from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location, as_location
@@ -34,7 +34,8 @@ class JobPlan:
 
     spec: JobSpec
     files: SpecFiles
-    store: StoreInfo
+    store: StoreInfo  # the imagery, read only
+    layers: Location  # the job's own store, where its score and damage layers go
     work_dir: Location
     pixel_size_m: float
     cell_px: int  # pixels per damage-grid cell side
@@ -114,6 +115,7 @@ def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int
     tile_px = tile_size(grid.height, grid.width, store.chunk, store.shard)
     return JobPlan(
         spec=spec, files=files, store=store,
+        layers=as_location(spec.output.dir).join(STORE_NAME),
         work_dir=as_location(spec.output.dir).join(WORK_DIR),
         pixel_size_m=pixel_m, cell_px=max(1, round(spec.grid.cell_size / pixel_m)),
         tile_px=tile_px, tiles=tuple(plan_tiles(grid.height, grid.width, tile_px)),

@@ -28,14 +28,17 @@ import pandas as pd
 import shapely
 
 from ruinmap.cluster.geo.grid import Grid
-from ruinmap.cluster.ingest import InputPlan
+from ruinmap.cluster.ingest import IngestOptions, InputPlan, plan_inputs
+from ruinmap.cluster.ingest.options import DEFAULT_CHUNK, choose_shard
 from ruinmap.cluster.job.plan import pixel_size_m
 from ruinmap.cluster.job.spec import JobSpec
+from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.methods import scorer_for
-from ruinmap.cluster.storage.store import SIDES
+from ruinmap.cluster.storage.store import SIDES, read_store_attrs
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["MAX_HALO_PX", "ImageryHeader", "check_job_fits", "check_result_not_empty"]
+__all__ = ["MAX_HALO_PX", "ImageryHeader", "check_job_fits", "check_result_not_empty",
+           "imagery_header"]
 
 #: The largest focal reach a tile reads around itself, pixels: a 2048 px tile then reads at
 #: most a 10240 px square per band and date
@@ -44,14 +47,21 @@ MAX_HALO_PX = 4096
 
 @dataclass(frozen=True)
 class ImageryHeader:
-    """The job's imagery as its headers describe it: the grid and the dates a side."""
+    """The job's imagery as its headers describe it: the grid, the dates a side, the bands,
+    and the store's chunk and shard sides (px), as ingested or as the ingest will make them."""
 
     grid: Grid
     n_dates: dict[str, int]
+    bands: tuple[str, ...]
+    chunk: int
+    shard: int
+    ingested: bool  # read from an ingested store (no ingest tasks to run)
 
     @classmethod
-    def of_plan(cls, plan: InputPlan) -> ImageryHeader:
-        return cls(plan.grid, {side: len(plan.acquisitions[side]) for side in SIDES})
+    def of_plan(cls, plan: InputPlan, options: IngestOptions) -> ImageryHeader:
+        shard = choose_shard(options.chunk, options.shard, len(plan.bands))
+        return cls(plan.grid, {side: len(plan.acquisitions[side]) for side in SIDES},
+                   tuple(plan.bands), options.chunk, shard, ingested=False)
 
     @classmethod
     def of_store_attrs(cls, attrs: Mapping[str, Any]) -> ImageryHeader:
@@ -60,7 +70,18 @@ class ImageryHeader:
             side = source.get("side")
             if side in counts:
                 counts[side] = max(counts[side], int(source.get("time_index", 0)) + 1)
-        return cls(Grid.from_attrs(attrs["grid"]), counts)
+        chunk = int(attrs.get("chunks", [DEFAULT_CHUNK])[-1])
+        return cls(Grid.from_attrs(attrs["grid"]), counts, tuple(attrs.get("bands", ())),
+                   chunk, int(attrs.get("shards", [chunk])[-1]), ingested=True)
+
+
+def imagery_header(files: SpecFiles, options: IngestOptions) -> ImageryHeader:
+    """The header of the job's imagery: the ingested store's metadata, or the files' headers
+    planned as the ingest will plan them (no pixel read)."""
+    if files.store is not None:
+        return ImageryHeader.of_store_attrs(read_store_attrs(files.store))
+    inputs = plan_inputs(list(files.pre), list(files.post), options)
+    return ImageryHeader.of_plan(inputs, options)
 
 
 def _full(bounds: Any) -> str:

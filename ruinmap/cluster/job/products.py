@@ -97,8 +97,8 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
     tags = {"method": spec.method, "threshold": params.threshold,
             "class_thresholds": ",".join(f"{t:g}" for t in params.class_thresholds)}
     block = _block_side(plan)
-    score = open_array(plan.store.location, "score", "r", plan.signature)
-    damage = open_array(plan.store.location, "damage", "r", plan.signature)
+    score = open_array(plan.layers, "score", "r", plan.signature)
+    damage = open_array(plan.layers, "damage", "r", plan.signature)
     districts = gpd.GeoDataFrame(
         result.districts.copy(), geometry=polygons.district_frame.geometry.to_numpy(),
         crs=polygons.district_frame.crs,
@@ -178,7 +178,8 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
         parameters=spec.method_params.model_dump(mode="json"),
         inputs=records,
         timings=result.timings,
-        outputs={**{k: str(v) for k, v in written.items()}, "store": str(result.store)},
+        outputs={**{k: str(v) for k, v in written.items()}, "store": str(result.store),
+                 "layers": str(plan.layers)},
         cluster={"address": spec.cluster.address, "dashboard": result.dashboard},
         extra={"summary": {
             "tiles": result.tiles_total,

@@ -10,8 +10,9 @@
 3. `plan_job`: grid, tiles (one per store shard, smaller for small scenes), halo, the
    method's pre-pass and the job's signature, in one `JobPlan`;
 4. `_run_tiles`: sends each tile not in the ledger to the cluster (`task.run_tile`): each
-   writes `score` and `damage` into the store, saves its partial and records itself in the
-   job's ledger (`<output.dir>/.ruinmap-job/`, see `workdir`);
+   writes `score` and `damage` into the job's own store (`output.dir/store.zarr`, also when
+   the imagery comes from `inputs.store`, which is only read), saves its partial and records
+   itself in the job's ledger (`<output.dir>/.ruinmap-job/`, see `workdir`);
 5. `_merge`: the partials of every tile (this run's and earlier runs') into the per-district
    table, per-building scores and the damage grid;
 6. `_write`: the grid layers and the products (`products`); then a result without a valid
@@ -35,25 +36,26 @@ from distributed import Client
 from ruinmap.cluster.compute.connect import client_for, dashboard_link
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
-from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
+from ruinmap.cluster.ingest import IngestOptions, ingest
+from ruinmap.cluster.job.budget import JobBudget, check_budget
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import write_grid_layers
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.outdir import claim_output_dir
 from ruinmap.cluster.job.plan import JobPlan, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
-from ruinmap.cluster.job.preflight import ImageryHeader, check_job_fits, check_result_not_empty
+from ruinmap.cluster.job.preflight import check_job_fits, check_result_not_empty, imagery_header
 from ruinmap.cluster.job.products import write_products as write_all_products
 from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
 from ruinmap.cluster.job.tiles import Tile
-from ruinmap.cluster.job.workdir import prepare_work_dir, products_are_current
+from ruinmap.cluster.job.workdir import STORE_NAME, prepare_work_dir, products_are_current
 from ruinmap.cluster.methods import check_bands
 from ruinmap.cluster.settings import resolve_address
 from ruinmap.cluster.storage.location import as_location
-from ruinmap.cluster.storage.store import StoreInfo, read_store_attrs
+from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.cluster.validation.counts import add_count_intervals, unvalidated_intervals
 from ruinmap.cluster.validation.run import validate
 from ruinmap.errors import RuinmapError
@@ -62,7 +64,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["STORE_NAME", "JobResult", "run_job"]
 
-STORE_NAME = "store.zarr"
 
 Frames = tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]
 
@@ -76,12 +77,14 @@ def run_job(
     ingest_options: IngestOptions | None = None,
     write_products: bool = True,
     on_progress: Callable[[int, int], None] | None = None,
+    budget: JobBudget | None = None,
 ) -> JobResult:
     """Run (or resume) the job `spec` on `client`, or on `scheduler` / the spec's cluster.
 
     `on_progress(done, total)` is called with the tiles finished (recorded ones included) once
     the tiles are planned and again as each tile finishes; an exception it raises stops the
-    job (the job service uses this to dismiss a running job).
+    job (the job service uses this to dismiss a running job). `budget` bounds the pixels,
+    dates and tasks the job may ask for (`job.budget`), checked on the headers.
 
     Raises SpecError / InputError for a bad spec or inputs (before any work), StoreError for
     an unusable store, ClusterError when the cluster cannot be used.
@@ -89,7 +92,7 @@ def run_job(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     options = ingest_options or IngestOptions()
-    files, frames = _check(spec, options)
+    files, frames = _check(spec, options, budget)
     claim_output_dir(as_location(spec.output.dir))  # never into a folder of the user's files
     # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
     address = resolve_address(scheduler, spec.cluster.given_address)
@@ -99,7 +102,7 @@ def run_job(
         timings["ingest_s"] = time.perf_counter() - started
         polygons = polygons_on_grid(spec, frames, store.grid)
         plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
-        prepare_work_dir(plan.work_dir, plan.signature, store.location, plan.grid, store.chunk,
+        prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid, store.chunk,
                          plan.tile_px)
         t0 = time.perf_counter()
         pending = _run_tiles(cl, plan, polygons, progress, on_progress)
@@ -119,18 +122,15 @@ def run_job(
     return result
 
 
-def _check(spec: JobSpec, options: IngestOptions) -> tuple[SpecFiles, Frames]:
+def _check(spec: JobSpec, options: IngestOptions,
+           budget: JobBudget | None) -> tuple[SpecFiles, Frames]:
     """The spec's files and polygons, and the bands the method needs, checked before work."""
     files = validate_spec_files(spec)
     frames = read_polygons(spec, files)
-    if files.store is not None:
-        attrs = read_store_attrs(files.store)
-        bands = tuple(attrs.get("bands", ()))
-        header = ImageryHeader.of_store_attrs(attrs)
-    else:  # headers only: the bands and grid the ingest will write
-        inputs = plan_inputs(list(files.pre), list(files.post), options)
-        bands, header = inputs.bands, ImageryHeader.of_plan(inputs)
-    check_bands(spec.method_params, bands)
+    header = imagery_header(files, options)
+    if budget is not None:
+        check_budget(budget, header)
+    check_bands(spec.method_params, header.bands)
     check_job_fits(spec, header, frames[0])
     return files, frames
 
@@ -236,7 +236,7 @@ def _validate(result: JobResult) -> None:
 
 def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
     # a re-run of a finished job whose products are all written rewrites nothing
-    store = plan.store.location
+    store = plan.layers
     rewrite = result.tiles_run > 0 or not products_are_current(plan.work_dir, plan.signature)
     if rewrite or not store.join("grid_mean_score", "zarr.json").is_file():
         write_grid_layers(store, plan.grid, plan.cell_px, result.grid_fraction,

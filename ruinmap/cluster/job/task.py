@@ -48,7 +48,7 @@ def read_window_stack(
 def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
     """Write `tile`'s shard of layer `name`; returns the sha256 of the shard file (None when
     zarr stored nothing: all fill)."""
-    store = plan.store.location
+    store = plan.layers
     array = open_array(store, name, "r+", plan.signature)
     shard = array.shards[0] if array.shards else array.chunks[0]
     selection = (slice(tile.row0, tile.row0 + tile.height),

@@ -22,10 +22,14 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location
 
-__all__ = ["JOB_MARKER", "PRODUCTS_MARKER", "WORK_DIR", "WORK_ENTRIES", "mark_products_current",
-           "partial_location", "prepare_work_dir", "products_are_current", "tile_ledger"]
+__all__ = ["JOB_MARKER", "PRODUCTS_MARKER", "STORE_NAME", "WORK_DIR", "WORK_ENTRIES",
+           "mark_products_current", "partial_location", "prepare_work_dir",
+           "products_are_current", "tile_ledger"]
 
 WORK_DIR = ".ruinmap-job"
+#: the job's own store in output.dir: the ingested imagery (unless `inputs.store` names
+#: another) and always the job's layers
+STORE_NAME = "store.zarr"
 JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
 # every name ruinmap writes at the top of the work folder (add new ones here)

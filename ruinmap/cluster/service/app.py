@@ -361,6 +361,12 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
             raise RequestError(403, "Forbidden", f"job {job_id} was submitted with the token "
                                f"'{owned.submitter}'; only that token or an admin token "
                                "(auth.tokens: admin = true) may dismiss it")
+        readers = [job.id for job in runner.store.readers_of(owned.output_dir)
+                   if job.id != job_id]
+        if readers:  # its store is their imagery: removing it would fail them
+            raise RequestError(409, "Conflict", f"job {job_id}'s store is read by active "
+                               f"job{'s' if len(readers) > 1 else ''} {', '.join(readers)} "
+                               "(inputs.store); dismiss them first or wait for them")
         record = runner.dismiss(job_id)
         if record is None:  # removed by jobs.retention_days meanwhile
             job_or_404(job_id)

@@ -35,6 +35,12 @@ paths in the file resolve against the file's folder, in variables against the wo
     shard_px = 2048             # RUINMAP_SERVICE_JOBS_SHARD_PX: ingest shard = tile side
     retention_days = 0          # RUINMAP_SERVICE_JOBS_RETENTION_DAYS: ended jobs' records and
                                 # output folders are removed this long after they end; 0 = kept
+    max_pixels = 1000000000     # RUINMAP_SERVICE_JOBS_MAX_PIXELS: the most pixels of one date
+                                # a job's grid may have (width x height)
+    max_dates = 400             # RUINMAP_SERVICE_JOBS_MAX_DATES: pre + post dates of one job
+    max_tasks = 200000          # RUINMAP_SERVICE_JOBS_MAX_TASKS: a job's Dask tasks (ingest
+                                # shards x dates, and tiles); each limit is checked on the
+                                # headers at submission (400) and when the job starts
 
 Tokens are hashed (SHA-256) as soon as they are read; only the hashes are kept, so a config file
 may hold `sha256:` hashes only (`ruinmap serve --hash-token TOKEN` prints one). Each token has a
@@ -54,6 +60,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ruinmap.cluster.ingest import IngestOptions
+from ruinmap.cluster.job.budget import JobBudget
 from ruinmap.errors import SpecError
 
 __all__ = ["DEFAULTS", "ServiceConfig", "Token", "hash_token", "load_config"]
@@ -68,7 +76,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "paths": {"data_roots": [], "output_root": "results"},
     "store": {"db": "jobs.sqlite"},
     "cluster": {"address": "local"},
-    "jobs": {"max_running": 2, "chunk_px": 512, "shard_px": 2048, "retention_days": 0.0},
+    "jobs": {"max_running": 2, "chunk_px": 512, "shard_px": 2048, "retention_days": 0.0,
+             "max_pixels": 1_000_000_000, "max_dates": 400, "max_tasks": 200_000},
 }
 
 _HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
@@ -106,6 +115,20 @@ class ServiceConfig:
     chunk_px: int = 512
     shard_px: int = 2048
     retention_days: float = 0.0  # 0: ended jobs are kept
+    max_pixels: int = 1_000_000_000
+    max_dates: int = 400
+    max_tasks: int = 200_000
+
+    @property
+    def ingest_options(self) -> IngestOptions:
+        """How the service ingests a job's imagery (`[jobs] chunk_px`, `shard_px`)."""
+        return IngestOptions(chunk=self.chunk_px, shard=self.shard_px)
+
+    @property
+    def budget(self) -> JobBudget:
+        """What one job may ask for (`[jobs] max_pixels`, `max_dates`, `max_tasks`)."""
+        return JobBudget(self.max_pixels, self.max_dates, self.max_tasks,
+                         setting="the service config's [jobs] table")
 
     @property
     def token_hashes(self) -> tuple[str, ...]:
@@ -262,7 +285,7 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         return Path(os.path.normpath(base / Path(text).expanduser()))
 
     jobs = values["jobs"]
-    for key in ("max_running", "chunk_px", "shard_px"):
+    for key in ("max_running", "chunk_px", "shard_px", "max_pixels", "max_dates", "max_tasks"):
         if jobs[key] < 1:
             raise SpecError(f"{source}: jobs.{key} = {jobs[key]}: must be at least 1")
     if jobs["shard_px"] % jobs["chunk_px"]:
@@ -295,4 +318,7 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         chunk_px=jobs["chunk_px"],
         shard_px=jobs["shard_px"],
         retention_days=float(jobs["retention_days"]),
+        max_pixels=jobs["max_pixels"],
+        max_dates=jobs["max_dates"],
+        max_tasks=jobs["max_tasks"],
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import sqlite3
 import threading
 import uuid
@@ -119,6 +120,23 @@ def _check_folder(output_dir: Path, spec: dict[str, Any], row: sqlite3.Row) -> N
             f"{row['id']}; each job needs a folder of its own, apart from every other's")
 
 
+def reads_store(spec: dict[str, Any]) -> Path | None:
+    """The real path of the ingested store a job's spec reads (`inputs.store`), if any."""
+    store = (spec.get("inputs") or {}).get("store")
+    return None if store is None else Path(os.path.realpath(store))
+
+
+def _check_store(store: Path, row: sqlite3.Row) -> None:
+    """StoreError when `store` lies in the folder of the job in `row` and that job has not
+    finished it: an unfinished store is still being written (or never will be)."""
+    other = Path(row["output_dir"])
+    if (store == other or other in store.parents) and row["status"] != "successful":
+        raise StoreError(
+            f"inputs.store '{store.name}' is in the folder of job {row['id']}, which is "
+            f"{row['status']}; a job may read another job's store only once that job has "
+            "succeeded: wait for it, or submit this job with the imagery itself")
+
+
 class JobStore:
     """Thread-safe access to the jobs table in `path` (created with its folder if absent)."""
 
@@ -212,30 +230,22 @@ class JobStore:
 
     def create(self, process_id: str, spec: dict[str, Any], output_dir: Path,
                job_id: str | None = None, submitter: str = "") -> JobRecord:
-        """Store a new accepted job. Refuse (StoreError) when an active job already writes
-        into `output_dir`, or into the same ingested store (`spec.inputs.store`, which a job
-        writes its score into); checked in the same transaction as the insert.
+        """Store a new accepted job; checked in the same transaction as the insert.
 
         Each job owns its folder: `output_dir` may not be a folder of another job that is not
         dismissed (unless it is the same job, resubmitted: the same spec once the first has
-        ended), nor lie inside one or contain one."""
+        ended), nor lie inside one or contain one. An ingested store it reads
+        (`spec.inputs.store`, which a job only reads) inside another job's folder must be
+        that job's finished store. StoreError otherwise."""
         job_id = job_id or uuid.uuid4().hex
         now = utc_now()
-        store = (spec.get("inputs") or {}).get("store")
+        store = reads_store(spec)
         with self._transaction() as db:
             for row in db.execute("SELECT id, status, output_dir, spec FROM jobs "
                                   "WHERE status != 'dismissed'").fetchall():
                 _check_folder(output_dir, spec, row)
-            if store is not None:
-                busy = db.execute(
-                    "SELECT id FROM jobs WHERE json_extract(spec, '$.inputs.store') = ? AND "
-                    "status IN ('accepted', 'running')", (store,),
-                ).fetchone()
-                if busy is not None:
-                    raise StoreError(
-                        f"inputs.store '{Path(store).name}' is in use by job {busy['id']} "
-                        "(a job writes its score into the store); wait for that job"
-                    )
+                if store is not None:
+                    _check_store(store, row)
             db.execute(
                 "INSERT INTO jobs (id, process_id, status, created, updated, spec, output_dir, "
                 "submitter) VALUES (?, ?, 'accepted', ?, ?, ?, ?, ?)",
@@ -244,6 +254,12 @@ class JobStore:
         record = self.get(job_id)
         assert record is not None
         return record
+
+    def readers_of(self, folder: Path) -> builtins.list[JobRecord]:
+        """The active jobs that read an ingested store inside `folder` (`inputs.store`)."""
+        return [job for job in self.list(statuses=ACTIVE, limit=1_000_000)
+                if (store := reads_store(job.spec)) is not None
+                and (store == folder or folder in store.parents)]
 
     def _update(self, job_id: str, allowed_from: tuple[str, ...], **fields: Any) -> bool:
         fields["updated"] = utc_now()

@@ -48,7 +48,8 @@ _MEANING = {
     "403": "a path in the request lies outside the service's roots, or the token may not "
            "dismiss this job (another token submitted it)",
     "404": "no such process, job, output, or the result is not ready",
-    "409": "the job conflicts with an active job (same output folder or store)",
+    "409": "the job conflicts with another job (an output folder that is not its own, a "
+           "store that is not finished, or a store an active job reads)",
     "410": "the job was dismissed, or its file is gone",
     "413": "the request body is over server.max_body_bytes",
     "415": "the request body is not JSON",
@@ -65,7 +66,7 @@ _ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/jobs/{job_id}"): ("404",),
     ("get", "/jobs/{job_id}/results"): ("404", "410"),
     ("get", "/jobs/{job_id}/results/{output_id}"): ("404", "410"),
-    ("delete", "/jobs/{job_id}"): ("403", "404"),
+    ("delete", "/jobs/{job_id}"): ("403", "404", "409"),
     ("get", "/jobs/{job_id}/map-data"): ("404", "410"),
     ("get", "/jobs/{job_id}/grid.png"): ("404", "410"),
 }

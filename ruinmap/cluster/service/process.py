@@ -139,7 +139,7 @@ class DamageMapProcess:
 
     def _accept(self, body: Any, submitter: str) -> JobRecord:
         job_id = uuid.uuid4().hex
-        submission = check_execute_request(body, self.policy, job_id)
+        submission = check_execute_request(body, self.policy, job_id, self.runner.config)
         try:
             return self.store.create(self.id, submission.spec.to_json_dict(),
                                      submission.output_dir, job_id, submitter)

@@ -33,8 +33,7 @@ from typing import Any, cast
 from distributed import Client, Future
 
 from ruinmap.cluster.compute.connect import open_client
-from ruinmap.cluster.compute.stragglers import running_task_keys
-from ruinmap.cluster.ingest import IngestOptions
+from ruinmap.cluster.compute.stragglers import stop_tasks
 from ruinmap.cluster.job.run import run_job
 from ruinmap.cluster.job.spec import parse_spec
 from ruinmap.cluster.service.config import ServiceConfig
@@ -47,6 +46,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["JobClient", "JobDismissed", "JobRunner"]
 
+#: a dismissed job's running tasks get this long to return before their workers restart
+_STOP_GRACE_S = 5.0
 _STOP_DEADLINE_S = 300.0
 
 
@@ -252,10 +253,11 @@ class JobRunner:
                                     else "resuming")
             spec = parse_spec(record.spec, record.output_dir, source=f"job {job_id}")
             check_spec_paths(spec, self._policy)  # again: a file may have been swapped since
-            options = IngestOptions(chunk=self.config.chunk_px, shard=self.config.shard_px)
+            options = self.config.ingest_options
             result = run_job(
                 spec, client=cast(Client, job), progress=False, ingest_options=options,
                 on_progress=lambda done, total: self._progress(job_id, job, done, total),
+                budget=self.config.budget,
             )  # fmt: skip
             files = {name: os.path.relpath(path, record.output_dir)
                      for name, path in result.files.items()}
@@ -278,28 +280,29 @@ class JobRunner:
             try:
                 if job.cancelled.is_set() and not self._stopping and record is not None:
                     job.cancel_all()
-                    self._wait_stopped(job.keys)
-                    _remove_tree(record.output_dir)
+                    if self._wait_stopped(job.keys):  # never under a task still writing
+                        _remove_tree(record.output_dir)
             finally:
                 with self._cond:
                     self._running.pop(job_id, None)
                     self._threads.discard(threading.current_thread())
                     self._cond.notify_all()
 
-    def _wait_stopped(self, keys: set[str]) -> None:
-        """Wait until no worker runs any of `keys` (their tasks may still write files)."""
+    def _wait_stopped(self, keys: set[str]) -> bool:
+        """Stop `keys` (their tasks may still write files): wait `_STOP_GRACE_S`, then
+        restart the workers still running one (`stragglers.stop_tasks`). True once none
+        runs."""
         if not keys:
-            return
-        end = time.monotonic() + _STOP_DEADLINE_S
-        while time.monotonic() < end:
-            try:
-                live = running_task_keys(self.client, keys=keys, include_scheduler=False)
-            except Exception:
-                return  # workers unreachable: nothing of ours can be running there
-            if not live:
-                return
-            time.sleep(0.1)  # polling worker state, with a deadline
-        log.warning("tasks of a dismissed job still run after %g s", _STOP_DEADLINE_S)
+            return True
+        try:
+            stopped = stop_tasks(self.client, keys, grace_s=_STOP_GRACE_S,
+                                 deadline_s=_STOP_DEADLINE_S)
+        except Exception:
+            return True  # workers unreachable: nothing of ours can be running there
+        if not stopped:
+            log.warning("tasks of a dismissed job still run after %g s; its folder is kept "
+                        "and removed when the service next starts", _STOP_DEADLINE_S)
+        return stopped
 
     # -- dismissal
 
@@ -343,6 +346,8 @@ class JobRunner:
         moment = datetime.now(UTC) - timedelta(days=days)
         cutoff = moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         for record in self.store.ended_before(cutoff):
+            if self.store.readers_of(record.output_dir):
+                continue  # an active job reads its store: forgotten once that one ends
             if record.status != "dismissed":  # a dismissed job's folder is gone already
                 self._remove_outputs(record)
             if self.store.delete(record.id):

@@ -5,8 +5,9 @@ the job spec is that of `ruinmap run` (`ruinmap.cluster.spec`). Its `cluster` ta
 is ignored: the service runs every job on its own cluster. `output.dir` is optional and
 relative to the output root (default: a folder named by the job id). Input paths are relative
 to the first data root, except `inputs.store` (an ingested store, e.g. an earlier job's
-`<dir>/store.zarr`), which is relative to the output root: the job writes its score layers
-into the store, so it must lie there.
+`<dir>/store.zarr`), which is relative to the output root, where jobs make their stores; a
+job only reads it (its own layers go to its own folder's store), and only once the job that
+made it has succeeded (`jobstore`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ruinmap.cluster.job.budget import check_budget
+from ruinmap.cluster.job.preflight import imagery_header
 from ruinmap.cluster.job.spec import JobSpec, parse_spec
 from ruinmap.cluster.job.spec.files import validate_spec_files
+from ruinmap.cluster.service.config import ServiceConfig
 from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import RequestError
-from ruinmap.errors import SpecError
+from ruinmap.errors import InputError, SpecError
 
 __all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request", "check_spec_paths"]
 
@@ -96,8 +100,8 @@ def _check_outputs(outputs: Any) -> None:
 
 def check_spec_paths(spec: JobSpec, policy: PathPolicy) -> None:
     """The real paths of a parsed spec: every input under a data root (globs expanded as the
-    ingest expands them, no VRT); an ingested store under the output root, because the job
-    writes its score and damage layers into it. RequestError 403 otherwise. Called when a
+    ingest expands them, no VRT); an ingested store under the output root, where the jobs
+    that make stores put them. RequestError 403 otherwise. Called when a
     job is submitted and again when it starts, so a file swapped in between is caught."""
     if spec.inputs.store is not None:
         policy.check_output(spec.inputs.store, "inputs.inputs.store")
@@ -112,17 +116,20 @@ def check_spec_paths(spec: JobSpec, policy: PathPolicy) -> None:
     policy.check_output(spec.output.dir, "inputs.output.dir")
 
 
-def check_execute_request(body: Any, policy: PathPolicy, job_id: str) -> Submission:
-    """Check an execute request; raise RequestError (400/403) naming the problem."""
+def check_execute_request(body: Any, policy: PathPolicy, job_id: str,
+                          config: ServiceConfig | None = None) -> Submission:
+    """Check an execute request; raise RequestError (400/403) naming the problem. With
+    `config`, the imagery's headers are read too and held to its per-job budget."""
     try:
-        return _check(body, policy, job_id)
+        return _check(body, policy, job_id, config)
     except (OSError, UnicodeError) as exc:  # a path the OS cannot take (bad bytes, ...)
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RequestError(400, "Bad path", f"inputs: a path cannot be used: {detail}") \
             from None
 
 
-def _check(body: Any, policy: PathPolicy, job_id: str) -> Submission:
+def _check(body: Any, policy: PathPolicy, job_id: str,
+           config: ServiceConfig | None) -> Submission:
     if not isinstance(body, Mapping):
         raise RequestError(400, "Invalid request",
                            f"the body must be a JSON object, not {type(body).__name__}")
@@ -181,8 +188,10 @@ def _check(body: Any, policy: PathPolicy, job_id: str) -> Submission:
 
     check_spec_paths(spec, policy)
     try:
-        validate_spec_files(spec)
-    except SpecError as exc:
+        files = validate_spec_files(spec)
+        if config is not None:
+            check_budget(config.budget, imagery_header(files, config.ingest_options))
+    except (SpecError, InputError) as exc:
         raise RequestError(400, "Invalid input", str(exc)) from None
     return Submission(spec=spec, output_dir=output_dir)
 
