@@ -252,7 +252,10 @@ class JobRunner:
                                     else "resuming")
             spec = parse_spec(record.spec, record.output_dir, source=f"job {job_id}")
             check_spec_paths(spec, self._policy)  # again: a file may have been swapped since
-            options = IngestOptions(chunk=self.config.chunk_px, shard=self.config.shard_px)
+            # every input file is opened confined to the data roots, where it is read
+            roots = tuple(str(root) for root in self._policy.data_roots)
+            options = IngestOptions(chunk=self.config.chunk_px, shard=self.config.shard_px,
+                                    confine_to=roots)
             result = run_job(
                 spec, client=cast(Client, job), progress=False, ingest_options=options,
                 on_progress=lambda done, total: self._progress(job_id, job, done, total),
