@@ -31,3 +31,7 @@ class ClusterError(RuinmapError):
 
 class DiskFullError(RuinmapError):
     """A file could not be written: its file system is full (or the quota is used up)."""
+
+
+class ConfinementError(InputError):
+    """An input file resolves (or was swapped to resolve) outside the allowed data roots."""

@@ -1,5 +1,6 @@
 """Reads outside the data roots are impossible: a symlink deep under a `**` glob, VRTs that
-name outside files, and a file swapped for a link to an outside file after the submission."""
+name outside files, a file swapped for a link to an outside file after the submission, and
+one swapped after every check, just before a worker reads it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from distributed import Client
 
+from ruinmap.cluster.ingest import IngestOptions, plan_inputs
 from ruinmap.synthetic import City
-from tests.support.service import Service, submit, wait_final
+from tests.support.service import DaskCluster, Service, submit, wait_final
+from tests.support.swaps import SwapBeforeTask
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -78,3 +82,33 @@ def test_a_file_swapped_for_an_outside_link_after_submission_is_refused(
     info = wait_final(one_at_a_time, second.json()["jobID"])
     assert info["status"] == "failed"
     assert "outside the service's data roots" in info["message"]
+
+
+def test_a_raster_swapped_for_an_outside_link_as_the_worker_opens_it_fails_the_job(
+        service: Service, dask_scheduler: DaskCluster, city_spec: dict[str, Any],
+        service_city: City, data_root: Path, tmp_path: Path) -> None:
+    victim = data_root / "swap-raster" / service_city.post_files[0].name
+    victim.parent.mkdir()
+    victim.write_bytes(service_city.post_files[0].read_bytes())
+    outside = tmp_path / "outside.tif"  # a valid raster on the same grid, other pixels
+    outside.write_bytes(service_city.pre_files[0].read_bytes())
+    post = [str(victim)] + [str(p) for p in service_city.post_files[1:]]
+    order = plan_inputs(list(service_city.pre_files), post, IngestOptions())
+    t = [a.files[0].path for a in order.acquisitions["post"]].index(str(victim))
+    spec = {**city_spec, "inputs": {**city_spec["inputs"], "post": post},
+            "output": {"dir": "swapped-at-read"}}
+    with Client(dask_scheduler.address, timeout="20s") as client:
+        # after the submission's and the runner's checks and the client's header read
+        client.register_plugin(SwapBeforeTask(f"ingest-post/{t}/", str(victim), str(outside)),
+                               name="swap-at-read")
+        try:
+            response = submit(service, spec)
+            assert response.status_code == 201, response.text
+            info = wait_final(service, response.json()["jobID"])
+        finally:
+            client.unregister_worker_plugin("swap-at-read")
+    assert victim.is_symlink()  # the swap happened
+    assert info["status"] == "failed", info
+    assert str(victim) in info["message"] and "outside the data roots" in info["message"]
+    with service.http() as http:  # nothing was served
+        assert http.get(f"/jobs/{info['jobID']}/results/score_tif").status_code == 404

@@ -38,6 +38,9 @@ class IngestOptions:
     Sentinel-2 files). pre_dates/post_dates: one date per file, overriding tags and names.
     overwrite: replace an existing ruinmap store instead of resuming it or leaving a complete
     one alone. durable: fsync every shard before recording it (off only for benchmarks).
+    confine_to: real paths of the folders every local input must lie in, checked where each
+    file is opened (the header on the client, every read on the workers, the vector files in
+    `run_job`), see `storage.confined`; None (the command line) reads any file.
     """
 
     crs: str | None = None
@@ -55,6 +58,7 @@ class IngestOptions:
     post_dates: tuple[str, ...] | None = None
     overwrite: bool = False
     durable: bool = True
+    confine_to: tuple[str, ...] | None = None
 
 
 def choose_shard(chunk: int, shard: int | None, band_count: int) -> int:

@@ -161,7 +161,7 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
         given_dates = user_dates(dates, paths, f"--{side}-dates")
         files = []
         for path, user_date in zip(paths, given_dates, strict=True):
-            info = inspect_source(path, side, options.nodata)
+            info = inspect_source(path, side, options.nodata, options.confine_to)
             if user_date is not None:
                 info = replace(info, date=user_date, date_source="user")
             files.append(info)

@@ -184,10 +184,11 @@ def ingest(
             checksums[f.path] = recorded[stat_key]  # unchanged since recorded (None: not yet)
     changed = [f.path for f in inputs.files if f.path not in checksums]
     if existing is not None:
-        checksums.update(_hash_all(changed))
+        checksums.update(_hash_all(changed, options.confine_to))
     hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ruinmap-sha256")
     background = {
-        f.path: hashing.submit(sha256_of, f.path) for f in inputs.files if not checksums.get(f.path)
+        f.path: hashing.submit(sha256_of, f.path, options.confine_to)
+        for f in inputs.files if not checksums.get(f.path)
     }
     try:
         with client_for(client, scheduler) as cl:
@@ -221,9 +222,11 @@ def _check_complete_is_same(out: Location, existing: dict[str, Any],
         )
 
 
-def _hash_all(paths: Sequence[str]) -> dict[str, str | None]:
+def _hash_all(paths: Sequence[str], confine_to: tuple[str, ...] | None
+              ) -> dict[str, str | None]:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ruinmap-sha256") as pool:
-        return dict(zip(paths, pool.map(sha256_of, paths), strict=True))
+        hashes = pool.map(sha256_of, paths, [confine_to] * len(paths))
+        return dict(zip(paths, hashes, strict=True))
 
 
 def _verified_shards(out: Location, store_id: str, units: Sequence[Unit]) -> set[str]:
@@ -298,6 +301,7 @@ def _write_store(
         },
         durable=options.durable,
         gdal_options=gdal_options() if remote_inputs or out.is_remote else {},
+        confine_to=options.confine_to,
     )
     rows, cols = layout.shards_per_date
     log.info(

@@ -39,6 +39,8 @@ class ShardTask:
     durable: bool
     # the client's GDAL /vsis3/ settings, for s3:// inputs
     gdal_options: dict[str, str] = field(default_factory=dict)
+    # the roots every local source is opened confined to (IngestOptions.confine_to)
+    confine_to: tuple[str, ...] | None = None
 
 
 def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
@@ -55,7 +57,8 @@ def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
     gdal_cache = int(WORKER_ENV["GDAL_CACHEMAX"]) * 2**20
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache, **task.gdal_options):
         parts = [
-            read_window(read, grid, window, resampling=task.resampling, nodata=task.nodata)
+            read_window(read, grid, window, resampling=task.resampling, nodata=task.nodata,
+                        confine_to=task.confine_to)
             for read in task.reads[side][t]
         ]
     block = parts[0] if len(parts) == 1 else np.concatenate(parts)

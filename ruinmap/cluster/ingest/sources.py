@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest.dates import acquisition_date, parse_date_text
+from ruinmap.cluster.storage.confined import Roots, confined_raster_path, open_confined
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.errors import InputError, SpecError
 
@@ -56,15 +58,24 @@ class Acquisition:
 _SUPPORTED_KINDS = "uif"
 
 
-def inspect_source(path: Location, side: str, user_nodata: float | None = None) -> SourceFile:
+def inspect_source(path: Location, side: str, user_nodata: float | None = None,
+                   confine_to: Roots | None = None) -> SourceFile:
     """Open one raster's header, check it can be ingested, and describe it.
+
+    `confine_to`: the file is opened confined to these roots (`storage.confined`).
 
     Raises InputError naming the file: not a raster, truncated (its first or last pixel
     cannot be read), no CRS or no geotransform (each named), georeferenced by GCPs only,
     unsupported data type, or a user nodata value that does not fit the data type.
     """
+    with confined_raster_path(path, confine_to) as name:
+        return _inspect(path, name, side, user_nodata)
+
+
+def _inspect(path: Location, name: str | Location, side: str,
+             user_nodata: float | None) -> SourceFile:
     try:
-        src = rasterio.open(path)
+        src = rasterio.open(name)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"{path}: not a readable raster, or truncated ({exc})") from None
     with src:
@@ -258,10 +269,17 @@ def common_bands(
     return reference.band_names
 
 
-def sha256_of(path: str) -> str:
-    """The SHA-256 of a source file (local or s3://), read in 8 MiB blocks."""
+def sha256_of(path: str, confine_to: Roots | None = None) -> str:
+    """The SHA-256 of a source file (local or s3://), read in 8 MiB blocks; a local file
+    opened confined to `confine_to` when given (`storage.confined`)."""
     digest = hashlib.sha256()
-    with as_location(path).open_binary() as f:
+    location = as_location(path)
+    if confine_to is not None and not location.is_remote:
+        with open_confined(path, confine_to) as fd, os.fdopen(os.dup(fd), "rb") as f:
+            while block := f.read(_HASH_BLOCK):
+                digest.update(block)
+        return digest.hexdigest()
+    with location.open_binary() as f:
         while block := f.read(_HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()

@@ -15,6 +15,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.storage.confined import Roots, confined_raster_path
 from ruinmap.errors import InputError
 
 __all__ = ["RESAMPLING_METHODS", "SourceRead", "read_window"]
@@ -84,14 +85,16 @@ def _check_float32_exact(
 
 
 def read_window(
-    source: SourceRead, target: Grid, window: Window, *, resampling: str, nodata: float | None
+    source: SourceRead, target: Grid, window: Window, *, resampling: str, nodata: float | None,
+    confine_to: Roots | None = None,
 ) -> np.ndarray:
     """Read `window` of the target grid from `source` as float32 (bands, rows, cols).
 
     NaN where the source has no data: its nodata value (or `nodata` when given, which
     overrides it), NaN, or outside its footprint. A source on the grid is read directly, bit
     for bit; any other is warped with `resampling` through a WarpedVRT, one window at a time.
-    Must run inside a `rasterio.Env`.
+    Must run inside a `rasterio.Env`. `confine_to`: the file is opened confined to these
+    roots (`storage.confined`), here where it is read, not only where it was planned.
     """
     height, width = int(window.height), int(window.width)
     fill = source.nodata if nodata is None else nodata
@@ -100,7 +103,7 @@ def read_window(
     src_dtype = np.dtype(source.dtype)
     exact_in_f32 = src_dtype.itemsize <= 2 or src_dtype == np.float32
     try:
-        with rasterio.open(source.path) as src:
+        with confined_raster_path(source.path, confine_to) as name, rasterio.open(name) as src:
             if source.offset is not None:
                 col0 = source.offset[0] + int(window.col_off)
                 row0 = source.offset[1] + int(window.row_off)

@@ -5,6 +5,7 @@ raster's CRS, and cut into what each tile needs (`TileVectors`, sent with the ti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -21,6 +22,7 @@ from ruinmap.cluster.job.polygon_checks import (
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.storage.confined import Roots, confined_vector_path
 from ruinmap.errors import SpecError
 
 __all__ = ["Polygons", "TileVectors", "district_of_centroids", "polygons_on_grid",
@@ -59,13 +61,20 @@ class TileVectors:
     centroid_rc: np.ndarray
 
 
-def read_polygons(spec: JobSpec, files: SpecFiles) -> tuple[gpd.GeoDataFrame,
-                                                       gpd.GeoDataFrame | None]:
+def _read_confined(path: Path, layer: str | None, confine_to: Roots | None) -> gpd.GeoDataFrame:
+    with confined_vector_path(path, confine_to) as name:
+        return read_vector(name, layer)
+
+
+def read_polygons(spec: JobSpec, files: SpecFiles, confine_to: Roots | None = None
+                  ) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame | None]:
     """Read the district (and building) files and check them (`polygon_checks`: the spec's
     CRS override, lon/lat ranges, non-polygons, invalid polygons repaired with a note);
-    SpecError when district ids repeat or miss."""
+    SpecError when district ids repeat or miss. `confine_to`: the files are opened confined
+    to these roots (`storage.confined`; ConfinementError outside them)."""
     path = files.districts.path
-    frame = with_spec_crs(read_vector(path, spec.districts.layer), spec.districts.crs)
+    frame = with_spec_crs(_read_confined(path, spec.districts.layer, confine_to),
+                          spec.districts.crs)
     check_lonlat_range(frame, "districts", path)
     ids = frame[spec.districts.id]
     if ids.isna().any() or ids.duplicated().any():
@@ -79,7 +88,8 @@ def read_polygons(spec: JobSpec, files: SpecFiles) -> tuple[gpd.GeoDataFrame,
     buildings = None
     if spec.buildings is not None and files.buildings is not None:
         b_path = files.buildings.path
-        buildings = with_spec_crs(read_vector(b_path, spec.buildings.layer), spec.buildings.crs)
+        buildings = with_spec_crs(_read_confined(b_path, spec.buildings.layer, confine_to),
+                                  spec.buildings.crs)
         check_lonlat_range(buildings, "buildings", b_path)
         buildings = repair_polygons(buildings, "buildings", spec.buildings.id, b_path)
     return frame, buildings

@@ -2,7 +2,8 @@
 
 `run_job(spec)` reads top-down:
 
-1. `_check`: every file the spec names (`validate_spec_files`), the polygons, the bands
+1. `_check`: every file the spec names (`validate_spec_files`), the polygons (both opened
+   confined to `ingest_options.confine_to` when given), the bands
    the method needs and what the headers say (`preflight.check_job_fits`: dates, cell size,
    focal reach, districts over the imagery), so a bad spec fails before any work starts;
 2. `_ensure_store`: ingests the imagery into `output.dir/store.zarr` (or uses `inputs.store`),
@@ -125,8 +126,8 @@ def run_job(
 def _check(spec: JobSpec, options: IngestOptions,
            budget: JobBudget | None) -> tuple[SpecFiles, Frames]:
     """The spec's files and polygons, and the bands the method needs, checked before work."""
-    files = validate_spec_files(spec)
-    frames = read_polygons(spec, files)
+    files = validate_spec_files(spec, options.confine_to)
+    frames = read_polygons(spec, files, options.confine_to)
     header = imagery_header(files, options)
     if budget is not None:
         check_budget(budget, header)

@@ -121,8 +121,10 @@ class ServiceConfig:
 
     @property
     def ingest_options(self) -> IngestOptions:
-        """How the service ingests a job's imagery (`[jobs] chunk_px`, `shard_px`)."""
-        return IngestOptions(chunk=self.chunk_px, shard=self.shard_px)
+        """How the service ingests a job's imagery (`[jobs] chunk_px`, `shard_px`), every
+        input file opened confined to the data roots (`storage.confined`)."""
+        return IngestOptions(chunk=self.chunk_px, shard=self.shard_px,
+                             confine_to=tuple(os.path.realpath(r) for r in self.data_roots))
 
     @property
     def budget(self) -> JobBudget:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ruinmap.cluster.service.problems import RequestError
+from ruinmap.cluster.storage.confined import references_files
 from ruinmap.cluster.storage.globs import match_files
 
 __all__ = ["PathPolicy"]
@@ -34,19 +35,12 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-#: the first bytes of files that name other files GDAL / OGR would open
-_CONTAINER_HEADS = (b"<VRTDataset", b"<OGRVRTDataSource", b"<GDAL_WMS", b"<WFS_GetCapabilities")
-
-
 def _references_files(path: Path) -> bool:
     try:
         with path.open("rb") as fh:
-            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+            return references_files(fh.read(4096))
     except OSError:
         return False
-    if head.startswith(b"<?xml"):
-        head = head[head.find(b"?>") + 2:].lstrip() if b"?>" in head else head
-    return head.startswith(_CONTAINER_HEADS)
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,7 @@ class JobRunner:
                                     else "resuming")
             spec = parse_spec(record.spec, record.output_dir, source=f"job {job_id}")
             check_spec_paths(spec, self._policy)  # again: a file may have been swapped since
+            # every input file is opened confined to the data roots, where it is read
             options = self.config.ingest_options
             result = run_job(
                 spec, client=cast(Client, job), progress=False, ingest_options=options,

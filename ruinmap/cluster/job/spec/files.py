@@ -19,9 +19,10 @@ from ruinmap.cluster.ingest.plan import same_inputs
 from ruinmap.cluster.job.spec.job import JobSpec
 from ruinmap.cluster.job.spec.messages import join_problems
 from ruinmap.cluster.methods.pwtt import PwttParams
+from ruinmap.cluster.storage.confined import Roots, confined_vector_path
 from ruinmap.cluster.storage.globs import expand_inputs
 from ruinmap.cluster.storage.location import Location, ObjectURL, as_location
-from ruinmap.errors import SpecError
+from ruinmap.errors import ConfinementError, SpecError
 
 __all__ = ["SpecFiles", "VectorInfo", "validate_spec_files"]
 _POLYGONAL = {"polygon", "multipolygon", "polygon z", "multipolygon z", "curvepolygon",
@@ -73,15 +74,17 @@ def _expand(patterns: Sequence[str], key: str) -> tuple[tuple[Location, ...], li
     return files, problems
 
 
-def _vector_info(path: Path, layer: str | None) -> VectorInfo:
-    """Schema of a vector file, reading no more than its header and first rows."""
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        return _parquet_info(path)
-    import pyogrio
+def _vector_info(path: Path, layer: str | None, confine_to: Roots | None) -> VectorInfo:
+    """Schema of a vector file, reading no more than its header and first rows (opened
+    confined to `confine_to`, `storage.confined`)."""
+    with confined_vector_path(path, confine_to) as name:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            return replace(_parquet_info(Path(name)), path=path)
+        import pyogrio
 
-    info = pyogrio.read_info(path, layer=layer)
-    # a first row proves the features themselves decode, not just the header
-    pyogrio.read_dataframe(path, layer=layer, max_features=1)
+        info = pyogrio.read_info(name, layer=layer)
+        # a first row proves the features themselves decode, not just the header
+        pyogrio.read_dataframe(name, layer=layer, max_features=1)
     n_features = int(info["features"])
     return VectorInfo(
         path=path,
@@ -123,7 +126,7 @@ def _parquet_info(path: Path) -> VectorInfo:
 
 def _check_vector(
     path_text: str, layer: str | None, key: str, fields: Mapping[str, str], problems: list[str],
-    crs: str | None = None,
+    crs: str | None = None, confine_to: Roots | None = None,
 ) -> VectorInfo | None:
     path = Path(path_text)
     if not path.exists():
@@ -133,7 +136,10 @@ def _check_vector(
         problems.append(f"{key}.path: '{path}' is a folder; give the vector file itself")
         return None
     try:
-        info = _vector_info(path, layer)
+        info = _vector_info(path, layer, confine_to)
+    except ConfinementError as exc:
+        problems.append(f"{key}.path: {exc}")
+        return None
     except Exception as exc:  # GDAL and pyarrow raise many kinds; all mean "cannot read"
         problems.append(
             f"{key}.path: '{path}' is not a readable vector file ({exc}); use GeoJSON, "
@@ -179,7 +185,7 @@ def _check_output_dir(path: Path, problems: list[str]) -> None:
         problems.append(f"output.dir: cannot create '{path}': '{parent}' is not writable")
 
 
-def validate_spec_files(spec: JobSpec) -> SpecFiles:
+def validate_spec_files(spec: JobSpec, confine_to: Roots | None = None) -> SpecFiles:
     """Check every file the spec names, before any work starts; raise SpecError listing problems.
 
     Globs must match files and name each image once (not the same file twice, under one
@@ -189,6 +195,7 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
     (and `name`) fields must exist, pwtt `orbits` globs must match an input, and the output
     folder must be creatable, and `validation.labels` must exist (it is read after the run,
     once the results' grid and dates are known). Nothing is created or written.
+    `confine_to`: the vector files are opened confined to these roots (`storage.confined`).
     """
     problems: list[str] = []
     pre: tuple[Location, ...] = ()
@@ -216,14 +223,14 @@ def validate_spec_files(spec: JobSpec) -> SpecFiles:
         district_fields["name"] = spec.districts.name
     districts = _check_vector(
         spec.districts.path, spec.districts.layer, "districts", district_fields, problems,
-        spec.districts.crs,
+        spec.districts.crs, confine_to,
     )
     buildings = None
     if spec.buildings is not None:
         building_fields = {"id": spec.buildings.id} if spec.buildings.id is not None else {}
         buildings = _check_vector(
             spec.buildings.path, spec.buildings.layer, "buildings", building_fields, problems,
-            spec.buildings.crs,
+            spec.buildings.crs, confine_to,
         )
 
     params = spec.method_params
