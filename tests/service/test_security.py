@@ -323,3 +323,17 @@ def test_a_job_may_not_take_or_nest_in_another_jobs_folder(
         assert words in body["detail"], body
     assert httpx.get(f"{service.url}/jobs/{finished_job['jobID']}").json()["status"] \
         == "successful"
+
+
+def test_dismissing_a_job_keeps_a_folder_of_files_it_did_not_make(
+        service: Service, city_spec: dict[str, Any]) -> None:
+    folder = service.output_root / "someone-elses"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("field notes")
+    response = submit(service, {**city_spec, "output": {"dir": "someone-elses"}})
+    assert response.status_code == 201, response.text
+    info = wait_final(service, response.json()["jobID"])
+    assert info["status"] == "failed" and "not made by ruinmap" in info["message"], info
+    with service.http() as http:
+        assert http.delete(f"/jobs/{response.json()['jobID']}").status_code == 200
+    assert (folder / "notes.txt").read_text() == "field notes"  # the refused folder is kept

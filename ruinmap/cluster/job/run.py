@@ -55,6 +55,7 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.job.workdir import STORE_NAME, prepare_work_dir, products_are_current
 from ruinmap.cluster.methods import check_bands
 from ruinmap.cluster.settings import resolve_address
+from ruinmap.cluster.storage.confined import confinement
 from ruinmap.cluster.storage.location import as_location
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.cluster.validation.counts import add_count_intervals, unvalidated_intervals
@@ -93,34 +94,36 @@ def run_job(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     options = ingest_options or IngestOptions()
-    files, frames = _check(spec, options, budget)
-    claim_output_dir(as_location(spec.output.dir))  # never into a folder of the user's files
-    # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
-    address = resolve_address(scheduler, spec.cluster.given_address)
-    with client_for(client, address) as cl:
-        dashboard = dashboard_link(cl)
-        store = _ensure_store(spec, files, cl, options, progress)
-        timings["ingest_s"] = time.perf_counter() - started
-        polygons = polygons_on_grid(spec, frames, store.grid)
-        plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
-        prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid, store.chunk,
-                         plan.tile_px)
-        t0 = time.perf_counter()
-        pending = _run_tiles(cl, plan, polygons, progress, on_progress)
-        timings["tiles_s"] = time.perf_counter() - t0
+    # every file the job opens in this thread is confined like the workers' reads
+    with confinement(options.confine_to):
+        files, frames = _check(spec, options, budget)
+        claim_output_dir(as_location(spec.output.dir))  # never into a folder of the user's files
+        # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
+        address = resolve_address(scheduler, spec.cluster.given_address)
+        with client_for(client, address) as cl:
+            dashboard = dashboard_link(cl)
+            store = _ensure_store(spec, files, cl, options, progress)
+            timings["ingest_s"] = time.perf_counter() - started
+            polygons = polygons_on_grid(spec, frames, store.grid)
+            plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
+            prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid, store.chunk,
+                             plan.tile_px)
+            t0 = time.perf_counter()
+            pending = _run_tiles(cl, plan, polygons, progress, on_progress)
+            timings["tiles_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    result = _merge(plan, polygons, pending, timings, dashboard)
-    timings["merge_s"] = time.perf_counter() - t0
-    if write_products:
-        _write(result, plan, polygons)
-    check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
-                           plan.context.post_orbits), plan.store.n_times)
-    if write_products:
-        if spec.validation is not None:
-            _validate(result)
-    timings["total_s"] = time.perf_counter() - started
-    return result
+        t0 = time.perf_counter()
+        result = _merge(plan, polygons, pending, timings, dashboard)
+        timings["merge_s"] = time.perf_counter() - t0
+        if write_products:
+            _write(result, plan, polygons)
+        check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
+                               plan.context.post_orbits), plan.store.n_times)
+        if write_products:
+            if spec.validation is not None:
+                _validate(result)
+        timings["total_s"] = time.perf_counter() - started
+        return result
 
 
 def _check(spec: JobSpec, options: IngestOptions,

@@ -23,6 +23,7 @@ from ruinmap.cluster.methods.params import (
     metres_to_px,
     spec_path,
 )
+from ruinmap.cluster.storage.confined import confined_raster_path, current_roots
 from ruinmap.cluster.storage.location import as_location, gdal_env
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.kernels import focal_mean, focal_median, lee_filter, welch_t
@@ -216,7 +217,8 @@ def _orbit_of_file(path: str, params: PwttParams) -> int | None:
     if orbit is not None or not location.is_file():
         return orbit
     try:
-        with gdal_env([location]), rasterio.open(location) as src:
+        with gdal_env([location]), \
+                confined_raster_path(path, current_roots()) as name, rasterio.open(name) as src:
             tags = src.tags()
     except rasterio.errors.RasterioIOError:
         return None

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ruinmap.cluster.storage.confined import open_input
 from ruinmap.cluster.storage.durable import write_text_atomic
 from ruinmap.errors import InputError
 
@@ -99,7 +100,7 @@ def input_record(path: str | os.PathLike[str], *, checksum: bool = True) -> dict
     digest = None
     if checksum:
         hasher = hashlib.sha256()
-        with open(p, "rb") as handle:
+        with open_input(p) as handle:  # confined to the data roots in the service
             while chunk := handle.read(_HASH_BLOCK):
                 hasher.update(chunk)
         digest = hasher.hexdigest()

@@ -34,6 +34,7 @@ from distributed import Client, Future
 
 from ruinmap.cluster.compute.connect import open_client
 from ruinmap.cluster.compute.stragglers import stop_tasks
+from ruinmap.cluster.job.outdir import OUTPUT_MARKER
 from ruinmap.cluster.job.run import run_job
 from ruinmap.cluster.job.spec import parse_spec
 from ruinmap.cluster.service.config import ServiceConfig
@@ -115,10 +116,16 @@ class JobClient:
 
 
 def _remove_tree(path: Path) -> None:
+    """Remove a job's output folder, but only what a job made: an empty folder, or one the
+    job claimed (`outdir.OUTPUT_MARKER`, written before anything else); a folder of someone
+    else's files, which the job refused to write into, is kept."""
     if path.is_symlink():
         path.unlink()
-    elif path.exists():
-        shutil.rmtree(path, ignore_errors=True)
+    elif path.is_dir():
+        if (path / OUTPUT_MARKER).is_file() or not any(path.iterdir()):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            log.warning("%s was not made by a ruinmap job (no %s): kept", path, OUTPUT_MARKER)
 
 
 class JobRunner:

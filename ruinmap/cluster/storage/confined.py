@@ -17,6 +17,11 @@ Without `/proc` (not Linux) step 3's name check is replaced by one after the rea
 file and the resolved path must still be the same inode (`st_dev`, `st_ino`).
 
 `roots=None` (the command line) and remote paths (`s3://`, `/vsi...`) pass through unchanged.
+
+Reads deep inside a job (the orbit tags of a raster, the checksums of the polygon files for
+job.json, the labels of `[validation]`) take their roots from `current_roots()`, which
+`run_job` sets for its thread (`confinement(IngestOptions.confine_to)`); the worker tasks get
+theirs explicitly, since they run in other processes.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
+from typing import IO, Any
 
 from ruinmap.errors import ConfinementError
 
-__all__ = ["CONTAINER_HEADS", "Roots", "confined_raster_path", "confined_vector_path",
-           "is_inside", "open_confined", "references_files"]
+__all__ = ["CONTAINER_HEADS", "Roots", "check_folder_inside", "confined_raster_path",
+           "confined_vector_path", "confinement", "current_roots", "is_inside",
+           "open_confined", "open_input", "references_files"]
 
 #: real paths (symlinks resolved) of the folders files may be read from
 Roots = tuple[str, ...]
@@ -173,3 +181,55 @@ def confined_vector_path(path: str | os.PathLike[str],
             os.symlink(_fd_path(fd, os.path.realpath(name)),
                        os.path.join(folder, Path(name).name))
         yield os.path.join(folder, Path(text).name)
+
+
+_CURRENT: ContextVar[Roots | None] = ContextVar("ruinmap_confine_to", default=None)
+
+
+@contextlib.contextmanager
+def confinement(roots: Sequence[str] | None) -> Iterator[None]:
+    """Within the block, in this thread, `current_roots()` is `roots` (None: unconfined)."""
+    token = _CURRENT.set(None if roots is None else tuple(roots))
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_roots() -> Roots | None:
+    """The roots set by the innermost `confinement` of this thread, or None."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def open_input(path: str | os.PathLike[str], mode: str = "rb",
+               **options: Any) -> Iterator[IO[Any]]:
+    """`open(path, mode, **options)` for reading, confined to `current_roots()` when set
+    (the checked open file itself is read). Raises ConfinementError."""
+    roots = current_roots()
+    text = os.fspath(path)
+    if roots is None or _is_remote(text):
+        with open(text, mode, **options) as handle:
+            yield handle
+        return
+    with open_confined(text, roots) as fd, open(os.dup(fd), mode, **options) as handle:
+        yield handle  # a duplicate: open_confined closes its own descriptor
+
+
+def check_folder_inside(folder: str | os.PathLike[str], roots: Sequence[str] | None) -> None:
+    """ConfinementError unless `folder` (a folder dataset, e.g. a File Geodatabase) and every
+    entry in it resolve inside `roots`. Checked just before GDAL opens it by name: a folder
+    dataset cannot be read through one open file, so this narrows the window but cannot
+    close it."""
+    if roots is None:
+        return
+    real_roots = [os.path.realpath(root) for root in roots]
+    entries = [os.fspath(folder), *(os.path.join(base, name)
+                                    for base, dirs, files in os.walk(folder)
+                                    for name in (*dirs, *files))]
+    for entry in entries:
+        resolved = os.path.realpath(entry)
+        if not is_inside(resolved, real_roots):
+            raise ConfinementError(f"{entry}: resolves to {resolved}, outside the data roots "
+                                   f"({_roots_text(real_roots)}); give a folder whose files "
+                                   "all lie inside them")

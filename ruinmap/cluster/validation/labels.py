@@ -22,6 +22,11 @@ import pandas as pd
 import pyogrio
 
 from ruinmap.cluster.geo.vectors import PARQUET_SUFFIXES, read_vector
+from ruinmap.cluster.storage.confined import (
+    check_folder_inside,
+    confined_vector_path,
+    current_roots,
+)
 from ruinmap.cluster.validation.label_crs import resolve_label_crs
 from ruinmap.cluster.validation.unosat import (
     NO_COVERAGE,
@@ -159,12 +164,22 @@ def read_labels(
 
 
 def _read_layer(path: str, layer: str | None) -> tuple[str | None, gpd.GeoDataFrame, list[str]]:
-    """The layer to read (`layer`, else the first point layer, else the first) and its rows."""
+    """The layer to read (`layer`, else the first point layer, else the first) and its rows,
+    the file opened confined to the data roots when `current_roots()` is set (the service)."""
+    if Path(path).is_dir():  # a File Geodatabase: GDAL opens the folder by name
+        check_folder_inside(path, current_roots())
+        return _read_opened_layer(path, path, layer)
+    with confined_vector_path(path, current_roots()) as opened:
+        return _read_opened_layer(path, opened, layer)
+
+
+def _read_opened_layer(path: str, opened: str, layer: str | None
+                       ) -> tuple[str | None, gpd.GeoDataFrame, list[str]]:
     notes: list[str] = []
     if Path(path).suffix.lower() in PARQUET_SUFFIXES:
-        return None, read_vector(path), notes
+        return None, read_vector(opened), notes
     try:
-        layers = pyogrio.list_layers(path)
+        layers = pyogrio.list_layers(opened)
     except Exception as exc:  # GDAL raises several kinds; all mean "cannot open"
         raise InputError(f"{path}: cannot open this vector file ({exc})") from None
     names = [str(name) for name, _ in layers]
@@ -177,7 +192,7 @@ def _read_layer(path: str, layer: str | None) -> tuple[str | None, gpd.GeoDataFr
             why = "the first point layer" if points else "the first layer"
             notes.append(f"the file has {len(names)} layers ({', '.join(names)}); read "
                          f"{layer!r}, {why} (choose another with layer).")
-    frame = read_vector(path, layer=layer)
+    frame = read_vector(opened, layer=layer)
     if len(frame) == 0:
         raise InputError(f"{path}: layer {layer!r} has no features; "
                          f"give a file or layer with labels")

@@ -27,6 +27,7 @@ import pandas as pd
 import shapely
 
 from ruinmap.cluster.outputs.tables import write_district_tables
+from ruinmap.cluster.storage.confined import open_input
 from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.cluster.validation.config import ValidationSpec
 from ruinmap.cluster.validation.counts import add_count_intervals, calibrated_intervals
@@ -61,7 +62,7 @@ def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        with file.open("rb") as fh:
+        with open_input(file) as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()

@@ -22,6 +22,7 @@ import pandas as pd
 import shapely
 from shapely.errors import GEOSException
 
+from ruinmap.cluster.storage.confined import open_input
 from ruinmap.errors import InputError
 
 __all__ = ["XBD_CLASSES", "XBD_DAMAGED", "XBD_UNDAMAGED", "XbdRecords", "read_xbd", "xbd_code",
@@ -58,7 +59,7 @@ def xbd_code(text: str) -> str | None:
 
 
 def _is_xbd_json(path: Path) -> bool:
-    with path.open("r", encoding="utf-8", errors="replace") as stream:
+    with open_input(path, "r", encoding="utf-8", errors="replace") as stream:
         return _XBD_HEAD.search(stream.read(65536)) is not None
 
 
@@ -85,7 +86,7 @@ def xbd_files(path: str | Path) -> list[Path] | None:
 
 def _load(path: Path) -> dict[str, object]:
     try:
-        with path.open("r", encoding="utf-8") as stream:
+        with open_input(path, "r", encoding="utf-8") as stream:
             document = json.load(stream)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read this JSON file ({exc})") from None
