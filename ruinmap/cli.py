@@ -159,13 +159,11 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
         return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
 
     def run(args: argparse.Namespace) -> int:
-        import logging
-
+        from ruinmap.cli_logging import log_to_terminal
         from ruinmap.cluster.ingest import DEFAULT_CHUNK, DEFAULT_COMPRESSION, IngestOptions
         from ruinmap.cluster.ingest import ingest as run_ingest
 
-        logging.basicConfig(format="%(message)s")
-        logging.getLogger("ruinmap").setLevel(logging.INFO)
+        log_to_terminal()
         resolution = _floats(args.resolution, "--resolution", (1, 2))
         bbox = _floats(args.bbox, "--bbox", (4,))
         options = IngestOptions(
@@ -251,14 +249,12 @@ def _add_run(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        import logging
-
+        from ruinmap.cli_logging import log_to_terminal
         from ruinmap.cluster.ingest import IngestOptions
         from ruinmap.cluster.job.run import run_job
         from ruinmap.cluster.job.spec import load_spec
 
-        logging.basicConfig(format="%(message)s")
-        logging.getLogger("ruinmap").setLevel(logging.INFO)
+        log_to_terminal()
         spec = load_spec(args.job)
         if args.overwrite and spec.inputs.store is not None:
             raise SpecError(f"--overwrite: the job reads the store {spec.inputs.store} "
@@ -311,12 +307,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
-        import logging
-
+        from ruinmap.cli_logging import log_to_terminal
         from ruinmap.demo import run_demo
 
-        logging.basicConfig(format="%(message)s")
-        logging.getLogger("ruinmap").setLevel(logging.INFO)
+        log_to_terminal()
         print(f"making a {args.size} x {args.size} px synthetic city in {args.out} ...")
         demo = run_demo(
             args.out,

@@ -71,18 +71,16 @@ def _add_validate(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument("--out", metavar="DIR", help="where to write (default RESULTS_DIR)")
 
     def run(args: argparse.Namespace) -> int:
-        import logging
-
         from pydantic import ValidationError
 
+        from ruinmap.cli_logging import log_to_terminal
         from ruinmap.cluster.job.spec import join_problems
         from ruinmap.cluster.job.spec.messages import describe_error
         from ruinmap.cluster.validation.config import ValidationSpec
         from ruinmap.cluster.validation.run import validate
         from ruinmap.errors import SpecError
 
-        logging.basicConfig(format="%(message)s")
-        logging.getLogger("ruinmap").setLevel(logging.INFO)
+        log_to_terminal()
         options = {"labels": args.labels, "layer": args.labels_layer,
                    "class_field": args.class_field, "damaged_classes": args.damaged_classes,
                    "date_field": args.date_field, "date": args.date,

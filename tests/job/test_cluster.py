@@ -96,7 +96,7 @@ def test_killed_run_resumes_without_recomputing_finished_tiles(
     for name, mtime in partials.items():
         if name.replace("tile_", "tile+").replace("_", "+").removesuffix(".npz") in before:
             assert (out / WORK_DIR / "partials" / name).stat().st_mtime_ns == mtime
-    score = zarr.open_array(store=str(tmp_path / "input.zarr"), path="score", mode="r")[...]
+    score = zarr.open_array(store=str(out / "store.zarr"), path="score", mode="r")[...]
     assert np.isfinite(score).mean() > 0.9  # every tile's output is there
 
 
