@@ -161,7 +161,7 @@ def test_corrupted_s3_work_objects_are_logged_and_their_tiles_recomputed(
     partial = f"results/corrupt/{WORK_DIR}/partials/tile_0_1.npz"
     body = s3_client.get_object(Bucket=bucket, Key=partial)["Body"].read()
     s3_client.put_object(Bucket=bucket, Key=partial, Body=body[: len(body) // 2])
-    shard = "stores/city.zarr/score/c/1/2"
+    shard = "results/corrupt/store.zarr/score/c/1/2"  # the job's own store holds its layers
     data = bytearray(s3_client.get_object(Bucket=bucket, Key=shard)["Body"].read())
     middle = len(data) // 2
     data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])

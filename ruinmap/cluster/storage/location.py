@@ -188,7 +188,12 @@ class ObjectURL(str):
 
     def read_bytes(self) -> bytes:
         """The object's content; FileNotFoundError when it does not exist."""
-        return bytes(self._fs().cat_file(self._key))
+        try:
+            return bytes(self._fs().cat_file(self._key))
+        except FileNotFoundError:
+            # s3fs may answer from a listing cached before another process (a worker) wrote
+            # the object: only a fresh look says it is absent
+            return bytes(self._fs(fresh=True).cat_file(self._key))
 
     def write_durably(self, data: bytes) -> None:
         """Write the object in one PUT (readers see the old object or this one)."""
