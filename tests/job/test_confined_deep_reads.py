@@ -85,6 +85,6 @@ def test_a_folder_dataset_with_an_entry_linking_outside_is_refused(
     check_folder_inside(gdb, (str(inside),))
     (outside / "secret.gdbtable").write_bytes(b"secret")
     (gdb / "a00000009.gdbtable").symlink_to(outside / "secret.gdbtable")
-    with pytest.raises(ConfinementError, match="a00000009.gdbtable: resolves to"):
+    with pytest.raises(ConfinementError, match=r"a00000009\.gdbtable: resolves to"):
         check_folder_inside(gdb, (str(inside),))
     check_folder_inside(gdb, None)  # unconfined: nothing to check

@@ -8,14 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import httpx
 import pytest
 from distributed import Client
 
 from ruinmap.cluster.ingest import IngestOptions, plan_inputs
 from ruinmap.synthetic import City
+from tests.support import swaps
 from tests.support.service import DaskCluster, Service, submit, wait_final
-from tests.support.swaps import SwapBeforeTask
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -99,14 +100,17 @@ def test_a_raster_swapped_for_an_outside_link_as_the_worker_opens_it_fails_the_j
             "output": {"dir": "swapped-at-read"}}
     with Client(dask_scheduler.address, timeout="20s") as client:
         # after the submission's and the runner's checks and the client's header read
-        client.register_plugin(SwapBeforeTask(f"ingest-post/{t}/", str(victim), str(outside)),
-                               name="swap-at-read")
+        # sent by value: the workers need not import the tests
+        cloudpickle.register_pickle_by_value(swaps)
         try:
+            client.register_plugin(swaps.SwapBeforeTask(f"ingest-post/{t}/", str(victim),
+                                                        str(outside)), name="swap-at-read")
             response = submit(service, spec)
             assert response.status_code == 201, response.text
             info = wait_final(service, response.json()["jobID"])
         finally:
             client.unregister_worker_plugin("swap-at-read")
+            cloudpickle.unregister_pickle_by_value(swaps)
     assert victim.is_symlink()  # the swap happened
     assert info["status"] == "failed", info
     assert str(victim) in info["message"] and "outside the data roots" in info["message"]

@@ -255,6 +255,16 @@ class JobStore:
         assert record is not None
         return record
 
+    def check_store_readable(self, store: Path) -> None:
+        """StoreError when `store` lies in the folder of a job that has not succeeded (the
+        same rule `create` applies, asked before the store's files are looked at)."""
+        real = Path(os.path.realpath(store))
+        with self._lock:
+            rows = self._db.execute("SELECT id, status, output_dir FROM jobs "
+                                    "WHERE status != 'dismissed'").fetchall()
+        for row in rows:
+            _check_store(real, row)
+
     def readers_of(self, folder: Path) -> builtins.list[JobRecord]:
         """The active jobs that read an ingested store inside `folder` (`inputs.store`)."""
         return [job for job in self.list(statuses=ACTIVE, limit=1_000_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -137,9 +138,16 @@ class DamageMapProcess:
         self.runner.enqueue(record.id)
         return record
 
+    def _store_readable(self, store: Path) -> None:
+        try:
+            self.store.check_store_readable(store)
+        except StoreError as exc:
+            raise RequestError(409, "Conflict", str(exc)) from None
+
     def _accept(self, body: Any, submitter: str) -> JobRecord:
         job_id = uuid.uuid4().hex
-        submission = check_execute_request(body, self.policy, job_id, self.runner.config)
+        submission = check_execute_request(body, self.policy, job_id, self.runner.config,
+                                           store_check=self._store_readable)
         try:
             return self.store.create(self.id, submission.spec.to_json_dict(),
                                      submission.output_dir, job_id, submitter)

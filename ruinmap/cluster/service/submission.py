@@ -12,7 +12,7 @@ made it has succeeded (`jobstore`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,19 +117,22 @@ def check_spec_paths(spec: JobSpec, policy: PathPolicy) -> None:
 
 
 def check_execute_request(body: Any, policy: PathPolicy, job_id: str,
-                          config: ServiceConfig | None = None) -> Submission:
+                          config: ServiceConfig | None = None,
+                          store_check: Callable[[Path], None] | None = None) -> Submission:
     """Check an execute request; raise RequestError (400/403) naming the problem. With
-    `config`, the imagery's headers are read too and held to its per-job budget."""
+    `config`, the imagery's headers are read too and held to its per-job budget;
+    `store_check(inputs.store)` runs before the store's files are looked at (the job service
+    answers 409 there for the store of a job that has not succeeded)."""
     try:
-        return _check(body, policy, job_id, config)
+        return _check(body, policy, job_id, config, store_check)
     except (OSError, UnicodeError) as exc:  # a path the OS cannot take (bad bytes, ...)
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RequestError(400, "Bad path", f"inputs: a path cannot be used: {detail}") \
             from None
 
 
-def _check(body: Any, policy: PathPolicy, job_id: str,
-           config: ServiceConfig | None) -> Submission:
+def _check(body: Any, policy: PathPolicy, job_id: str, config: ServiceConfig | None,
+           store_check: Callable[[Path], None] | None) -> Submission:
     if not isinstance(body, Mapping):
         raise RequestError(400, "Invalid request",
                            f"the body must be a JSON object, not {type(body).__name__}")
@@ -187,6 +190,8 @@ def _check(body: Any, policy: PathPolicy, job_id: str,
         raise RequestError(400, "Invalid input", str(exc)) from None
 
     check_spec_paths(spec, policy)
+    if store_check is not None and spec.inputs.store is not None:
+        store_check(Path(spec.inputs.store))
     try:
         files = validate_spec_files(spec)
         if config is not None:

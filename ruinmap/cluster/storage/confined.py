@@ -94,8 +94,12 @@ def open_confined(path: str | os.PathLike[str], roots: Sequence[str]) -> Iterato
     """
     text = os.fspath(path)
     roots = [os.path.realpath(root) for root in roots]  # a root may itself be a link
-    resolved = os.path.realpath(text)
     advice = "give a file inside the service's data roots (links must not point outside)"
+    try:
+        resolved = os.path.realpath(text)
+    except OSError as exc:  # a link on the way replaced while it was being resolved
+        raise ConfinementError(f"{text}: cannot be resolved ({exc.strerror}; it changed "
+                               f"while being resolved); {advice}") from None
     if not is_inside(resolved, roots):
         raise ConfinementError(f"{text}: resolves to {resolved}, outside the data roots "
                                f"({_roots_text(roots)}); {advice}")
@@ -128,9 +132,10 @@ def open_confined(path: str | os.PathLike[str], roots: Sequence[str]) -> Iterato
         os.close(fd)
 
 
-def _fd_path(fd: int, resolved: str) -> str:
-    """The name through which GDAL reads exactly the open file `fd`."""
-    return f"{_PROC_FD}/{fd}" if _kernel_name(fd) is not None else resolved
+def _fd_path(fd: int, path: str) -> str:
+    """The name through which GDAL reads exactly the open file `fd` (without /proc, the real
+    path of `path`, compared with `fd` once more when `open_confined` closes it)."""
+    return f"{_PROC_FD}/{fd}" if _kernel_name(fd) is not None else os.path.realpath(path)
 
 
 @contextlib.contextmanager
@@ -143,7 +148,7 @@ def confined_raster_path(path: str | os.PathLike[str],
         yield text
         return
     with open_confined(text, roots) as fd:
-        yield _fd_path(fd, os.path.realpath(text))
+        yield _fd_path(fd, text)
 
 
 def _sidecars(path: str) -> list[str]:
@@ -178,7 +183,7 @@ def confined_vector_path(path: str | os.PathLike[str],
         folder = tempfile.mkdtemp(prefix="ruinmap-confined-")
         stack.callback(shutil.rmtree, folder, ignore_errors=True)
         for name, fd in zip(files, fds, strict=True):
-            os.symlink(_fd_path(fd, os.path.realpath(name)),
+            os.symlink(_fd_path(fd, name),
                        os.path.join(folder, Path(name).name))
         yield os.path.join(folder, Path(text).name)
 
