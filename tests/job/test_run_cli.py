@@ -17,7 +17,8 @@ import rasterio
 from distributed import Client
 
 from ruinmap.cluster.ingest import IngestOptions, ingest
-from ruinmap.cluster.job.spec import JobSpec, dump_toml
+from ruinmap.cluster.job.run import run_job
+from ruinmap.cluster.job.spec import JobSpec, dump_toml, parse_spec
 from ruinmap.cluster.job.workdir import WORK_DIR
 from ruinmap.synthetic import City
 from tests.support.processes import BIN
@@ -79,11 +80,9 @@ def test_ctrl_c_stops_the_run_in_seconds_with_one_line_and_the_rerun_resumes(
            IngestOptions(chunk=32, shard=32), client=dask_client, progress=False)
     data = job_spec_for(job_city, tmp_path / "out").to_json_dict()
     data["inputs"] = {"store": str(store)}
-    reference_dir = tmp_path / "reference"
-    reference = _ruinmap("run", str(_job_file(tmp_path / "ref.toml", {
-        **data, "output": {"dir": str(reference_dir)}})), "--scheduler",
-        dask_client.scheduler.address, "--no-progress")
-    assert reference.returncode == 0, reference.stderr
+    reference_dir = tmp_path / "reference"  # undisturbed, in this process
+    run_job(parse_spec({**data, "output": {"dir": str(reference_dir)}}, tmp_path),
+            client=dask_client, progress=False)
     expected = _tables_and_score(reference_dir)
 
     job = _job_file(tmp_path / "job.toml", data)

@@ -1,5 +1,5 @@
 """The job service under failure and load: a worker SIGKILLed mid-job, the service SIGKILLed
-mid-job and restarted, a running job dismissed, 50 concurrent submissions."""
+mid-job and restarted, a running job dismissed, 30 concurrent submissions."""
 
 from __future__ import annotations
 
@@ -159,7 +159,11 @@ def test_dismissing_a_running_job_stops_its_tasks_and_removes_its_outputs(
         assert http.get(f"/jobs/{job_id}/results").status_code == 410
 
 
-def test_fifty_concurrent_submissions_are_all_accepted_and_finished_once(
+#: as many as the issue's hostile tester sent at once; each is a whole job on the cluster
+N_CONCURRENT = 30
+
+
+def test_thirty_concurrent_submissions_are_all_accepted_and_finished_once(
     service: Service, tiny_spec: dict[str, Any],
 ) -> None:
     inputs = tiny_spec
@@ -167,18 +171,18 @@ def test_fifty_concurrent_submissions_are_all_accepted_and_finished_once(
     def post(i: int) -> httpx.Response:
         return submit(service, {**inputs, "output": {"dir": f"many/{i:02d}"}})
 
-    with ThreadPoolExecutor(max_workers=50) as pool:
-        responses = list(pool.map(post, range(50)))
-    assert [r.status_code for r in responses] == [201] * 50, [r.text for r in responses
+    with ThreadPoolExecutor(max_workers=N_CONCURRENT) as pool:
+        responses = list(pool.map(post, range(N_CONCURRENT)))
+    assert [r.status_code for r in responses] == [201] * N_CONCURRENT, [r.text for r in responses
                                                               if r.status_code != 201][:2]
     ids = [r.json()["jobID"] for r in responses]
-    assert len(set(ids)) == 50
+    assert len(set(ids)) == N_CONCURRENT
     finals = [wait_final(service, job_id, deadline_s=240) for job_id in ids]
-    assert [f["status"] for f in finals] == ["successful"] * 50
+    assert [f["status"] for f in finals] == ["successful"] * N_CONCURRENT
     assert all(f["ruinmap"]["runs"] == 1 and f["ruinmap"]["tiles_run"] == 1 for f in finals)
     with httpx.Client(base_url=service.url) as http:
         listed = http.get("/jobs", params={"limit": 1000}).json()["jobs"]
     listed_ids = [j["jobID"] for j in listed if j["jobID"] in set(ids)]
     assert sorted(listed_ids) == sorted(ids)  # each exactly once
-    for i in range(50):
+    for i in range(N_CONCURRENT):
         assert (service.output_root / "many" / f"{i:02d}" / "districts.csv").is_file()
