@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
 from distributed import Client
 
@@ -33,6 +33,24 @@ _WORKER_LIVE = frozenset({"executing", "long-running", "cancelled", "resumed", "
 _SCHEDULER_LIVE = frozenset({"waiting", "queued", "processing", "no-worker"})
 
 
+def _live_on_workers(client: Client, prefix: str | None, keys: Collection[str]
+                     ) -> dict[str, list[str]]:
+    """{worker address: keys of our tasks that run, or may still run, there}: those starting
+    with `prefix`, or those in `keys`. A worker that is restarting (or gone) answers nothing:
+    none of its tasks runs."""
+    wanted = frozenset(keys)
+
+    def on_worker(dask_worker: object, prefix: str | None = prefix,
+                  wanted: frozenset[str] = wanted) -> list[str]:
+        tasks = dask_worker.state.tasks  # type: ignore[attr-defined]
+        return [str(key) for key, ts in list(tasks.items())
+                if (str(key) in wanted or (prefix is not None and str(key).startswith(prefix)))
+                and ts.state in _WORKER_LIVE]
+
+    answers = client.run(on_worker, on_error="return")
+    return {address: found for address, found in answers.items() if isinstance(found, list)}
+
+
 def running_task_keys(
     client: Client, prefix: str | None = None, *, keys: Collection[str] | None = None,
     include_scheduler: bool = True,
@@ -42,31 +60,18 @@ def running_task_keys(
     to a worker count too (a dead client's tasks, until the scheduler notices it is gone)."""
     wanted = frozenset(keys or ())
 
-    def ours(key: object, prefix: str | None = prefix, wanted: frozenset[str] = wanted) -> bool:
-        text = str(key)
-        return text in wanted or (prefix is not None and text.startswith(prefix))
-
-    def on_worker(dask_worker: object) -> list[str]:
-        tasks = dask_worker.state.tasks  # type: ignore[attr-defined]
-        return [str(key) for key, ts in list(tasks.items())
-                if ours(key) and ts.state in _WORKER_LIVE]
-
-    def on_scheduler(dask_scheduler: object) -> list[str]:
+    def on_scheduler(dask_scheduler: object, prefix: str | None = prefix,
+                     wanted: frozenset[str] = wanted) -> list[str]:
         tasks = dask_scheduler.tasks  # type: ignore[attr-defined]
         return [str(key) for key, ts in list(tasks.items())
-                if ours(key) and ts.state in _SCHEDULER_LIVE]
+                if (str(key) in wanted or (prefix is not None and str(key).startswith(prefix)))
+                and ts.state in _SCHEDULER_LIVE]
 
-    found = {key for names in _live_by_worker(client, on_worker).values() for key in names}
+    found = {key for names in _live_on_workers(client, prefix, wanted).values()
+             for key in names}
     if include_scheduler:
         found.update(client.run_on_scheduler(on_scheduler))
     return sorted(found)
-
-
-def _live_by_worker(client: Client, on_worker: Callable[[object], list[str]]
-                    ) -> dict[str, list[str]]:
-    # a worker that is restarting (or gone) answers nothing: none of its tasks runs
-    answers = client.run(on_worker, on_error="return")
-    return {address: keys for address, keys in answers.items() if isinstance(keys, list)}
 
 
 def stop_tasks(client: Client, keys: Collection[str], *, grace_s: float = 5.0,
@@ -75,17 +80,11 @@ def stop_tasks(client: Client, keys: Collection[str], *, grace_s: float = 5.0,
     `grace_s` for them to return, then restart the workers that still run one, and wait for
     that. Returns True once none runs, False if some still run after `deadline_s` (a worker
     without a nanny cannot be restarted)."""
-    wanted = frozenset(keys)
-
-    def on_worker(dask_worker: object, wanted: frozenset[str] = wanted) -> list[str]:
-        tasks = dask_worker.state.tasks  # type: ignore[attr-defined]
-        return [str(key) for key, ts in list(tasks.items())
-                if str(key) in wanted and ts.state in _WORKER_LIVE]
-
     start = time.monotonic()
     restarted: set[str] = set()
     while True:
-        busy = {address for address, live in _live_by_worker(client, on_worker).items() if live}
+        busy = {address for address, live in _live_on_workers(client, None, keys).items()
+                if live}
         if not busy:
             return True
         waited = time.monotonic() - start
