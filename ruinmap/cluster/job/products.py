@@ -2,8 +2,10 @@
 `ruinmap.cluster.outputs`.
 
 score.tif, damage.tif (COGs read window by window from the store), grid.tif (a two-band COG:
-damaged fraction and mean score per cell), districts.parquet/.geojson/.csv, buildings.parquet
-(when footprints were given), map.png and job.json. Every file is written atomically (a reader
+damaged fraction and mean score per cell), districts.parquet/.geojson/.csv/.gpkg and
+districts_hxl.csv, buildings.parquet/.gpkg (when footprints were given), grid_h3.gpkg/.parquet
+(with `[grid] h3_resolution`), map.png, job.json, and last the STAC catalog of them all
+(`stac/`, after job.json so that its checksum is in the catalog: `job.catalog`). Every file is written atomically (a reader
 never sees half of one); for an s3:// output.dir each is written in a local staging folder,
 then uploaded in one PUT. When a run computed no tile (a re-run of a finished job) and the
 files were last written for this same job, files that exist are left alone, so the re-run
@@ -20,6 +22,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 
+from ruinmap.cluster.job.catalog import stac_names, write_catalog
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.result import JobResult
@@ -30,11 +33,13 @@ from ruinmap.cluster.outputs import (
     preview_transform,
     render_map,
     write_bands_cog,
+    write_building_geopackage,
     write_building_table,
     write_cog,
     write_district_tables,
     write_job_report,
 )
+from ruinmap.cluster.outputs.h3grid import GRID_H3_GPKG, h3_grid, write_h3_grid
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import LocalPath, Location, as_location
 
@@ -50,12 +55,18 @@ class _Products:
     def __init__(self, target: Location, out: LocalPath, rewrite: bool) -> None:
         self.target, self.out, self.rewrite = target, out, rewrite
         self.written: dict[str, Location] = {}
+        self.changed = False  # a file was (re)written: the catalog's checksums are due
 
     def final(self, path: Path) -> Location:
         return self.target.join(path.name)
 
     def publish(self, path: Path) -> None:
         self.final(path).upload_from(path)
+
+    def publish_as(self, path: Path, relative: str) -> None:
+        """Upload `path` to `relative` under the target (a file in a subfolder: stac/)."""
+        if self.target.is_remote:
+            self.target.join(relative).upload_from(path)
 
     def due(self, path: Path) -> bool:
         return self.rewrite or not self.final(path).exists()
@@ -64,6 +75,7 @@ class _Products:
         if self.due(path):
             write()
             self.publish(path)
+            self.changed = True
         self.written[key] = self.final(path)
 
 
@@ -133,36 +145,62 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         transform=plan.cell_grid.affine, crs=grid.crs_wkt,
         tags={**tags, "cell_px": plan.cell_px, "cell_size_m": spec.grid.cell_size}))
 
-    if products.due(out / "districts.parquet"):
-        tables = write_district_tables(districts, out)
+    if products.due(out / "districts.parquet") or products.due(out / "districts.gpkg"):
+        tables = write_district_tables(districts, out,
+                                       admin_level=spec.districts.admin_level)
         for path in tables.values():
             products.publish(Path(path))
         products.written.update({key: products.final(Path(path)) for key, path in tables.items()})
+        products.changed = True
     else:
         products.written.update({f"districts_{ext}": products.final(out / f"districts.{ext}")
-                                 for ext in ("parquet", "geojson", "csv")})
+                                 for ext in ("parquet", "geojson", "csv", "gpkg")})
+        products.written["districts_hxl"] = products.final(out / "districts_hxl.csv")
     if result.buildings is not None:
         buildings = result.buildings
         products.write("buildings_parquet", out / "buildings.parquet",
                        lambda: write_building_table(buildings, out))
+        products.write("buildings_gpkg", out / "buildings.gpkg",
+                       lambda: write_building_geopackage(buildings, out))
+    if spec.grid.h3_resolution is not None:
+        _write_h3(plan, result, products, score)
 
     if map_drawn is not None:
         map_drawn.result()
         products.publish(out / "map.png")
+        products.changed = True
     products.written["map_png"] = products.final(out / "map.png")
 
     result.timings["products_s"] = time.perf_counter() - started
     products.written["job_json"] = products.final(out / "job.json")
+    catalog = {key: products.final(out / name) for key, name in stac_names(plan).items()}
     if products.due(out / "job.json"):
-        _write_report(result, plan, products.written, out)
+        _write_report(result, plan, {**products.written, **catalog}, out)
         products.publish(out / "job.json")
+        products.changed = True
+    if products.changed or any(not location.exists() for location in catalog.values()):
+        for path in write_catalog(plan, products.written, _input_records(plan), out):
+            products.publish_as(path, str(path.relative_to(out)))
+    products.written.update(catalog)
     mark_products_current(plan.work_dir, plan.signature)  # last: all are current
 
 
-def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location],
-                  out: Path) -> None:
-    spec = plan.spec
-    records = []
+def _write_h3(plan: JobPlan, result: JobResult, products: _Products, score: object) -> None:
+    out = products.out
+
+    def write() -> None:
+        grid = h3_grid(score, plan.grid.affine, plan.grid.crs_wkt,  # type: ignore[arg-type]
+                       int(plan.spec.grid.h3_resolution or 0), plan.params.threshold,
+                       buildings=result.buildings)
+        write_h3_grid(grid, out)
+        products.publish(out / "grid_h3.parquet")
+
+    products.write("grid_h3_gpkg", out / GRID_H3_GPKG, write)
+    products.written["grid_h3_parquet"] = products.final(out / "grid_h3.parquet")
+
+
+def _input_records(plan: JobPlan) -> list[dict[str, object]]:
+    records: list[dict[str, object]] = []
     for source in plan.store.sources:
         path = str(source.get("path"))  # a local path or an s3:// URL, as ingested
         records.append({"path": path, "size": source.get("size_bytes"),
@@ -171,6 +209,13 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
     records.append(input_record(plan.files.districts.path))
     if plan.files.buildings is not None:
         records.append(input_record(plan.files.buildings.path))
+    return records
+
+
+def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location],
+                  out: Path) -> None:
+    spec = plan.spec
+    records = _input_records(plan)
     table = result.districts
     write_job_report(
         out / "job.json",

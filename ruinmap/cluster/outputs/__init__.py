@@ -4,7 +4,9 @@ all (`storage.durable`).
 
 - `cog`: Cloud-Optimized GeoTIFFs of large rasters, written window by window from Zarr, and
   small multi-band ones; `styles`: class names and a QGIS style beside a class raster;
-- `tables`: districts.parquet / .geojson / .csv, buildings.parquet, the terminal summary;
+- `tables`: districts.parquet / .geojson / .csv / .gpkg, buildings.parquet / .gpkg, the
+  terminal summary; `hxl`: districts_hxl.csv; `h3grid`: the damage grid on H3 cells;
+- `stac`: the STAC catalog of a product set, and its offline validation;
 - `preview` and `mapping`: a raster's preview and map.png (classes, districts, legend, scale
   bar);
 - `report`: job.json (spec, parameters, inputs with checksums, versions, timings, outputs);
@@ -26,6 +28,7 @@ from ruinmap.cluster.outputs.report import (
 from ruinmap.cluster.outputs.styles import write_class_sidecars
 from ruinmap.cluster.outputs.tables import (
     format_district_table,
+    write_building_geopackage,
     write_building_table,
     write_district_tables,
 )
@@ -42,6 +45,7 @@ __all__ = [
     "software_versions",
     "to_jsonable",
     "write_bands_cog",
+    "write_building_geopackage",
     "write_building_table",
     "write_class_sidecars",
     "write_cog",

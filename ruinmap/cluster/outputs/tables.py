@@ -6,8 +6,12 @@ Files (each written atomically, see `atomic`):
 - `districts.geojson`: RFC 7946 GeoJSON (EPSG:4326 lon/lat, right-hand polygons), for web
   maps and any GIS.
 - `districts.csv`: the same columns without geometry, for spreadsheets.
+- `districts.gpkg`: GeoPackage (layer `districts`, the districts' CRS), for GDAL builds
+  without a Parquet driver (Debian's GDAL 3.6, QGIS 3.22).
+- `districts_hxl.csv`: the CSV with an HXL hashtag row, for HDX (`outputs.hxl`).
 - `buildings.parquet`: GeoParquet of the building footprints with their scores, with a bbox
-  covering column so GDAL >= 3.8 (QGIS) filters it spatially without reading it whole.
+  covering column so GDAL >= 3.8 (QGIS) filters it spatially without reading it whole;
+  `buildings.gpkg` the same as a GeoPackage (layer `buildings`).
 
 District columns come in a stable order (`DISTRICT_COLUMNS`, class columns in the caller's
 order, then any others, geometry last) whatever order the pipeline built them in.
@@ -27,6 +31,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from ruinmap.cluster.outputs.hxl import DISTRICTS_HXL, write_hxl_csv
 from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
 
@@ -54,7 +59,9 @@ DISTRICT_COLUMNS = (*LEADING_COLUMNS, "class_<k>_km2", *BUILDING_COLUMNS)
 DISTRICTS_PARQUET = "districts.parquet"
 DISTRICTS_GEOJSON = "districts.geojson"
 DISTRICTS_CSV = "districts.csv"
+DISTRICTS_GPKG = "districts.gpkg"
 BUILDINGS_PARQUET = "buildings.parquet"
+BUILDINGS_GPKG = "buildings.gpkg"
 # Spreadsheet cells: 6 significant digits keep km2 to the m2 for districts up to 1000 km2.
 _CSV_FLOAT_FORMAT = "%.6g"
 
@@ -89,13 +96,14 @@ def _check_frame(gdf: Any, what: str, required: Sequence[str]) -> gpd.GeoDataFra
 
 
 def write_district_tables(
-    gdf: gpd.GeoDataFrame, out_dir: str | os.PathLike[str]
+    gdf: gpd.GeoDataFrame, out_dir: str | os.PathLike[str], *, admin_level: int = 2
 ) -> dict[str, Path]:
-    """Write districts.parquet, districts.geojson and districts.csv into `out_dir`.
+    """Write districts.parquet, .geojson, .csv, .gpkg and districts_hxl.csv into `out_dir`.
 
     `gdf` holds one row per district with at least `district_id` and a geometry, in any CRS
-    (GeoJSON is reprojected to EPSG:4326). Returns {"districts_parquet": path,
-    "districts_geojson": path, "districts_csv": path}.
+    (GeoJSON is reprojected to EPSG:4326); `admin_level` is the HXL level of the key
+    (`#adm2+code`). Returns {"districts_parquet": path, "districts_geojson": path,
+    "districts_csv": path, "districts_gpkg": path, "districts_hxl": path}.
     """
     out = Path(out_dir)
     gdf = _check_frame(gdf, "district table", ["district_id"])
@@ -104,6 +112,8 @@ def write_district_tables(
         "districts_parquet": out / DISTRICTS_PARQUET,
         "districts_geojson": out / DISTRICTS_GEOJSON,
         "districts_csv": out / DISTRICTS_CSV,
+        "districts_gpkg": out / DISTRICTS_GPKG,
+        "districts_hxl": out / DISTRICTS_HXL,
     }
     with atomic_path(paths["districts_parquet"]) as tmp:
         gdf.to_parquet(tmp, index=False, compression="zstd")
@@ -112,7 +122,15 @@ def write_district_tables(
     with atomic_path(paths["districts_csv"]) as tmp:
         frame = pd.DataFrame(gdf.drop(columns="geometry"))
         frame.to_csv(tmp, index=False, float_format=_CSV_FLOAT_FORMAT, lineterminator="\n")
+    write_hxl_csv(frame, paths["districts_hxl"], admin_level, float_format=_CSV_FLOAT_FORMAT)
+    _write_geopackage(gdf, paths["districts_gpkg"], "districts")
     return paths
+
+
+def _write_geopackage(gdf: gpd.GeoDataFrame, path: Path, layer: str) -> None:
+    with atomic_path(path) as tmp:
+        # the temporary's name does not end in .gpkg: name the driver
+        gdf.to_file(tmp, driver="GPKG", layer=layer, engine="pyogrio")
 
 
 def _write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> None:
@@ -132,6 +150,16 @@ def write_building_table(gdf: gpd.GeoDataFrame, out_dir: str | os.PathLike[str])
     path = Path(out_dir) / BUILDINGS_PARQUET
     with atomic_path(path) as tmp:
         gdf.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=True)
+    return path
+
+
+def write_building_geopackage(gdf: gpd.GeoDataFrame,
+                              out_dir: str | os.PathLike[str]) -> Path:
+    """Write buildings.gpkg (layer `buildings`, the footprints' CRS) into `out_dir`."""
+    gdf = _check_frame(gdf, "building table", [])
+    path = Path(out_dir) / BUILDINGS_GPKG
+    _write_geopackage(gdf[[c for c in gdf.columns if c != "geometry"] + ["geometry"]], path,
+                      "buildings")
     return path
 
 

@@ -19,6 +19,9 @@ class GridSpec(SpecModel):
 
     cell_size: float = Field(default=500.0, gt=0, le=MAX_CELL_SIZE_M, allow_inf_nan=False,
                              description="metres, at most 100 km and the imagery's larger side")
+    h3_resolution: int | None = Field(default=None, ge=0, le=15,
+                                      description="also an H3 grid at this resolution (0-15): "
+                                                  "grid_h3.gpkg / .parquet")
 
 
 class OutputSpec(SpecModel):

@@ -32,6 +32,9 @@ class DistrictsSpec(SpecModel):
     name: str | None = Field(default=None, description="field holding a readable name")
     layer: str | None = Field(default=None, description="layer, for multi-layer files")
     crs: str | None = Field(default=None, description=_CRS_HELP)
+    admin_level: int = Field(default=2, ge=1, le=5,
+                             description="the districts' admin level, for the HXL tag of "
+                                         "the key in districts_hxl.csv (#adm2+code)")
 
     @field_validator("path")
     @classmethod
