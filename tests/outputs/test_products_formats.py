@@ -76,7 +76,7 @@ def _h3_reference(run: ProductsRun) -> pd.DataFrame:
     x, y = transform @ (cols + 0.5, rows + 0.5)
     lng, lat = Transformer.from_crs(crs, 4326, always_xy=True).transform(x, y)
     frame = pd.DataFrame({
-        "h3_cell": [h3.latlng_to_cell(a, b, H3_RESOLUTION) for a, b in zip(lat, lng)],
+        "h3_cell": [h3.latlng_to_cell(a, b, H3_RESOLUTION) for a, b in zip(lat, lng, strict=True)],
         "valid": 1, "damaged": score[rows, cols] > threshold,
         "score": score[rows, cols].astype(float)})
     return frame.groupby("h3_cell").agg(n_valid=("valid", "sum"), n_damaged=("damaged", "sum"),

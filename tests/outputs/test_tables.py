@@ -70,13 +70,16 @@ def test_district_column_order_is_documented_order_with_extras_before_geometry()
     assert district_column_order(list(_districts().columns)) == EXPECTED_ORDER
 
 
-def test_write_district_tables_writes_three_files_and_nothing_else(tmp_path: Path) -> None:
+def test_write_district_tables_writes_five_files_and_nothing_else(tmp_path: Path) -> None:
     paths = write_district_tables(_districts(), tmp_path)
-    assert set(paths) == {"districts_parquet", "districts_geojson", "districts_csv"}
+    assert set(paths) == {"districts_parquet", "districts_geojson", "districts_csv",
+                          "districts_gpkg", "districts_hxl"}
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "districts.csv",
         "districts.geojson",
+        "districts.gpkg",
         "districts.parquet",
+        "districts_hxl.csv",
     ]
 
 

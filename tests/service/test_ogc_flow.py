@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from typing import Any
 
@@ -68,8 +69,11 @@ def test_execute_poll_and_fetch_results(service: Service, city_spec: dict[str, A
 
     results = httpx.get(f"{service.url}/jobs/{job_id}/results").json()
     expected = {"score_tif", "damage_tif", "grid_tif", "districts_parquet", "districts_geojson",
-                "districts_csv", "buildings_parquet", "map_png", "job_json"}
+                "districts_csv", "districts_gpkg", "districts_hxl", "buildings_parquet",
+                "buildings_gpkg", "map_png", "job_json", "stac_collection", "stac_item"}
     assert set(results) == expected
+    assert results["stac_collection"]["rel"] == "collection"
+    assert results["stac_item"]["rel"] == "item"
     types = {}
     for name, link in results.items():
         download = httpx.get(link["href"])
@@ -85,6 +89,11 @@ def test_execute_poll_and_fetch_results(service: Service, city_spec: dict[str, A
             assert len(table) > 1 and "damaged_fraction" in table
         if name == "map_png":
             assert download.content[:8] == b"\x89PNG\r\n\x1a\n"
+        if name == "stac_item":  # the catalog's checksum is the downloaded score.tif's
+            item = download.json()
+            score_tif = httpx.get(results["score_tif"]["href"]).content
+            assert item["assets"]["score_tif"]["file:checksum"] == (
+                "1220" + hashlib.sha256(score_tif).hexdigest())
     assert types["score_tif"] == "image/tiff; application=geotiff; profile=cloud-optimized"
     assert types["districts_geojson"] == "application/geo+json"
     assert types["districts_parquet"] == "application/vnd.apache.parquet"

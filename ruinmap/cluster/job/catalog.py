@@ -65,7 +65,8 @@ def stac_names(plan: JobPlan) -> dict[str, str]:
 def _dates(plan: JobPlan, side: str) -> list[Any]:
     dates = []
     for source in plan.store.sources:
-        value = pd.Timestamp(source.get("time")) if source.get("time") else pd.NaT
+        time = source.get("time")
+        value = pd.Timestamp(str(time)) if time else pd.NaT
         if source.get("side") == side and not pd.isna(value):
             dates.append(value.to_pydatetime())
     return dates

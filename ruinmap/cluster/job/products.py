@@ -5,8 +5,8 @@ score.tif, damage.tif (COGs read window by window from the store), grid.tif (a t
 damaged fraction and mean score per cell), districts.parquet/.geojson/.csv/.gpkg and
 districts_hxl.csv, buildings.parquet/.gpkg (when footprints were given), grid_h3.gpkg/.parquet
 (with `[grid] h3_resolution`), map.png, job.json, and last the STAC catalog of them all
-(`stac/`, after job.json so that its checksum is in the catalog: `job.catalog`). Every file is written atomically (a reader
-never sees half of one); for an s3:// output.dir each is written in a local staging folder,
+(`stac/`, after job.json so that its checksum is in the catalog: `job.catalog`). Every
+file is written atomically (a reader never sees half of one); for an s3:// output.dir each is written in a local staging folder,
 then uploaded in one PUT. When a run computed no tile (a re-run of a finished job) and the
 files were last written for this same job, files that exist are left alone, so the re-run
 rewrites nothing.
@@ -173,7 +173,7 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
 
     result.timings["products_s"] = time.perf_counter() - started
     products.written["job_json"] = products.final(out / "job.json")
-    catalog = {key: products.final(out / name) for key, name in stac_names(plan).items()}
+    catalog = {key: products.target.join(name) for key, name in stac_names(plan).items()}
     if products.due(out / "job.json"):
         _write_report(result, plan, {**products.written, **catalog}, out)
         products.publish(out / "job.json")

@@ -209,10 +209,11 @@ def write_stac(out_dir: Path, record: StacRecord, assets: Sequence[StacAsset]) -
                          "products before their catalog")
     crs = CRS.from_wkt(record.crs_wkt)
     item = _item(record, assets, crs)
+    footprint_bbox = item.bbox or []
     collection = pystac.Collection(
         id=_slug(record.collection_id), title=record.title, description=record.description,
         extent=pystac.Extent(
-            pystac.SpatialExtent([item.bbox]),
+            pystac.SpatialExtent([list(footprint_bbox)]),
             pystac.TemporalExtent([[item.common_metadata.start_datetime or item.datetime,
                                     item.common_metadata.end_datetime or item.datetime]])),
         license="other",
@@ -243,7 +244,7 @@ def validate_catalog(collection_json: Path) -> list[str]:
     """Validate a written catalog (collection and items) offline with pystac; returns the
     schema URIs each object was checked against. Raises pystac's STACValidationError."""
     pystac.validation.set_validator(offline_validator())
-    collection = pystac.read_file(str(collection_json))
+    collection = pystac.Collection.from_file(str(collection_json))
     checked: list[str] = []
     for obj in (collection, *collection.get_items(recursive=True)):
         checked += obj.validate()

@@ -40,7 +40,7 @@ from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import OGC_EXC, RequestError, exception_body
 from ruinmap.cluster.service.process import JSON, REL, DamageMapProcess
 from ruinmap.cluster.service.runner import JobRunner
-from ruinmap.cluster.service.submission import OUTPUTS
+from ruinmap.cluster.service.submission import OUTPUTS, RESULT_RELS
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,7 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
         base = _base(request)
         return {
             name: {"href": f"{base}/jobs/{job_id}/results/{name}", "type": OUTPUTS[name][1],
-                   "title": OUTPUTS[name][0], "rel": "enclosure"}
+                   "title": OUTPUTS[name][0], "rel": RESULT_RELS.get(name, "enclosure")}
             for name in record.files if name in OUTPUTS
         }
 

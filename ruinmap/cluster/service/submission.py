@@ -26,12 +26,14 @@ from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import RequestError
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["OUTPUTS", "PROCESS_ID", "Submission", "check_execute_request", "check_spec_paths"]
+__all__ = ["OUTPUTS", "PROCESS_ID", "RESULT_RELS", "Submission", "check_execute_request",
+           "check_spec_paths"]
 
 PROCESS_ID = "damage-map"
 
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 #: Output id -> (file name, media type, title); the ids are JobResult.files' keys.
+#: The results document links the STAC files with rel `collection` / `item` (`RESULT_RELS`).
 OUTPUTS: dict[str, tuple[str, str, str]] = {
     "score_tif": ("score.tif", COG, "Damage score per pixel (COG, float32)"),
     "damage_tif": ("damage.tif", COG, "Damage class per pixel (COG, uint8)"),
@@ -43,8 +45,21 @@ OUTPUTS: dict[str, tuple[str, str, str]] = {
     "districts_csv": ("districts.csv", "text/csv", "Per-district table (CSV)"),
     "buildings_parquet": ("buildings.parquet", "application/vnd.apache.parquet",
                           "Per-building scores (GeoParquet), when footprints were given"),
+    "districts_gpkg": ("districts.gpkg", "application/geopackage+sqlite3",
+                       "Per-district table with polygons (GeoPackage)"),
+    "districts_hxl": ("districts_hxl.csv", "text/csv", "Per-district table, HXL-tagged (CSV)"),
+    "buildings_gpkg": ("buildings.gpkg", "application/geopackage+sqlite3",
+                       "Per-building scores (GeoPackage), when footprints were given"),
+    "grid_h3_gpkg": ("grid_h3.gpkg", "application/geopackage+sqlite3",
+                     "Damage per H3 cell (GeoPackage), with grid.h3_resolution"),
+    "grid_h3_parquet": ("grid_h3.parquet", "application/vnd.apache.parquet",
+                        "Damage per H3 cell (GeoParquet), with grid.h3_resolution"),
     "map_png": ("map.png", "image/png", "Map of damage by district (PNG)"),
     "job_json": ("job.json", "application/json", "What was run: spec, inputs, timings"),
+    "stac_collection": ("stac/collection.json", "application/json",
+                        "STAC Collection of the results (self-contained)"),
+    "stac_item": ("stac/<item>/<item>.json", "application/geo+json",
+                  "STAC Item of the results: every file with its checksum"),
     "validation_json": ("validation.json", "application/json",
                         "Accuracy against the [validation] labels, when given"),
     "validation_csv": ("validation.csv", "text/csv",
@@ -52,6 +67,8 @@ OUTPUTS: dict[str, tuple[str, str, str]] = {
     "validation_png": ("validation.png", "image/png",
                        "ROC, precision-recall and score histogram, when labels were given"),
 }
+
+RESULT_RELS = {"stac_collection": "collection", "stac_item": "item"}
 
 _REQUEST_KEYS = {"inputs", "outputs", "response", "subscriber"}
 _SPEC_KEYS = set(JobSpec.model_fields)
