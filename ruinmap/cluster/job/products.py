@@ -6,10 +6,10 @@ damaged fraction and mean score per cell), districts.parquet/.geojson/.csv/.gpkg
 districts_hxl.csv, buildings.parquet/.gpkg (when footprints were given), grid_h3.gpkg/.parquet
 (with `[grid] h3_resolution`), map.png, job.json, and last the STAC catalog of them all
 (`stac/`, after job.json so that its checksum is in the catalog: `job.catalog`). Every
-file is written atomically (a reader never sees half of one); for an s3:// output.dir each is written in a local staging folder,
-then uploaded in one PUT. When a run computed no tile (a re-run of a finished job) and the
-files were last written for this same job, files that exist are left alone, so the re-run
-rewrites nothing.
+file is written atomically (a reader never sees half of one); for an s3:// output.dir each
+is written in a local staging folder, then uploaded in one PUT. When a run computed no tile
+(a re-run of a finished job) and the files were last written for this same job, files that
+exist are left alone, so the re-run rewrites nothing (the catalog too, unless a file changed).
 """
 
 from __future__ import annotations
