@@ -23,7 +23,8 @@ from tests.support.s3 import kill_when_recorded
 pytestmark = pytest.mark.slow
 
 PRODUCTS = ("score.tif", "damage.tif", "grid.tif", "districts.parquet", "districts.geojson",
-            "districts.csv", "buildings.parquet", "map.png", "job.json")
+            "districts.csv", "districts.gpkg", "districts_hxl.csv", "buildings.parquet",
+            "buildings.gpkg", "map.png", "job.json", "stac/collection.json")
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,7 @@ def test_a_job_reads_s3_imagery_and_writes_its_store_and_products_to_s3(
     for product in PRODUCTS:
         assert product in names, product
     assert "store.zarr/zarr.json" in names and "store.zarr/score/zarr.json" in names
+    assert any(n.startswith("stac/") and n.endswith("-damage.json") for n in names)  # the item
     report = as_location(f"{out}/job.json").read_bytes().decode()
     assert all(url in report for url in urls["pre"] + urls["post"])
 
