@@ -41,6 +41,8 @@ from ruinmap.cluster.storage.location import LocalPath, Location, as_location
 __all__ = ["GRID_BANDS", "write_products"]
 
 GRID_BANDS = ("damaged_fraction", "mean_score")
+DAMAGE_SIDECARS = {"damage_aux_xml": "damage.tif.aux.xml", "damage_qml": "damage.qml"}
+GRID_UNITS = ("1", "1")  # a fraction of the cell's valid pixels; the method's score
 
 
 class _Products:
@@ -60,11 +62,15 @@ class _Products:
     def due(self, path: Path) -> bool:
         return self.rewrite or not self.final(path).exists()
 
-    def write(self, key: str, path: Path, write: Callable[[], object]) -> None:
+    def write(self, key: str, path: Path, write: Callable[[], object],
+              sidecars: dict[str, str] | None = None) -> None:
+        """Write `path` (and the `sidecars` {key: file name} its writer leaves beside it)."""
+        files = {key: path, **{k: path.with_name(n) for k, n in (sidecars or {}).items()}}
         if self.due(path):
             write()
-            self.publish(path)
-        self.written[key] = self.final(path)
+            for file in files.values():
+                self.publish(file)
+        self.written.update({k: self.final(file) for k, file in files.items()})
 
 
 def write_products(result: JobResult, plan: JobPlan, polygons: Polygons, *,
@@ -127,11 +133,12 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
     products.write("damage_tif", out / "damage.tif", lambda: write_cog(
         damage, out / "damage.tif", transform=transform, crs=grid.crs_wkt, nodata=255,
         dtype=np.uint8, description="damage class", class_names=params.class_labels, tags=tags,
-        block=block))
+        block=block), sidecars=DAMAGE_SIDECARS)
     products.write("grid_tif", out / "grid.tif", lambda: write_bands_cog(
         out / "grid.tif", [result.grid_fraction, result.grid_mean], GRID_BANDS,
-        transform=plan.cell_grid.affine, crs=grid.crs_wkt,
-        tags={**tags, "cell_px": plan.cell_px, "cell_size_m": spec.grid.cell_size}))
+        units=GRID_UNITS, transform=plan.cell_grid.affine, crs=grid.crs_wkt,
+        tags={**tags, "cell_px": plan.cell_px, "cell_size_m": spec.grid.cell_size}),
+        sidecars={"grid_qml": "grid.qml"})
 
     if products.due(out / "districts.parquet"):
         tables = write_district_tables(districts, out)

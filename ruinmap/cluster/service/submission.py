@@ -35,7 +35,12 @@ COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 OUTPUTS: dict[str, tuple[str, str, str]] = {
     "score_tif": ("score.tif", COG, "Damage score per pixel (COG, float32)"),
     "damage_tif": ("damage.tif", COG, "Damage class per pixel (COG, uint8)"),
+    "damage_aux_xml": ("damage.tif.aux.xml", "application/xml",
+                       "Class names of damage.tif (GDAL PAM side-car; save beside it)"),
+    "damage_qml": ("damage.qml", "application/xml",
+                   "QGIS style of damage.tif (save beside it)"),
     "grid_tif": ("grid.tif", COG, "Damage grid: damaged fraction and mean score per cell (COG)"),
+    "grid_qml": ("grid.qml", "application/xml", "QGIS style of grid.tif (save beside it)"),
     "districts_parquet": ("districts.parquet", "application/vnd.apache.parquet",
                           "Per-district table with polygons (GeoParquet)"),
     "districts_geojson": ("districts.geojson", "application/geo+json",
