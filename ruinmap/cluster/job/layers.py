@@ -84,8 +84,8 @@ def write_grid_layers(store: Location, grid: Grid, cell_px: int, fraction: np.nd
                    "_FillValue": fill_value_attr(np.nan, np.float32),
                    **geozarr_attrs(cells, ("grid_y", "grid_x"))}
     arrays: dict[str, tuple[np.ndarray, tuple[str, ...], dict[str, Any]]] = {
-        "grid_x": (cells.x_coords(), ("grid_x",), coordinate_attrs(cells, "x")),
-        "grid_y": (cells.y_coords(), ("grid_y",), coordinate_attrs(cells, "y")),
+        "grid_x": (cells.x_coords(), ("grid_x",), coordinate_attrs(cells, "x", is_main=False)),
+        "grid_y": (cells.y_coords(), ("grid_y",), coordinate_attrs(cells, "y", is_main=False)),
         "grid_spatial_ref": (np.array(0, np.int64), (), reference),
         "grid_damaged_fraction": (fraction, ("grid_y", "grid_x"), {
             **layer_attrs, "units": "1",

@@ -29,7 +29,7 @@ from ruinmap.cluster.storage.cf import coordinate_attrs, fill_value_attr, geozar
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels.grid import block_reduce
 
-__all__ = ["OVERVIEW_FACTORS", "OVERVIEWS_GROUP", "write_score_overviews"]
+__all__ = ["OVERVIEWS_GROUP", "OVERVIEW_FACTORS", "write_score_overviews"]
 
 OVERVIEW_FACTORS = (2, 4, 8)
 OVERVIEWS_GROUP = "score_overviews"

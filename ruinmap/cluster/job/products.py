@@ -1,11 +1,14 @@
 """Which files a finished job leaves in `output.dir`, written with the format writers of
 `ruinmap.cluster.outputs`.
 
-score.tif, damage.tif (COGs read window by window from the store), grid.tif (a two-band COG:
-damaged fraction and mean score per cell), districts.parquet/.geojson/.csv, buildings.parquet
-(when footprints were given), map.png and job.json. Every file is written atomically (a reader
-never sees half of one); for an s3:// output.dir each is written in a local staging folder,
-then uploaded in one PUT. When a run computed no tile (a re-run of a finished job) and the
+score.tif, damage.tif with damage.tif.aux.xml and damage.qml (COGs read window by window from
+the store), grid.tif with grid.qml (float32 bands: damaged fraction and mean score per cell),
+districts.parquet/.geojson/.csv, buildings.parquet (when footprints were given), map.png
+(title `output.title`, the imagery dates, the credit line `output.credit`, building outlines,
+an overview inset), districts.png (damage per district), score_hist.png (the score's
+histogram) and job.json. Every file is written atomically (a reader never sees half of
+one); for an s3:// output.dir each is written in a local staging folder, then uploaded in
+one PUT. When a run computed no tile (a re-run of a finished job) and the
 files were last written for this same job, files that exist are left alone, so the re-run
 rewrites nothing.
 """
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -23,12 +27,19 @@ import numpy as np
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.result import JobResult
+from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.workdir import mark_products_current
 from ruinmap.cluster.outputs import (
+    default_credit,
     downsample_for_preview,
+    imagery_dates,
+    imagery_dates_text,
     input_record,
     preview_transform,
+    render_district_chart,
     render_map,
+    render_score_histogram,
+    score_histogram,
     write_bands_cog,
     write_building_table,
     write_cog,
@@ -38,9 +49,11 @@ from ruinmap.cluster.outputs import (
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import LocalPath, Location, as_location
 
-__all__ = ["GRID_BANDS", "write_products"]
+__all__ = ["GRID_BANDS", "figure_credit", "figure_title", "write_products"]
 
 GRID_BANDS = ("damaged_fraction", "mean_score")
+FIGURES = {"map_png": "map.png", "districts_png": "districts.png",
+           "score_hist_png": "score_hist.png"}
 DAMAGE_SIDECARS = {"damage_aux_xml": "damage.tif.aux.xml", "damage_qml": "damage.qml"}
 GRID_UNITS = ("1", "1")  # a fraction of the cell's valid pixels; the method's score
 
@@ -110,22 +123,41 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         crs=polygons.district_frame.crs,
     )
 
+    title = figure_title(spec, plan.store.sources)
+    credit = figure_credit(spec, plan.store.sources)
+    score_label = f"damage score ({spec.method})"
+
     def draw_map() -> None:
         preview, factor = downsample_for_preview(damage)
+        buildings = polygons.building_frame
         render_map(
             out / "map.png", score_preview=preview,
             preview_transform=preview_transform(transform, factor), crs=grid.crs_wkt,
-            districts=districts, class_names=params.class_labels,
-            title=f"Damage ({spec.method}) - {as_location(spec.output.dir).name}",
+            districts=districts, class_names=params.class_labels, title=title,
+            subtitle=imagery_dates_text(plan.store.sources), credit=credit,
+            buildings=None if buildings is None else buildings.geometry,
             caption=f"method {spec.method}, damaged where score > {params.threshold:g}; "
                     f"districts from {plan.files.districts.path.name}",
         )  # fmt: skip
+
+    def draw_figures() -> None:
+        if products.due(out / "map.png"):
+            draw_map()
+        if products.due(out / "districts.png"):
+            render_district_chart(out / "districts.png", result.districts,
+                                  title=f"{title}: by district", credit=credit)
+        if products.due(out / "score_hist.png"):
+            render_score_histogram(
+                out / "score_hist.png", score_histogram(score), threshold=params.threshold,
+                class_edges=params.class_thresholds, class_names=params.class_labels,
+                score_label=score_label, title=f"{title}: score of every pixel",
+                credit=credit)
 
     # The map (matplotlib, mostly holding the GIL) is drawn on a thread of its own while the
     # COGs are written (GDAL and the Zarr codecs release the GIL): the products cost about
     # the longer of the two instead of their sum (2.6 -> 1.6 s at 4096^2).
     drawing = ThreadPoolExecutor(1, thread_name_prefix="ruinmap-map")
-    map_drawn = drawing.submit(draw_map) if products.due(out / "map.png") else None
+    map_drawn = drawing.submit(draw_figures)
     drawing.shutdown(wait=False)
     products.write("score_tif", out / "score.tif", lambda: write_cog(
         score, out / "score.tif", transform=transform, crs=grid.crs_wkt, nodata=float("nan"),
@@ -153,10 +185,11 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         products.write("buildings_parquet", out / "buildings.parquet",
                        lambda: write_building_table(buildings, out))
 
-    if map_drawn is not None:
-        map_drawn.result()
-        products.publish(out / "map.png")
-    products.written["map_png"] = products.final(out / "map.png")
+    map_drawn.result()
+    for key, name in FIGURES.items():
+        if products.due(out / name) or products.rewrite:
+            products.publish(out / name)
+        products.written[key] = products.final(out / name)
 
     result.timings["products_s"] = time.perf_counter() - started
     products.written["job_json"] = products.final(out / "job.json")
@@ -164,6 +197,19 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         _write_report(result, plan, products.written, out)
         products.publish(out / "job.json")
     mark_products_current(plan.work_dir, plan.signature)  # last: all are current
+
+
+def figure_title(spec: JobSpec, sources: list[dict[str, Any]]) -> str:
+    """`output.title`, or "Damage detected (<method>)" with the last post-event date."""
+    if spec.output.title:
+        return spec.output.title
+    post = imagery_dates(sources).get("post")
+    return f"Damage detected ({spec.method})" + (f" by {post.last}" if post else "")
+
+
+def figure_credit(spec: JobSpec, sources: list[dict[str, Any]]) -> str:
+    """`output.credit`, or the imagery's credit line (`outputs.captions.default_credit`)."""
+    return spec.output.credit or default_credit(sources)
 
 
 def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location],

@@ -71,8 +71,16 @@ def geozarr_attrs(grid: Grid, dims: tuple[str, str] = ("y", "x")) -> dict[str, A
     return attrs
 
 
-def coordinate_attrs(grid: Grid, axis: str) -> dict[str, Any]:
-    """CF attributes of the `x` or `y` coordinate of `grid` (pixel centres)."""
+def coordinate_attrs(grid: Grid, axis: str, *, is_main: bool = True) -> dict[str, Any]:
+    """CF attributes of the `x` or `y` coordinate of `grid` (pixel centres).
+
+    A store's second grid (the damage grid's `grid_x`, `grid_y`) gets units and a long name
+    but no `standard_name`/`axis`: rioxarray takes every coordinate so marked as the
+    dataset's spatial dimension and then refuses a dataset with two grid mappings.
+    """
+    if not is_main:
+        main = coordinate_attrs(grid, axis)
+        return {"units": main["units"], "long_name": f"{axis} of the damage grid's cell centres"}
     crs = grid.crs
     if crs.is_geographic:
         return ({"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
