@@ -6,8 +6,8 @@ are dropped, most damaged first kept), building outlines when few enough to read
 (`map_layers`), a legend, an overview inset, a scale bar in ground metres, a north arrow, a
 title, a subtitle (the imagery dates) and a caption (method, CRS, the source credit line).
 It is drawn with matplotlib's Agg backend, offline: no basemap tiles are fetched. The Agg
-canvas is used directly, never pyplot, so there is no global backend switch, no display is needed and a figure is freed with its last
-reference (pyplot keeps figures until they are closed).
+canvas is used directly, never pyplot, so there is no global backend switch, no display is
+needed and a figure is freed with its last reference (pyplot keeps figures until closed).
 
 The scale bar is right in any CRS: ground metres per map unit are measured along the WGS84
 ellipsoid (pyproj.Geod) between two points at the map's centre, so degrees (EPSG:4326),
