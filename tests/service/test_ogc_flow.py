@@ -70,7 +70,8 @@ def test_execute_poll_and_fetch_results(service: Service, city_spec: dict[str, A
     results = httpx.get(f"{service.url}/jobs/{job_id}/results").json()
     expected = {"score_tif", "damage_tif", "grid_tif", "districts_parquet", "districts_geojson",
                 "districts_csv", "districts_gpkg", "districts_hxl", "buildings_parquet",
-                "buildings_gpkg", "map_png", "job_json", "stac_collection", "stac_item"}
+                "buildings_gpkg", "map_png", "job_json", "stac_collection", "stac_item",
+                "damage_aux_xml", "damage_qml", "grid_qml", "districts_png", "score_hist_png"}
     assert set(results) == expected
     assert results["stac_collection"]["rel"] == "collection"
     assert results["stac_item"]["rel"] == "item"
@@ -87,13 +88,15 @@ def test_execute_poll_and_fetch_results(service: Service, city_spec: dict[str, A
         if name == "districts_csv":
             table = pd.read_csv(io.StringIO(download.text))
             assert len(table) > 1 and "damaged_fraction" in table
-        if name == "map_png":
+        if name.endswith("_png"):
             assert download.content[:8] == b"\x89PNG\r\n\x1a\n"
         if name == "stac_item":  # the catalog's checksum is the downloaded score.tif's
             item = download.json()
             score_tif = httpx.get(results["score_tif"]["href"]).content
             assert item["assets"]["score_tif"]["file:checksum"] == (
                 "1220" + hashlib.sha256(score_tif).hexdigest())
+        if name == "damage_aux_xml":  # the class names travel with the download
+            assert "<CategoryNames>" in download.text and "severe" in download.text
     assert types["score_tif"] == "image/tiff; application=geotiff; profile=cloud-optimized"
     assert types["districts_geojson"] == "application/geo+json"
     assert types["districts_parquet"] == "application/vnd.apache.parquet"

@@ -6,19 +6,35 @@ job's store holds the layers alone, with `x`, `y` and `spatial_ref`.
 `score` and `damage` have the store's grid and the job's tiles as shards, so every tile task
 writes whole shards of its own. The grid layers carry cell-centre coordinates and a
 `grid_spatial_ref` holding the cells' GeoTransform.
+
+Once the tiles are merged, `describe_layers` gives every layer its CF and GeoZarr attributes
+(`storage.cf`: units, long_name, `_FillValue`, the damage classes' `flag_values` and
+`flag_meanings`, `proj:`/`spatial:`), so `xr.open_zarr(store)` masks nodata (`damage` 255,
+`score` NaN), and writes the score's overview levels (`job.overviews`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import zarr
 
 from ruinmap.cluster.geo.grid import Grid
-from ruinmap.cluster.storage.arrays import consolidate, create_array, write_array
+from ruinmap.cluster.job.overviews import write_score_overviews
+from ruinmap.cluster.storage.arrays import consolidate, create_array, quiet_zarr, write_array
+from ruinmap.cluster.storage.cf import (
+    coordinate_attrs,
+    damage_attrs,
+    fill_value_attr,
+    geozarr_attrs,
+    score_attrs,
+)
 from ruinmap.cluster.storage.location import Location
 
-__all__ = ["OUTPUT_ARRAYS", "create_output_arrays", "output_arrays_exist", "write_grid_layers"]
+__all__ = ["OUTPUT_ARRAYS", "create_output_arrays", "describe_layers", "output_arrays_exist",
+           "write_grid_layers"]
 
 #: name -> (dtype, fill value) of the per-pixel layers
 OUTPUT_ARRAYS = {"score": (np.float32, np.nan), "damage": (np.uint8, 255)}
@@ -33,8 +49,10 @@ def _write_grid_reference(store: Location, grid: Grid) -> None:
     imagery from `inputs.store`), so that xarray and GDAL georeference its layers."""
     reference = {"crs_wkt": grid.crs_wkt, "spatial_ref": grid.crs_wkt,
                  "GeoTransform": grid.gdal_geotransform()}
-    write_array(store, "x", grid.x_coords(), dimension_names=("x",), attributes={})
-    write_array(store, "y", grid.y_coords(), dimension_names=("y",), attributes={})
+    write_array(store, "x", grid.x_coords(), dimension_names=("x",),
+                attributes=coordinate_attrs(grid, "x"))
+    write_array(store, "y", grid.y_coords(), dimension_names=("y",),
+                attributes=coordinate_attrs(grid, "y"))
     write_array(store, "spatial_ref", np.array(0, np.int64), dimension_names=(),
                 attributes=reference)
 
@@ -62,14 +80,34 @@ def write_grid_layers(store: Location, grid: Grid, cell_px: int, fraction: np.nd
     reference = {"crs_wkt": grid.crs_wkt, "spatial_ref": grid.crs_wkt,
                  "GeoTransform": cells.gdal_geotransform()}
     layer_attrs = {"grid_mapping": "grid_spatial_ref", "cell_px": cell_px,
-                   "coordinates": "grid_spatial_ref"}
+                   "coordinates": "grid_spatial_ref",
+                   "_FillValue": fill_value_attr(np.nan, np.float32),
+                   **geozarr_attrs(cells, ("grid_y", "grid_x"))}
     arrays: dict[str, tuple[np.ndarray, tuple[str, ...], dict[str, Any]]] = {
-        "grid_x": (cells.x_coords(), ("grid_x",), {}),
-        "grid_y": (cells.y_coords(), ("grid_y",), {}),
+        "grid_x": (cells.x_coords(), ("grid_x",), coordinate_attrs(cells, "x", is_main=False)),
+        "grid_y": (cells.y_coords(), ("grid_y",), coordinate_attrs(cells, "y", is_main=False)),
         "grid_spatial_ref": (np.array(0, np.int64), (), reference),
-        "grid_damaged_fraction": (fraction, ("grid_y", "grid_x"), layer_attrs),
-        "grid_mean_score": (mean, ("grid_y", "grid_x"), layer_attrs),
+        "grid_damaged_fraction": (fraction, ("grid_y", "grid_x"), {
+            **layer_attrs, "units": "1",
+            "long_name": "fraction of the cell's valid pixels classed damaged"}),
+        "grid_mean_score": (mean, ("grid_y", "grid_x"), {
+            **layer_attrs, "units": "1", "long_name": "mean damage score of the cell"}),
     }
     for name, (data, dims, attrs) in arrays.items():
         write_array(store, name, data, dimension_names=dims, attributes=attrs)
+    consolidate(store)
+
+
+def describe_layers(store: Location, grid: Grid, method: str,
+                    class_names: Sequence[str]) -> None:
+    """Give `score` and `damage` their CF and GeoZarr attributes and write the score's
+    overviews (module doc); run once every tile is written."""
+    described = {"score": score_attrs(method, grid), "damage": damage_attrs(class_names, grid)}
+    with quiet_zarr():
+        for name, attrs in described.items():
+            array = zarr.open_array(store=store.zarr_store(), path=name, mode="r+",
+                                    zarr_format=3)
+            array.attrs.update({**attrs, **({"overviews": "score_overviews"}
+                                            if name == "score" else {})})
+    write_score_overviews(store, grid, described["score"])
     consolidate(store)

@@ -1,15 +1,18 @@
 """Which files a finished job leaves in `output.dir`, written with the format writers of
 `ruinmap.cluster.outputs`.
 
-score.tif, damage.tif (COGs read window by window from the store), grid.tif (a two-band COG:
-damaged fraction and mean score per cell), districts.parquet/.geojson/.csv/.gpkg and
-districts_hxl.csv, buildings.parquet/.gpkg (when footprints were given), grid_h3.gpkg/.parquet
-(with `[grid] h3_resolution`), map.png, job.json, and last the STAC catalog of them all
-(`stac/`, after job.json so that its checksum is in the catalog: `job.catalog`). Every
-file is written atomically (a reader never sees half of one); for an s3:// output.dir each
-is written in a local staging folder, then uploaded in one PUT. When a run computed no tile
-(a re-run of a finished job) and the files were last written for this same job, files that
-exist are left alone, so the re-run rewrites nothing (the catalog too, unless a file changed).
+score.tif, damage.tif with damage.tif.aux.xml and damage.qml (COGs read window by window from
+the store), grid.tif with grid.qml (float32 bands: damaged fraction and mean score per cell),
+districts.parquet/.geojson/.csv/.gpkg and districts_hxl.csv, buildings.parquet/.gpkg (when
+footprints were given), grid_h3.gpkg/.parquet (with `[grid] h3_resolution`), map.png (title
+`output.title`, the imagery dates, the credit line `output.credit`, building outlines, an
+overview inset), districts.png (damage per district), score_hist.png (the score's histogram),
+job.json, and last the STAC catalog of them all (`stac/`, after job.json so that its checksum
+is in the catalog: `job.catalog`). Every file is written atomically (a reader never sees half
+of one); for an s3:// output.dir each is written in a local staging folder, then uploaded in
+one PUT. When a run computed no tile (a re-run of a finished job) and the files were last
+written for this same job, files that exist are left alone, so the re-run rewrites nothing
+(the catalog too, unless a file changed).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,12 +30,19 @@ from ruinmap.cluster.job.catalog import stac_names, write_catalog
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.result import JobResult
+from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.workdir import mark_products_current
 from ruinmap.cluster.outputs import (
+    default_credit,
     downsample_for_preview,
+    imagery_dates,
+    imagery_dates_text,
     input_record,
     preview_transform,
+    render_district_chart,
     render_map,
+    render_score_histogram,
+    score_histogram,
     write_bands_cog,
     write_building_geopackage,
     write_building_table,
@@ -43,9 +54,13 @@ from ruinmap.cluster.outputs.h3grid import GRID_H3_GPKG, h3_grid, write_h3_grid
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import LocalPath, Location, as_location
 
-__all__ = ["GRID_BANDS", "write_products"]
+__all__ = ["GRID_BANDS", "figure_credit", "figure_title", "write_products"]
 
 GRID_BANDS = ("damaged_fraction", "mean_score")
+FIGURES = {"map_png": "map.png", "districts_png": "districts.png",
+           "score_hist_png": "score_hist.png"}
+DAMAGE_SIDECARS = {"damage_aux_xml": "damage.tif.aux.xml", "damage_qml": "damage.qml"}
+GRID_UNITS = ("1", "1")  # a fraction of the cell's valid pixels; the method's score
 
 
 class _Products:
@@ -71,12 +86,16 @@ class _Products:
     def due(self, path: Path) -> bool:
         return self.rewrite or not self.final(path).exists()
 
-    def write(self, key: str, path: Path, write: Callable[[], object]) -> None:
+    def write(self, key: str, path: Path, write: Callable[[], object],
+              sidecars: dict[str, str] | None = None) -> None:
+        """Write `path` (and the `sidecars` {key: file name} its writer leaves beside it)."""
+        files = {key: path, **{k: path.with_name(n) for k, n in (sidecars or {}).items()}}
         if self.due(path):
             write()
-            self.publish(path)
+            for file in files.values():
+                self.publish(file)
             self.changed = True
-        self.written[key] = self.final(path)
+        self.written.update({k: self.final(file) for k, file in files.items()})
 
 
 def write_products(result: JobResult, plan: JobPlan, polygons: Polygons, *,
@@ -116,22 +135,41 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         crs=polygons.district_frame.crs,
     )
 
+    title = figure_title(spec, plan.store.sources)
+    credit = figure_credit(spec, plan.store.sources)
+    score_label = f"damage score ({spec.method})"
+
     def draw_map() -> None:
         preview, factor = downsample_for_preview(damage)
+        buildings = polygons.building_frame
         render_map(
             out / "map.png", score_preview=preview,
             preview_transform=preview_transform(transform, factor), crs=grid.crs_wkt,
-            districts=districts, class_names=params.class_labels,
-            title=f"Damage ({spec.method}) - {as_location(spec.output.dir).name}",
+            districts=districts, class_names=params.class_labels, title=title,
+            subtitle=imagery_dates_text(plan.store.sources), credit=credit,
+            buildings=None if buildings is None else buildings.geometry,
             caption=f"method {spec.method}, damaged where score > {params.threshold:g}; "
                     f"districts from {plan.files.districts.path.name}",
         )  # fmt: skip
+
+    def draw_figures() -> None:
+        if products.due(out / "map.png"):
+            draw_map()
+        if products.due(out / "districts.png"):
+            render_district_chart(out / "districts.png", result.districts,
+                                  title=f"{title}: by district", credit=credit)
+        if products.due(out / "score_hist.png"):
+            render_score_histogram(
+                out / "score_hist.png", score_histogram(score), threshold=params.threshold,
+                class_edges=params.class_thresholds, class_names=params.class_labels,
+                score_label=score_label, title=f"{title}: score of every pixel",
+                credit=credit)
 
     # The map (matplotlib, mostly holding the GIL) is drawn on a thread of its own while the
     # COGs are written (GDAL and the Zarr codecs release the GIL): the products cost about
     # the longer of the two instead of their sum (2.6 -> 1.6 s at 4096^2).
     drawing = ThreadPoolExecutor(1, thread_name_prefix="ruinmap-map")
-    map_drawn = drawing.submit(draw_map) if products.due(out / "map.png") else None
+    map_drawn = drawing.submit(draw_figures)
     drawing.shutdown(wait=False)
     products.write("score_tif", out / "score.tif", lambda: write_cog(
         score, out / "score.tif", transform=transform, crs=grid.crs_wkt, nodata=float("nan"),
@@ -139,11 +177,12 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
     products.write("damage_tif", out / "damage.tif", lambda: write_cog(
         damage, out / "damage.tif", transform=transform, crs=grid.crs_wkt, nodata=255,
         dtype=np.uint8, description="damage class", class_names=params.class_labels, tags=tags,
-        block=block))
+        block=block), sidecars=DAMAGE_SIDECARS)
     products.write("grid_tif", out / "grid.tif", lambda: write_bands_cog(
         out / "grid.tif", [result.grid_fraction, result.grid_mean], GRID_BANDS,
-        transform=plan.cell_grid.affine, crs=grid.crs_wkt,
-        tags={**tags, "cell_px": plan.cell_px, "cell_size_m": spec.grid.cell_size}))
+        units=GRID_UNITS, transform=plan.cell_grid.affine, crs=grid.crs_wkt,
+        tags={**tags, "cell_px": plan.cell_px, "cell_size_m": spec.grid.cell_size}),
+        sidecars={"grid_qml": "grid.qml"})
 
     if products.due(out / "districts.parquet") or products.due(out / "districts.gpkg"):
         tables = write_district_tables(districts, out,
@@ -165,11 +204,12 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
     if spec.grid.h3_resolution is not None:
         _write_h3(plan, result, products, score)
 
-    if map_drawn is not None:
-        map_drawn.result()
-        products.publish(out / "map.png")
-        products.changed = True
-    products.written["map_png"] = products.final(out / "map.png")
+    map_drawn.result()
+    for key, name in FIGURES.items():
+        if products.due(out / name) or products.rewrite:
+            products.publish(out / name)
+            products.changed = True
+        products.written[key] = products.final(out / name)
 
     result.timings["products_s"] = time.perf_counter() - started
     products.written["job_json"] = products.final(out / "job.json")
@@ -183,6 +223,19 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
             products.publish_as(path, str(path.relative_to(out)))
     products.written.update(catalog)
     mark_products_current(plan.work_dir, plan.signature)  # last: all are current
+
+
+def figure_title(spec: JobSpec, sources: list[dict[str, Any]]) -> str:
+    """`output.title`, or "Damage detected (<method>)" with the last post-event date."""
+    if spec.output.title:
+        return spec.output.title
+    post = imagery_dates(sources).get("post")
+    return f"Damage detected ({spec.method})" + (f" by {post.last}" if post else "")
+
+
+def figure_credit(spec: JobSpec, sources: list[dict[str, Any]]) -> str:
+    """`output.credit`, or the imagery's credit line (`outputs.captions.default_credit`)."""
+    return spec.output.credit or default_credit(sources)
 
 
 def _write_h3(plan: JobPlan, result: JobResult, products: _Products, score: object) -> None:

@@ -40,7 +40,7 @@ from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
-from ruinmap.cluster.job.layers import write_grid_layers
+from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.outdir import claim_output_dir
 from ruinmap.cluster.job.plan import JobPlan, plan_job
@@ -245,4 +245,5 @@ def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
     if rewrite or not store.join("grid_mean_score", "zarr.json").is_file():
         write_grid_layers(store, plan.grid, plan.cell_px, result.grid_fraction,
                           result.grid_mean)
+        describe_layers(store, plan.grid, plan.spec.method, plan.params.class_labels)
     result.files = write_all_products(result, plan, polygons, rewrite=rewrite)

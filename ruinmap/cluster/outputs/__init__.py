@@ -9,12 +9,21 @@ all (`storage.durable`).
 - `stac`: the STAC catalog of a product set, and its offline validation;
 - `preview` and `mapping`: a raster's preview and map.png (classes, districts, legend, scale
   bar);
+- `map_layers`: map.png's building outlines and overview inset; `captions`: the imagery
+  dates and the source credit line of the figures; `charts`: districts.png and
+  score_hist.png;
 - `report`: job.json (spec, parameters, inputs with checksums, versions, timings, outputs);
 - `palette`: class names and colours shared by the raster, its style and the map.
 """
 
 from __future__ import annotations
 
+from ruinmap.cluster.outputs.captions import default_credit, imagery_dates, imagery_dates_text
+from ruinmap.cluster.outputs.charts import (
+    render_district_chart,
+    render_score_histogram,
+    score_histogram,
+)
 from ruinmap.cluster.outputs.cog import cog_problems, write_bands_cog, write_cog
 from ruinmap.cluster.outputs.mapping import render_map
 from ruinmap.cluster.outputs.palette import class_categories, class_colormap
@@ -37,11 +46,17 @@ __all__ = [
     "class_categories",
     "class_colormap",
     "cog_problems",
+    "default_credit",
     "downsample_for_preview",
     "format_district_table",
+    "imagery_dates",
+    "imagery_dates_text",
     "input_record",
     "preview_transform",
+    "render_district_chart",
     "render_map",
+    "render_score_histogram",
+    "score_histogram",
     "software_versions",
     "to_jsonable",
     "write_bands_cog",

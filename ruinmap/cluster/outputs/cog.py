@@ -13,8 +13,13 @@ A class raster (`class_names` given, uint8) also gets, so QGIS, ArcGIS and GDAL 
 coloured classes without any set-up:
 - a colour table inside the TIFF (0 none light grey, 1..k yellow to dark red, 255 nodata
   transparent; see `palette`);
-- category names in a `<name>.tif.aux.xml` (GDAL PAM; GeoTIFF has no tag for them), which
-  QGIS reads as the class labels of the colour table;
+- the class names inside the TIFF too, as band metadata `CLASS_<value>=<name>` in GDAL's
+  GDAL_METADATA tag, so a copy without side-cars still names its classes (`gdalinfo`,
+  rasterio's `tags(1)`, QGIS's layer metadata). GDAL before 3.12 keeps category names and
+  raster attribute tables only in PAM side-cars; 3.12 can write a RAT into GDAL_METADATA
+  (OSGeo/gdal#13201), which the GDAL here (3.10) cannot;
+- category names in a `<name>.tif.aux.xml` (GDAL PAM), which QGIS reads as the class labels
+  of the colour table;
 - a `<name>.qml` QGIS style (paletted renderer with only the used classes and their labels),
   which QGIS loads automatically as the layer's default style.
 """
@@ -34,12 +39,13 @@ import rasterio.shutil
 from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
 from rasterio.errors import CRSError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
-from ruinmap.cluster.outputs.palette import class_colormap
-from ruinmap.cluster.outputs.styles import pam_path, write_class_sidecars
+from ruinmap.cluster.outputs.palette import class_categories, class_colormap
+from ruinmap.cluster.outputs.styles import pam_path, write_class_sidecars, write_fraction_style
 from ruinmap.cluster.storage.durable import atomic_path, disk_full_error, temp_sibling
 from ruinmap.errors import InputError, RuinmapError
 
@@ -239,6 +245,7 @@ def write_cog(
                 description=description,
                 colormap=class_colormap(class_names) if class_names is not None else None,
                 tags=tags,
+                band_tags=class_band_tags(class_names) if class_names is not None else None,
             )
             with atomic_path(dst) as tmp:
                 options: dict[str, Any] = {
@@ -281,6 +288,11 @@ def write_cog(
     return dst
 
 
+def class_band_tags(class_names: Sequence[str]) -> dict[str, str]:
+    """The band metadata naming a class raster's values inside the TIFF (module doc)."""
+    return {f"CLASS_{value}": name for value, name in class_categories(class_names).items()}
+
+
 def _remove_pam(path: Path) -> None:
     pam_path(path).unlink(missing_ok=True)
 
@@ -299,6 +311,7 @@ def _write_staging(
     description: str | None,
     colormap: Mapping[int, tuple[int, int, int, int]] | None,
     tags: Mapping[str, object] | None,
+    band_tags: Mapping[str, str] | None = None,
 ) -> None:
     height, width = shape
     profile: dict[str, Any] = {
@@ -334,6 +347,8 @@ def _write_staging(
             out.write_colormap(1, dict(colormap))
         if tags:
             out.update_tags(**{str(k): str(v) for k, v in tags.items()})
+        if band_tags:
+            out.update_tags(1, **band_tags)
 
 
 def cog_problems(path: str | os.PathLike[str], *, block: int | None = None) -> list[str]:
@@ -362,18 +377,48 @@ def cog_problems(path: str | os.PathLike[str], *, block: int | None = None) -> l
 
 def write_bands_cog(dst: str | os.PathLike[str], bands: Sequence[np.ndarray],
                     names: Sequence[str], *, transform: Affine, crs: CRS | str,
-                    tags: Mapping[str, object]) -> Path:
+                    tags: Mapping[str, object], units: Sequence[str] | None = None,
+                    styled: bool = True) -> Path:
     """A small multi-band float32 COG (NaN nodata) of 2-D arrays that fit in memory, e.g. a
-    damage grid's layers; written whole, atomically. Returns `dst`."""
+    damage grid's layers; written whole, atomically. Returns `dst`.
+
+    Each band is a measurement, not a colour: grey/undefined colour interpretation and
+    PHOTOMETRIC=MINISBLACK (so no reader shows two or three bands as RGB), its name as the
+    band description, its unit (`units`), and its statistics (STATISTICS_MINIMUM, _MAXIMUM,
+    _MEAN, _STDDEV, _VALID_PERCENT over valid cells) as band metadata inside the TIFF. With
+    `styled`, `<stem>.qml` draws band 1 as a 0-1 pseudocolour ramp (`write_fraction_style`).
+    """
     dst = Path(dst)
     rows, cols = bands[0].shape
     profile = {"driver": "GTiff", "width": cols, "height": rows, "count": len(bands),
-               "dtype": "float32", "crs": crs, "transform": transform, "nodata": float("nan")}
+               "dtype": "float32", "crs": crs, "transform": transform, "nodata": float("nan"),
+               "photometric": "MINISBLACK"}
+    stack = np.stack(list(bands)).astype(np.float32)
     with MemoryFile() as memory, memory.open(**profile) as mem:
-        mem.write(np.stack(list(bands)).astype(np.float32))
+        mem.write(stack)
         mem.descriptions = tuple(names)
+        mem.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (len(bands) - 1)
         mem.update_tags(**{k: str(v) for k, v in tags.items()})
+        for index, band in enumerate(stack, start=1):
+            if units is not None:
+                mem.set_band_unit(index, units[index - 1])
+            mem.update_tags(index, **band_statistics(band))
         with atomic_path(dst) as tmp:
             rasterio.shutil.copy(mem, tmp, driver="COG", compress="deflate",
                                  predictor="3", blocksize="256")
+            _remove_pam(tmp)
+    if styled:
+        write_fraction_style(dst, names[0])
     return dst
+
+
+def band_statistics(band: np.ndarray) -> dict[str, str]:
+    """GDAL's STATISTICS_* band metadata of a float band (NaN = nodata; empty when none)."""
+    valid = band[np.isfinite(band)]
+    if not valid.size:
+        return {"STATISTICS_VALID_PERCENT": "0"}
+    return {"STATISTICS_MINIMUM": repr(float(valid.min())),
+            "STATISTICS_MAXIMUM": repr(float(valid.max())),
+            "STATISTICS_MEAN": repr(float(valid.mean(dtype=np.float64))),
+            "STATISTICS_STDDEV": repr(float(valid.std(dtype=np.float64))),
+            "STATISTICS_VALID_PERCENT": repr(100.0 * valid.size / band.size)}

@@ -2,11 +2,12 @@
 
 The map shows a downsampled preview of the class raster (or the score) on the raster's own
 CRS, the district outlines labelled with name and damaged share (labels that would collide
-are dropped, most damaged first kept), a legend, a scale bar in ground metres, a north arrow,
-a title and a caption (method, dates, CRS, attribution). It is drawn with matplotlib's Agg
-backend, offline: no basemap tiles are fetched. The Agg canvas is used directly, never pyplot,
-so there is no global backend switch, no display is needed and a figure is freed with its last
-reference (pyplot keeps figures until they are closed).
+are dropped, most damaged first kept), building outlines when few enough to read
+(`map_layers`), a legend, an overview inset, a scale bar in ground metres, a north arrow, a
+title, a subtitle (the imagery dates) and a caption (method, CRS, the source credit line).
+It is drawn with matplotlib's Agg backend, offline: no basemap tiles are fetched. The Agg
+canvas is used directly, never pyplot, so there is no global backend switch, no display is
+needed and a figure is freed with its last reference (pyplot keeps figures until closed).
 
 The scale bar is right in any CRS: ground metres per map unit are measured along the WGS84
 ellipsoid (pyproj.Geod) between two points at the map's centre, so degrees (EPSG:4326),
@@ -36,6 +37,7 @@ from pyproj import CRS as ProjCRS
 from rasterio.crs import CRS
 
 from ruinmap.cluster.geo.units import ground_metres_per_unit
+from ruinmap.cluster.outputs.map_layers import draw_building_outlines, draw_overview_inset
 from ruinmap.cluster.outputs.palette import NONE_COLOR, damage_colors
 from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
@@ -89,6 +91,10 @@ def render_map(
     caption: str | None = None,
     score_label: str = "damage score",
     max_labels: int = 60,
+    subtitle: str | None = None,
+    credit: str | None = None,
+    buildings: gpd.GeoSeries | None = None,
+    inset: bool = True,
 ) -> Path:
     """Draw map.png at `dst` (atomically) and return its path.
 
@@ -102,6 +108,10 @@ def render_map(
     title: the map's title; caption: small text under the map (method, date range, source
         attribution), wrapped to the figure's width; the CRS is appended.
     max_labels: at most this many district labels (most damaged first; colliding ones skipped).
+    subtitle: a line under the title (the imagery dates); credit: the source credit line,
+        last in the caption.
+    buildings: footprints whose outlines are drawn when at most
+        `map_layers.MAX_BUILDING_OUTLINES`; inset: draw the overview inset.
     """
     dst = Path(dst)
     preview = np.asarray(score_preview)
@@ -148,6 +158,7 @@ def render_map(
     for spine in ax.spines.values():
         spine.set_edgecolor("#555555")
 
+    outlined = draw_building_outlines(ax, buildings, rio_crs)
     shown = None
     if districts is not None and len(districts):
         shown = districts if districts.crs is None else districts.to_crs(rio_crs)
@@ -175,7 +186,15 @@ def render_map(
             alignment="left",
             borderaxespad=0,
         )
+    if inset:
+        side_x, side_w = 0.02 + _MAP_FRACTION + 0.02, 1 - _MAP_FRACTION - 0.06
+        inset_h = min(2.0, 0.38 * map_h_in)
+        draw_overview_inset(fig, (side_x + 0.02, (bottom_in + 0.3 * map_h_in) / fig_h,
+                                  side_w - 0.02, inset_h / fig_h),
+                            (left, bottom, right, top), rio_crs, districts)
     notes = []
+    if outlined:
+        notes.append(f"Thin grey outlines: {outlined} building footprints.")
     if districts is not None and len(districts):
         notes.append("Outlines: districts.")
         if labelled:
@@ -199,12 +218,17 @@ def render_map(
             transform=side.transAxes,
         )
 
-    fig.text(0.02, 1 - 0.3 / fig_h, title, fontsize=16, fontweight="bold", va="top", ha="left")
+    fig.text(0.02, 1 - 0.22 / fig_h, title, fontsize=16, fontweight="bold", va="top", ha="left")
+    if subtitle:
+        fig.text(0.02, 1 - 0.52 / fig_h, subtitle, fontsize=10, color="#333333", va="top",
+                 ha="left")
     crs_text = f"CRS: {rio_crs.to_string() if rio_crs.to_epsg() else _crs_name(rio_crs)}"
     if rio_crs.to_epsg():
         crs_text = f"CRS: {_crs_name(rio_crs)} (EPSG:{rio_crs.to_epsg()})"
     lines = [caption.strip()] if caption else []
     lines.append(crs_text)
+    if credit:
+        lines.append(credit)
     wrapped = "\n".join(textwrap.fill(line, 140) for line in lines)
     fig.text(
         0.02, (bottom_in - 0.12) / fig_h, wrapped, fontsize=8, color="#444444", va="top", ha="left"

@@ -3,7 +3,10 @@
 - category names in `<name>.tif.aux.xml` (GDAL PAM; GeoTIFF has no tag for them), which QGIS
   reads as the class labels of the colour table;
 - a `<name>.qml` QGIS style (paletted renderer with only the used classes and their labels),
-  which QGIS loads automatically as the layer's default style.
+  which QGIS loads automatically as the layer's default style;
+- for a damage grid (`grid.tif`), `<name>.qml`: a single-band pseudocolour renderer of band 1
+  (the damaged fraction, 0-1) on the classes' yellow-to-red ramp, so QGIS shows the grid as a
+  map of damage rather than two bands as RGB.
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ from ruinmap.cluster.outputs.palette import (
     NODATA_CLASS,
     class_categories,
     class_colormap,
+    damage_colors,
     hex_color,
 )
 from ruinmap.cluster.storage.durable import write_text_atomic
 
-__all__ = ["pam_path", "write_class_sidecars"]
+__all__ = ["pam_path", "write_class_sidecars", "write_fraction_style"]
 
 
 def pam_path(path: Path) -> Path:
@@ -74,3 +78,40 @@ def write_class_sidecars(dst: str | os.PathLike[str], class_names: Sequence[str]
         write_text_atomic(pam_path(dst), pam),
         write_text_atomic(dst.with_suffix(".qml"), qml),
     ]
+
+
+def write_fraction_style(dst: str | os.PathLike[str], band_name: str,
+                         steps: int = 5) -> Path:
+    """`<stem>.qml`: band 1 of `dst` as a 0-1 pseudocolour ramp in `steps` colours (a
+    fraction; pale yellow at 0 to dark red at 1), labelled in percent. Returns its path."""
+    dst = Path(dst)
+    colors = damage_colors(steps)
+    items = "".join(
+        f"          <item value={quoteattr(f'{i / (steps - 1):g}')} "
+        f"color={quoteattr(hex_color(c))} alpha=\"255\" "
+        f"label={quoteattr(f'{100 * i / (steps - 1):g} %')}/>\n"
+        for i, c in enumerate(colors)
+    )
+    qml = (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        '<qgis version="3.28.0" styleCategories="Symbology">\n'
+        "  <pipe>\n"
+        '    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" '
+        f'alphaBand="-1" classificationMin="0" classificationMax="1" '
+        f'nodataColor="" description={quoteattr(band_name)}>\n'
+        "      <rasterTransparency/>\n"
+        "      <rastershader>\n"
+        '        <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" '
+        'clip="0" minimumValue="0" maximumValue="1">\n'
+        f"{items}"
+        "        </colorrampshader>\n"
+        "      </rastershader>\n"
+        "    </rasterrenderer>\n"
+        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
+        '    <rasterresampler maxOversampling="2"/>\n'
+        "  </pipe>\n"
+        "  <blendMode>0</blendMode>\n"
+        "</qgis>\n"
+    )
+    return write_text_atomic(dst.with_suffix(".qml"), qml)

@@ -32,6 +32,7 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.storage.cf import coordinate_attrs, imagery_attrs
 from ruinmap.cluster.storage.durable import disk_full_error, is_disk_full
 from ruinmap.cluster.storage.location import (
     LocalPath,
@@ -155,9 +156,10 @@ def write_template(
         shape = (len(stamps), len(band), grid.height, grid.width)
         shards = (1, len(band), shard, shard)
         template = da.empty(shape, dtype=np.float32, chunks=shards)
-        data_vars[side] = xr.Variable(
-            (tdim, "band", "y", "x"), template, attrs={"grid_mapping": "spatial_ref"}
-        )
+        # CF and GeoZarr attributes (`cf`); grid_mapping is set again below, after rioxarray
+        side_attrs = imagery_attrs(side, bands, grid)
+        side_attrs.pop("grid_mapping")
+        data_vars[side] = xr.Variable((tdim, "band", "y", "x"), template, attrs=side_attrs)
         encoding[side] = {
             "chunks": (1, 1, chunk, chunk),
             "shards": shards,
@@ -168,6 +170,8 @@ def write_template(
     ds = xr.Dataset(data_vars, coords=coords)
     ds = ds.rio.write_crs(grid.crs).rio.write_transform(grid.affine)
     ds["spatial_ref"].attrs["GeoTransform"] = grid.gdal_geotransform()
+    for axis in ("x", "y"):
+        ds[axis].attrs.update(coordinate_attrs(grid, axis))
     for side in SIDES:
         ds[side].encoding.pop("grid_mapping", None)
         ds[side].attrs["grid_mapping"] = "spatial_ref"

@@ -28,6 +28,13 @@ class OutputSpec(SpecModel):
     """Where results go."""
 
     dir: str = Field(description="output folder (or s3:// prefix); created if absent")
+    title: str | None = Field(default=None, max_length=200,
+                              description="map.png's title; default 'Damage detected "
+                                          "(<method>)' with the last imagery date")
+    credit: str | None = Field(default=None, max_length=400,
+                               description="the figures' source credit line; default from "
+                                           "the imagery (Copernicus Sentinel, else the file "
+                                           "names)")
 
     @field_validator("dir")
     @classmethod
