@@ -160,7 +160,7 @@ def test_basemap_url_setting(tmp_path: Path, url: str, ok: bool) -> None:
     if ok:
         assert load_config(config).basemap_url == url
     else:
-        with pytest.raises(SpecError, match="page.basemap_url"):
+        with pytest.raises(SpecError, match=r"page\.basemap_url"):
             load_config(config)
 
 
@@ -233,7 +233,21 @@ def test_results_page_maps_a_finished_job_click_and_sort(
     assert browser.save_screenshot(str(shot))
     if LEAD_SHOT.parent.is_dir():  # a copy for people reviewing the page
         shutil.copyfile(shot, LEAD_SHOT)
+
+    # zoomed in, the building outlines of the view are fetched and drawn
+    browser.execute_script("window.ruinmapMap.jumpTo({center: arguments[0], zoom: 16.5})",
+                           [point.x, point.y])
+    note = wait_for(lambda: re.search(r"(\d+) building outlines", browser.find_element(
+        By.ID, "buildings-note").text), 30, "the building outlines")
+    drawn = browser.execute_script(
+        "return window.ruinmapMap.querySourceFeatures('buildings').length")
+    assert int(note.group(1)) > 0 and drawn > 0
+    zoomed = tmp_path / "results_page_zoomed.png"
+    assert browser.save_screenshot(str(zoomed))
+    if LEAD_SHOT.parent.is_dir():
+        shutil.copyfile(zoomed, LEAD_SHOT.with_name("page_shot_zoomed.png"))
     # the page made no request outside the service
+    events += [entry["message"] for entry in browser.get_log("performance")]
     urls = set(re.findall(r'"url":"(https?://[^"]+)"', "".join(events)))
     assert urls and all(u.startswith(service.url) for u in urls), urls - {
         u for u in urls if u.startswith(service.url)}

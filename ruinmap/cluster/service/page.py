@@ -1,13 +1,14 @@
 """The results page: `/ui/` lists jobs; a finished job shows its district table and a map.
 
-Fully offline: the HTML, script and style sheet are files of this package served by the
-service itself (`static/`), and the map is plain SVG drawn by that script from two routes:
+Offline: the HTML, script, style sheet and MapLibre GL JS (`static/vendor/maplibre-gl/`) are
+files of this package served by the service itself; the map reads these routes:
 
-- `GET /jobs/{jobId}/map-data`: the districts (GeoJSON in the raster's CRS, so they line up
-  with the grid without a projection library in the browser) with their table columns, the
-  grid's bounds and the colour ramp;
-- `GET /jobs/{jobId}/grid.png`: the damage grid (damaged fraction per cell) coloured with the
-  same ramp, transparent where there is no data.
+- `GET /jobs/{jobId}/map-data`: the districts (GeoJSON, EPSG:4326) with their table columns,
+  the field they are coloured by and the ramp's top fitted to the data, the raster's bounds,
+  the tile URL templates, the damage classes' legend, the basemap setting;
+- `GET /jobs/{jobId}/tiles/{layer}/{z}/{x}/{y}.png`: damage or score tiles (`tiles.py`);
+- `GET /jobs/{jobId}/buildings.geojson?bbox=`: footprints in a view, capped, damaged first;
+- `GET /jobs/{jobId}/grid.png`: the damage grid as one coloured PNG (kept for clients).
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from shapely.geometry import box
 
-from ruinmap.cluster.service.tiles import LAYERS, TileOutside, class_legend, render_tile
+from ruinmap.cluster.service.tiles import (
+    LAYERS,
+    RAMP,
+    TileOutside,
+    class_legend,
+    ramp_rgba,
+    render_tile,
+)
 
 __all__ = ["RAMP", "add_page_routes", "ramp_rgba"]
 
 STATIC = Path(__file__).with_name("static")
-#: Colour ramp of the damaged fraction, 0 -> scale maximum (yellow to dark red).
-RAMP = ("#ffffb2", "#fed976", "#feb24c", "#fd8d3c", "#f03b20", "#bd0026")
 #: Building outlines are drawn from this zoom on, at most this many per view.
 BUILDINGS_MIN_ZOOM = 14
 BUILDINGS_MAX = 5000
@@ -38,10 +44,6 @@ VENDOR = STATIC / "vendor" / "maplibre-gl"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
           ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml",
           ".txt": "text/plain; charset=utf-8"}
-
-
-def _rgb(colour: str) -> tuple[int, int, int]:
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 def scale_max(values: np.ndarray) -> float:
@@ -53,17 +55,6 @@ def scale_max(values: np.ndarray) -> float:
         if top <= step:
             return step
     return math.ceil(top)
-
-
-def ramp_rgba(values: np.ndarray, vmax: float, alpha: int = 255) -> np.ndarray:
-    """RGBA (uint8) of `values` on `RAMP` from 0 to `vmax`; NaN fully transparent."""
-    stops = np.array([_rgb(c) for c in RAMP], dtype=np.float64)
-    position = np.clip(np.nan_to_num(values, nan=0.0) / vmax, 0, 1) * (len(RAMP) - 1)
-    out = np.zeros((*values.shape, 4), np.uint8)
-    for channel in range(3):
-        out[..., channel] = np.interp(position, np.arange(len(RAMP)), stops[:, channel])
-    out[..., 3] = np.where(np.isfinite(values), alpha, 0)
-    return out
 
 
 def _grid(path: Path) -> tuple[np.ndarray, tuple[float, float, float, float], str]:
@@ -268,7 +259,7 @@ def add_page_routes(app: FastAPI) -> None:
                                "in degrees, west < east and south < north")
         record = _finished_for_map(job_id)
         path = output_file(record, "buildings_parquet")
-        body = json.dumps(buildings_geojson(path, box_))  # type: ignore[arg-type]
+        body = json.dumps(buildings_geojson(path, box_))
         return Response(body, media_type="application/geo+json")
 
     @app.get("/jobs/{job_id}/grid.png", summary="The damage grid as a coloured PNG")

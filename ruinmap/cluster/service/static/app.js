@@ -193,7 +193,8 @@ function drawMap(data) {
   layers.push({ id: "district-fill", type: "fill", source: "districts", paint: {
     "fill-color": ["case", ["==", ["typeof", ["get", field]], "number"],
       ["interpolate", ["linear"], ["get", field], ...stops], "#cccccc"],
-    "fill-opacity": 0.6 } });
+    // paler when zoomed in, so the raster and building outlines read over it
+    "fill-opacity": ["interpolate", ["linear"], ["zoom"], 13, 0.6, 16, 0.3] } });
   for (const [layer, template] of Object.entries(data.tiles)) {
     sources[layer] = { type: "raster", tiles: [absolute(template)], tileSize: 256,
       bounds: data.bounds, maxzoom: 22 };
