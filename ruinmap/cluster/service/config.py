@@ -41,6 +41,10 @@ paths in the file resolve against the file's folder, in variables against the wo
     max_tasks = 200000          # RUINMAP_SERVICE_JOBS_MAX_TASKS: a job's Dask tasks (ingest
                                 # shards x dates, and tiles); each limit is checked on the
                                 # headers at submission (400) and when the job starts
+    [page]
+    basemap_url = ""            # RUINMAP_SERVICE_PAGE_BASEMAP_URL: XYZ raster tiles under the
+                                # results map, e.g. "https://tiles.example.org/{z}/{x}/{y}.png"
+                                # (the browser fetches them); "": a plain background (offline)
 
 Tokens are hashed (SHA-256) as soon as they are read; only the hashes are kept, so a config file
 may hold `sha256:` hashes only (`ruinmap serve --hash-token TOKEN` prints one). Each token has a
@@ -78,6 +82,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cluster": {"address": "local"},
     "jobs": {"max_running": 2, "chunk_px": 512, "shard_px": 2048, "retention_days": 0.0,
              "max_pixels": 1_000_000_000, "max_dates": 400, "max_tasks": 200_000},
+    "page": {"basemap_url": ""},
 }
 
 _HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
@@ -118,6 +123,7 @@ class ServiceConfig:
     max_pixels: int = 1_000_000_000
     max_dates: int = 400
     max_tasks: int = 200_000
+    basemap_url: str = ""  # "" = no basemap under the results map
 
     @property
     def ingest_options(self) -> IngestOptions:
@@ -305,6 +311,11 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         raise SpecError(f"{source}: server.public_url = {public_url!r}: give an http(s) URL "
                         "such as https://maps.example.org (no query), or \"\" for relative "
                         "links")
+    basemap_url = values["page"]["basemap_url"].strip()
+    if basemap_url and not (re.match(r"^https?://", basemap_url)
+                            and all(k in basemap_url for k in ("{z}", "{x}", "{y}"))):
+        raise SpecError(f"{source}: page.basemap_url = {basemap_url!r}: give an http(s) XYZ "
+                        "tile URL with {z}, {x} and {y}, or \"\" for no basemap")
     return ServiceConfig(
         host=values["server"]["host"],
         port=values["server"]["port"],
@@ -323,4 +334,5 @@ def load_config(path: str | Path | None = None) -> ServiceConfig:
         max_pixels=jobs["max_pixels"],
         max_dates=jobs["max_dates"],
         max_tasks=jobs["max_tasks"],
+        basemap_url=basemap_url,
     )

@@ -1,18 +1,22 @@
-// The results page of the ruinmap job service: plain JavaScript, no libraries, no network
-// access beyond the service itself. The job list refreshes while jobs are active; a finished
-// job (#job=<id>) shows its downloads, a map (district polygons coloured by damaged fraction,
-// the damage grid as an overlay, a legend) and its per-district table.
+// The results page of the ruinmap job service: plain JavaScript and MapLibre GL JS (vendored
+// in vendor/maplibre-gl/, served by the service), no network access beyond the service itself
+// unless the service sets a basemap (`[page] basemap_url`). The job list refreshes while jobs
+// are active; a finished job (#job=<id>) shows its downloads, a map (the damage raster as
+// tiles rendered by the service, districts coloured by damaged buildings or damaged share with
+// a legend scaled to the data, building outlines from zoom 14, a popup of a district's figures
+// on click) and its per-district table, sortable by any column.
 "use strict";
 
 const API = new URL("..", window.location.href);
-const SVG_NS = "http://www.w3.org/2000/svg";
 const ACTIVE = new Set(["accepted", "running"]);
 const TABLE_COLUMNS = ["district_id", "name", "damaged_fraction", "damaged_km2", "area_km2",
-  "mean_score", "buildings", "buildings_damaged"];
+  "mean_score", "buildings", "buildings_damaged", "buildings_damaged_fraction"];
 let token = sessionStorage.getItem("ruinmap-token") || "";
 let refreshTimer = null;
 let shownJob = null;
-let gridUrl = null;
+let map = null;
+let tableRows = [];
+let sortState = { column: null, descending: true };
 
 function headers() {
   return token ? { Authorization: "Bearer " + token } : {};
@@ -86,102 +90,167 @@ function fmt(value, column) {
   return Number.isInteger(value) ? String(value) : value.toFixed(3);
 }
 
-function colour(ramp, value, vmax) {
-  if (value === null || value === undefined || Number.isNaN(value)) return "#cccccc";
-  const position = Math.min(Math.max(value / vmax, 0), 1) * (ramp.length - 1);
-  const i = Math.min(Math.floor(position), ramp.length - 2);
-  const t = position - i;
-  const a = ramp[i], b = ramp[i + 1];
-  const mix = (k) => Math.round(parseInt(a.substr(k, 2), 16) * (1 - t) +
-                                parseInt(b.substr(k, 2), 16) * t);
-  return "rgb(" + mix(1) + "," + mix(3) + "," + mix(5) + ")";
+const LABELS = { buildings_damaged: "damaged buildings", damaged_fraction: "damaged share of area" };
+const POPUP_COLUMNS = ["damaged_fraction", "damaged_km2", "area_km2", "mean_score",
+  "buildings", "buildings_damaged", "buildings_damaged_fraction"];
+
+function absolute(path) {
+  // MapLibre fetches tiles itself: it needs absolute URLs with the {z}/{x}/{y} left intact
+  return new URL(path, API).href.replaceAll("%7B", "{").replaceAll("%7D", "}");
 }
 
-function pathData(geometry, toScreen) {
-  const polygons = geometry.type === "Polygon" ? [geometry.coordinates]
-    : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
-  let d = "";
-  for (const polygon of polygons) {
-    for (const ring of polygon) {
-      ring.forEach((point, i) => {
-        const [x, y] = toScreen(point);
-        d += (i ? "L" : "M") + x.toFixed(2) + " " + y.toFixed(2);
-      });
-      d += "Z";
-    }
-  }
-  return d;
-}
-
-function svg(tag, attributes) {
-  const element = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
-  return element;
-}
-
-function drawLegend(ramp, vmax) {
+function drawLegend(data) {
   const legend = document.getElementById("legend");
   legend.replaceChildren();
-  const defs = svg("defs", {});
-  const gradient = svg("linearGradient", { id: "ramp" });
-  ramp.forEach((c, i) => gradient.appendChild(
-    svg("stop", { offset: (100 * i / (ramp.length - 1)) + "%", "stop-color": c })));
-  defs.appendChild(gradient);
-  legend.appendChild(defs);
-  legend.appendChild(svg("rect", { x: 10, y: 4, width: 240, height: 14, fill: "url(#ramp)",
-    stroke: "#666" }));
-  const labels = [[10, "0 %", "start"], [130, "damaged fraction", "middle"],
-    [250, "≥ " + Math.round(100 * vmax) + " %", "end"]];
-  for (const [x, text, anchor] of labels) {
-    const label = svg("text", { x: x, y: 36, "font-size": 12, "text-anchor": anchor });
-    label.textContent = text;
-    legend.appendChild(label);
+  const title = document.createElement("h3");
+  title.textContent = "Districts: " + (LABELS[data.colour_by] || data.colour_by);
+  const ramp = document.createElement("div");
+  ramp.className = "ramp";
+  ramp.style.background = "linear-gradient(to right, " + data.ramp.join(", ") + ")";
+  const ends = document.createElement("div");
+  ends.className = "ends";
+  const isShare = data.colour_by.endsWith("fraction");
+  const label = (v) => isShare ? +(100 * v).toFixed(1) + " %" : String(Math.round(v));
+  for (const v of [0, data.scale_max / 2, data.scale_max]) {
+    const span = document.createElement("span");
+    span.textContent = (v === data.scale_max ? "≥ " : "") + label(v);
+    ends.appendChild(span);
+  }
+  ends.dataset.max = String(data.scale_max);
+  legend.append(title, ramp, ends);
+  if (data.classes.length) {
+    const classes = document.createElement("h3");
+    classes.textContent = "Damage classes (raster)";
+    legend.appendChild(classes);
+    for (const c of data.classes) {
+      const row = document.createElement("div");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = c.colour;
+      row.append(swatch, c.name);
+      legend.appendChild(row);
+    }
   }
 }
 
-async function drawMap(jobId, data) {
-  const [minx, miny, maxx, maxy] = data.bounds;
-  const width = maxx - minx, height = maxy - miny;
-  const map = document.getElementById("map");
-  map.replaceChildren();
-  map.setAttribute("viewBox", "0 0 " + width + " " + height);
-  map.setAttribute("preserveAspectRatio", "xMidYMid meet");
-  const toScreen = ([x, y]) => [x - minx, maxy - y];
-  const fills = svg("g", { id: "district-fills" });
-  const outlines = svg("g", { id: "district-outlines" });
-  for (const feature of data.districts.features) {
-    const d = pathData(feature.geometry, toScreen);
-    const p = feature.properties;
-    const fill = svg("path", { d: d, class: "district",
-      fill: colour(data.ramp, p.damaged_fraction, data.scale_max) });
-    fill.dataset.district = p.district_id;
-    fills.appendChild(fill);
-    const outline = svg("path", { d: d, class: "outline" });
-    const title = svg("title", {});
-    title.textContent = (p.name || p.district_id) + ": " + fmt(p.damaged_fraction, "fraction") +
-      " damaged";
-    outline.appendChild(title);
-    outlines.appendChild(outline);
+function popupHtml(p) {
+  const table = document.createElement("table");
+  for (const column of POPUP_COLUMNS) {
+    if (!(column in p)) continue;
+    const row = table.insertRow();
+    const th = document.createElement("th");
+    th.textContent = column.replaceAll("_", " ");
+    row.appendChild(th);
+    cell(row, fmt(p[column], column), "num");
   }
-  map.appendChild(fills);
-  const overlay = svg("image", { id: "grid-overlay", x: 0, y: 0, width: width, height: height,
-    preserveAspectRatio: "none", opacity: 0.75 });
+  const box = document.createElement("div");
+  box.className = "district-popup";
+  box.dataset.district = p.district_id;
+  const title = document.createElement("strong");
+  title.textContent = (p.name || "") + " (" + p.district_id + ")";
+  box.append(title, table);
+  return box;
+}
+
+async function loadBuildings(data) {
+  const note = document.getElementById("buildings-note");
+  if (!data.buildings) { note.textContent = ""; return; }
+  if (map.getZoom() < data.buildings.min_zoom) {
+    note.textContent = "Building outlines from zoom " + data.buildings.min_zoom + " on.";
+    map.getSource("buildings").setData({ type: "FeatureCollection", features: [] });
+    return;
+  }
+  const b = map.getBounds();
+  const bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => v.toFixed(6));
   try {
-    const blob = await (await api(data.grid.href)).blob();
-    if (gridUrl) URL.revokeObjectURL(gridUrl);
-    gridUrl = URL.createObjectURL(blob);
-    overlay.setAttribute("href", gridUrl);
-    map.appendChild(overlay);
+    const geojson = await (await api(data.buildings.href + "?bbox=" + bbox.join(","))).json();
+    map.getSource("buildings").setData(geojson);
+    note.textContent = geojson.features.length + " building outlines" +
+      (geojson.truncated ? " (the first " + data.buildings.max_features +
+        ", damaged first; zoom in for all)" : "") + ".";
   } catch (error) {
-    showError("damage grid: " + error.message);
+    showError("buildings: " + error.message);
   }
-  map.appendChild(outlines);
-  overlay.style.display = document.getElementById("grid-toggle").checked ? "" : "none";
-  drawLegend(data.ramp, data.scale_max);
 }
 
-function drawTable(data) {
-  const columns = TABLE_COLUMNS.filter((c) => data.columns.includes(c));
+function drawMap(data) {
+  if (map) map.remove();
+  const container = document.getElementById("map");
+  container.dataset.ready = "false";
+  const origin = API.origin;
+  const field = data.colour_by;
+  const features = data.districts;
+  const sources = {
+    districts: { type: "geojson", data: features },
+    buildings: { type: "geojson", data: { type: "FeatureCollection", features: [] } },
+  };
+  const layers = [{ id: "background", type: "background", paint: { "background-color": "#f2f1ec" } }];
+  if (data.basemap_url) {
+    sources.basemap = { type: "raster", tiles: [data.basemap_url], tileSize: 256 };
+    layers.push({ id: "basemap", type: "raster", source: "basemap" });
+  }
+  const stops = data.ramp.flatMap((c, i) => [data.scale_max * i / (data.ramp.length - 1), c]);
+  layers.push({ id: "district-fill", type: "fill", source: "districts", paint: {
+    "fill-color": ["case", ["==", ["typeof", ["get", field]], "number"],
+      ["interpolate", ["linear"], ["get", field], ...stops], "#cccccc"],
+    // paler when zoomed in, so the raster and building outlines read over it
+    "fill-opacity": ["interpolate", ["linear"], ["zoom"], 13, 0.6, 16, 0.3] } });
+  for (const [layer, template] of Object.entries(data.tiles)) {
+    sources[layer] = { type: "raster", tiles: [absolute(template)], tileSize: 256,
+      bounds: data.bounds, maxzoom: 22 };
+    layers.push({ id: layer, type: "raster", source: layer, paint: { "raster-opacity": 0.85 },
+      layout: { visibility: document.getElementById(layer + "-toggle").checked ? "visible" : "none" } });
+  }
+  layers.push({ id: "district-line", type: "line", source: "districts",
+    paint: { "line-color": "#333333", "line-width": 1.2 } });
+  if (data.buildings) {
+    layers.push({ id: "buildings-line", type: "line", source: "buildings",
+      minzoom: data.buildings.min_zoom, paint: { "line-width": 0.8,
+        "line-color": ["case", ["to-boolean", ["get", "damaged"]], "#7a0019", "#555555"] } });
+  }
+  map = new maplibregl.Map({
+    container: container,
+    style: { version: 8, sources: sources, layers: layers },
+    bounds: data.bounds,
+    fitBoundsOptions: { padding: 20 },
+    attributionControl: false,
+    canvasContextAttributes: { preserveDrawingBuffer: true },
+    // tiles and buildings come from this service: they carry the token like every other call
+    transformRequest: (url) => (token && url.startsWith(origin)
+      ? { url: url, headers: { Authorization: "Bearer " + token } } : { url: url }),
+  });
+  window.ruinmapMap = map;
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  map.addControl(new maplibregl.ScaleControl());
+  map.on("click", "district-fill", (event) => {
+    const feature = event.features[0];
+    new maplibregl.Popup({ maxWidth: "320px" }).setLngLat(event.lngLat)
+      .setDOMContent(popupHtml(feature.properties)).addTo(map);
+  });
+  map.on("mouseenter", "district-fill", () => { map.getCanvas().style.cursor = "pointer"; });
+  map.on("mouseleave", "district-fill", () => { map.getCanvas().style.cursor = ""; });
+  map.on("moveend", () => loadBuildings(data));
+  map.on("error", (event) => showError("map: " + (event.error && event.error.message)));
+  map.once("load", () => { loadBuildings(data); });
+  map.once("idle", () => { container.dataset.ready = "true"; });
+  drawLegend(data);
+}
+
+function sortTable(column) {
+  if (sortState.column === column) sortState.descending = !sortState.descending;
+  else sortState = { column: column, descending: column !== "name" && column !== "district_id" };
+  const sign = sortState.descending ? -1 : 1;
+  tableRows.sort((a, b) => {
+    const x = a[column], y = b[column];
+    if (x === y) return 0;
+    if (x === null || x === undefined) return 1;  // missing values last either way
+    if (y === null || y === undefined) return -1;
+    return (typeof x === "number" && typeof y === "number" ? x - y
+      : String(x).localeCompare(String(y), undefined, { numeric: true })) * sign;
+  });
+}
+
+function renderTable(columns) {
   const head = document.querySelector("#districts thead");
   const body = document.querySelector("#districts tbody");
   head.replaceChildren();
@@ -190,18 +259,30 @@ function drawTable(data) {
   for (const column of columns) {
     const th = document.createElement("th");
     th.textContent = column.replaceAll("_", " ");
+    th.dataset.column = column;
+    if (sortState.column === column) {
+      th.setAttribute("aria-sort", sortState.descending ? "descending" : "ascending");
+    }
+    th.addEventListener("click", () => { sortTable(column); renderTable(columns); });
     headRow.appendChild(th);
   }
   head.appendChild(headRow);
-  const rows = data.districts.features.map((f) => f.properties)
-    .sort((a, b) => (b.damaged_fraction || 0) - (a.damaged_fraction || 0));
-  for (const p of rows) {
+  for (const p of tableRows) {
     const row = document.createElement("tr");
+    row.dataset.district = p.district_id;
     for (const column of columns) {
       cell(row, fmt(p[column], column), typeof p[column] === "number" ? "num" : "");
     }
     body.appendChild(row);
   }
+}
+
+function drawTable(data) {
+  const columns = TABLE_COLUMNS.filter((c) => data.columns.includes(c));
+  tableRows = data.districts.features.map((f) => f.properties);
+  sortState = { column: null, descending: true };
+  sortTable(data.colour_by);
+  renderTable(columns);
 }
 
 async function showJob(jobId) {
@@ -216,7 +297,7 @@ async function showJob(jobId) {
       "Job " + jobId + " (" + status.status + ")";
     detail.hidden = false;
     if (status.status !== "successful") {
-      document.getElementById("map").replaceChildren();
+      if (map) { map.remove(); map = null; }
       document.querySelector("#districts tbody").replaceChildren();
       document.getElementById("downloads").textContent = status.message || "";
       if (ACTIVE.has(status.status)) setTimeout(() => { if (shownJob === jobId) showJob(jobId); }, 2000);
@@ -248,9 +329,8 @@ async function showJob(jobId) {
       downloads.appendChild(a);
     }
     const data = await (await api("jobs/" + jobId + "/map-data")).json();
-    await drawMap(jobId, data);
+    drawMap(data);
     drawTable(data);
-    document.getElementById("map").dataset.ready = "true";
   } catch (error) {
     showError(error.message);
   }
@@ -262,10 +342,13 @@ function route() {
   else document.getElementById("detail").hidden = true;
 }
 
-document.getElementById("grid-toggle").addEventListener("change", (event) => {
-  const overlay = document.getElementById("grid-overlay");
-  if (overlay) overlay.style.display = event.target.checked ? "" : "none";
-});
+for (const layer of ["damage", "score"]) {
+  document.getElementById(layer + "-toggle").addEventListener("change", (event) => {
+    if (map && map.getLayer(layer)) {
+      map.setLayoutProperty(layer, "visibility", event.target.checked ? "visible" : "none");
+    }
+  });
+}
 document.getElementById("token-save").addEventListener("click", () => {
   token = document.getElementById("token").value.trim();
   sessionStorage.setItem("ruinmap-token", token);
