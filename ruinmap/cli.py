@@ -212,6 +212,19 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
     return run
 
 
+def _bars(args: argparse.Namespace) -> bool | None:
+    """Progress bars and phase lines: off with --no-progress, else on a terminal only."""
+    return False if args.no_progress else None
+
+
+SCHEDULER_HELP = (
+    "'local' (a cluster on this machine, one worker per core), tcp://host:port (a running "
+    "Dask scheduler), or a cluster profile that starts workers itself: slurm, pbs (HPC "
+    "batch jobs through dask-jobqueue) or kubernetes (the Dask operator); profiles are set "
+    "in the Dask config (see `ruinmap cluster --help`)"
+)
+
+
 def _print_summary(result: object) -> None:
     from rich.console import Console
 
@@ -237,8 +250,7 @@ def _add_run(sub: argparse._SubParsersAction) -> Runner:
     p.add_argument(
         "--scheduler",
         default=None,
-        help="'local' (a cluster on this machine, one worker per core) or tcp://host:port; "
-        "default: the job's [cluster] address",
+        help=SCHEDULER_HELP + "; default: the job's [cluster] address",
     )
     p.add_argument(
         "--overwrite", action="store_true",
@@ -250,9 +262,12 @@ def _add_run(sub: argparse._SubParsersAction) -> Runner:
 
     def run(args: argparse.Namespace) -> int:
         from ruinmap.cli_logging import log_to_terminal
-        from ruinmap.cluster.ingest import IngestOptions
-        from ruinmap.cluster.job.run import run_job
-        from ruinmap.cluster.job.spec import load_spec
+        from ruinmap.cluster.compute.phases import phase
+
+        with phase("loading ruinmap (Dask, numba, GDAL)", enabled=_bars(args)):
+            from ruinmap.cluster.ingest import IngestOptions
+            from ruinmap.cluster.job.run import run_job
+            from ruinmap.cluster.job.spec import load_spec
 
         log_to_terminal()
         spec = load_spec(args.job)
@@ -302,16 +317,19 @@ def _add_demo(sub: argparse._SubParsersAction) -> Runner:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the city (default 0)")
     p.add_argument(
-        "--scheduler", default=None, help="'local' (default) or tcp://host:port"
+        "--scheduler", default=None, help=SCHEDULER_HELP + "; default: local"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     def run(args: argparse.Namespace) -> int:
         from ruinmap.cli_logging import log_to_terminal
-        from ruinmap.demo import run_demo
+        from ruinmap.cluster.compute.phases import phase
 
-        log_to_terminal()
-        print(f"making a {args.size} x {args.size} px synthetic city in {args.out} ...")
+        print(f"making a {args.size} x {args.size} px synthetic city in {args.out} ...",
+              flush=True)
+        with phase("loading ruinmap (Dask, numba, GDAL)", enabled=_bars(args)):
+            from ruinmap.demo import run_demo
+        log_to_terminal()  # after distributed's import, which sets up its own loggers
         demo = run_demo(
             args.out,
             args.size,

@@ -23,6 +23,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.ingest import IngestOptions
 from ruinmap.cluster.job.run import STORE_NAME, JobResult, run_job
 from ruinmap.cluster.job.spec import load_spec
@@ -149,7 +150,8 @@ def run_demo(
     previous = out_dir / "out"
     if (previous / STORE_NAME).exists() or (previous / WORK_DIR).exists():
         shutil.rmtree(previous)  # results of an earlier demo, made from another city
-    city = make_city(out_dir / "city", size=size, seed=seed, overwrite=True)
+    with phase(f"making the synthetic city ({size} x {size} px)", enabled=progress):
+        city = make_city(out_dir / "city", size=size, seed=seed, overwrite=True)
     job_path = write_job_spec(city, out_dir, method=method)
     spec = load_spec(job_path)
     result = run_job(spec, client=client, scheduler=scheduler,  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ users have (pyogrio, libhxl, pystac), from one real job (`products_run`)."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import h3
 import hxl
@@ -15,7 +17,11 @@ import pytest
 import zarr
 
 from ruinmap.cluster.job.spec import parse_spec
-from ruinmap.cluster.outputs.stac import file_checksum, validate_catalog
+from ruinmap.cluster.outputs.stac import (
+    file_checksum,
+    refresh_file_checksums,
+    validate_catalog,
+)
 from ruinmap.errors import SpecError
 from tests.outputs.conftest import H3_RESOLUTION, ProductsRun
 
@@ -140,3 +146,18 @@ def test_stac_item_describes_the_products(products_run: ProductsRun) -> None:
     assert any(i.get("side") == "pre" and i.get("sha256") for i in props["ruinmap:inputs"])
     lon0, lat0, lon1, lat1 = item.bbox
     assert -180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90
+
+
+def test_a_rewritten_table_gets_its_checksum_refreshed_in_the_catalog(
+    products_run: ProductsRun, tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"  # a copy: the session's run stays as it was written
+    shutil.copytree(products_run.out, out, ignore=shutil.ignore_patterns("store.zarr", ".ruinmap*"))
+    table = out / "districts_hxl.csv"
+    table.write_text(table.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert refresh_file_checksums(out) == ["districts_hxl_csv"]
+    collection = pystac.Collection.from_file(str(out / "stac" / "collection.json"))
+    (item,) = collection.get_items()
+    assert item.assets["districts_hxl_csv"].extra_fields["file:checksum"] == file_checksum(table)
+    assert refresh_file_checksums(out) == []  # now current: nothing rewritten
+    validate_catalog(out / "stac" / "collection.json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 
 from distributed import Future, as_completed
@@ -16,12 +15,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ruinmap.cluster.compute.phases import progress_enabled
 
-def progress_enabled(requested: bool | None = None) -> bool:
-    """`requested` when given, else whether stderr is an interactive terminal."""
-    if requested is not None:
-        return requested
-    return sys.stderr.isatty()
+__all__ = ["progress_enabled", "track"]
 
 
 def track(

@@ -25,6 +25,7 @@ from typing import Any
 from distributed import Client
 
 from ruinmap.cluster.compute.connect import client_for
+from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.geo.grid import Grid, pixel_offset
 from ruinmap.cluster.ingest.layout import (
@@ -154,7 +155,9 @@ def ingest(
     location = as_location(out)
     compression = Compression.parse(options.compression)
     _check_out(location)
-    inputs = inputs or plan_inputs(pre, post, options)
+    if inputs is None:
+        with phase("reading the inputs' headers", enabled=progress):
+            inputs = plan_inputs(pre, post, options)
     layout = StoreLayout(inputs, options.chunk, choose_shard(options.chunk, options.shard,
                                                              len(inputs.bands)),
                          compression, options)
@@ -310,12 +313,13 @@ def _write_store(
         report.units_skipped,
     )
     if pending:
-        [task_future] = client.scatter([task], broadcast=True, hash=False)
-        futures = [
-            client.submit(write_unit, task_future, *u,
-                          key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}", pure=False)
-            for u in pending
-        ]
+        with phase("starting the ingest on the workers", enabled=progress):
+            [task_future] = client.scatter([task], broadcast=True, hash=False)
+            futures = [
+                client.submit(write_unit, task_future, *u,
+                              key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}", pure=False)
+                for u in pending
+            ]
         try:
             for future in track(futures, "ingest", enabled=progress):
                 report.bytes_written += future.result()

@@ -26,6 +26,7 @@ parameters, the imagery, the polygons or the grid starts the tiles over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ import numpy as np
 from distributed import Client
 
 from ruinmap.cluster.compute.connect import client_for, dashboard_link
+from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
@@ -96,32 +98,40 @@ def run_job(
     options = ingest_options or IngestOptions()
     # every file the job opens in this thread is confined like the workers' reads
     with confinement(options.confine_to):
-        files, frames = _check(spec, options, budget)
+        with phase("checking the job and reading the inputs' headers", enabled=progress):
+            files, frames = _check(spec, options, budget)
         claim_output_dir(as_location(spec.output.dir))  # never into a folder of the user's files
         # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
         address = resolve_address(scheduler, spec.cluster.given_address)
-        with client_for(client, address) as cl:
+        with contextlib.ExitStack() as cluster:
+            with phase("connecting to the Dask cluster", enabled=progress):
+                cl = cluster.enter_context(client_for(client, address))
             dashboard = dashboard_link(cl)
             store = _ensure_store(spec, files, cl, options, progress)
             timings["ingest_s"] = time.perf_counter() - started
-            polygons = polygons_on_grid(spec, frames, store.grid)
-            plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
-            prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid, store.chunk,
-                             plan.tile_px)
+            with phase("planning the tiles", enabled=progress):
+                polygons = polygons_on_grid(spec, frames, store.grid)
+                plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
+                prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid,
+                                 store.chunk, plan.tile_px)
             t0 = time.perf_counter()
             pending = _run_tiles(cl, plan, polygons, progress, on_progress)
             timings["tiles_s"] = time.perf_counter() - t0
-
+            with phase("closing the Dask cluster", enabled=progress):
+                cluster.close()  # a local cluster takes a second or two to stop
         t0 = time.perf_counter()
-        result = _merge(plan, polygons, pending, timings, dashboard)
+        with phase("merging the tiles' results", enabled=progress):
+            result = _merge(plan, polygons, pending, timings, dashboard)
         timings["merge_s"] = time.perf_counter() - t0
         if write_products:
-            _write(result, plan, polygons)
+            with phase("writing the products (COGs, tables, figures, STAC)", enabled=progress):
+                _write(result, plan, polygons)
         check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
                                plan.context.post_orbits), plan.store.n_times)
         if write_products:
             if spec.validation is not None:
-                _validate(result)
+                with phase("validating against the labels", enabled=progress):
+                    _validate(result)
         timings["total_s"] = time.perf_counter() - started
         return result
 
@@ -160,13 +170,14 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
         on_progress(finished, len(plan.tiles))
     if not pending:
         return pending
-    vectors = tile_vectors(pending, plan.grid, polygons)
-    [plan_future] = client.scatter([plan], broadcast=True)
-    futures = [
-        client.submit(run_tile, plan_future, tile, vec, key=plan.task_key(tile), pure=False,
-                      retries=1)
-        for tile, vec in zip(pending, vectors, strict=True)
-    ]
+    with phase("starting the tiles on the workers", enabled=progress):
+        vectors = tile_vectors(pending, plan.grid, polygons)
+        [plan_future] = client.scatter([plan], broadcast=True)
+        futures = [
+            client.submit(run_tile, plan_future, tile, vec, key=plan.task_key(tile),
+                          pure=False, retries=1)
+            for tile, vec in zip(pending, vectors, strict=True)
+        ]
     for future in track(futures, "tiles", enabled=progress):
         log.debug("tile timings %s", future.result())
         finished += 1

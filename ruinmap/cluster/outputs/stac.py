@@ -43,6 +43,7 @@ from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
 
 __all__ = ["STAC_DIR", "StacAsset", "StacBand", "StacRecord", "file_checksum",
+           "refresh_file_checksums",
            "validate_catalog", "write_stac"]
 
 STAC_DIR = "stac"
@@ -228,6 +229,27 @@ def write_stac(out_dir: Path, record: StacRecord, assets: Sequence[StacAsset]) -
         collection.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
     item_json = Path(item.get_self_href() or "")
     return [stac_dir / COLLECTION_JSON, stac_dir / item_json.parent.name / item_json.name]
+
+
+def refresh_file_checksums(out_dir: Path) -> list[str]:
+    """Re-read `file:checksum` and `file:size` of every local asset of `out_dir/stac/`'s
+    Items from the files as they are now (after `ruinmap validate` rewrote the district
+    tables, say); returns the asset keys that changed. No catalog: nothing to do."""
+    changed: list[str] = []
+    for item_json in sorted((out_dir / STAC_DIR).glob("*/*.json")):
+        item = json.loads(item_json.read_text(encoding="utf-8"))
+        for key, asset in item.get("assets", {}).items():
+            path = (item_json.parent / asset["href"]).resolve()
+            if not path.is_file() or "file:checksum" not in asset:
+                continue
+            checksum, size = file_checksum(path), path.stat().st_size
+            if (asset["file:checksum"], asset.get("file:size")) != (checksum, size):
+                asset["file:checksum"], asset["file:size"] = checksum, size
+                changed.append(key)
+        if changed:
+            with atomic_path(item_json) as tmp:
+                Path(tmp).write_text(json.dumps(item, indent=2) + "\n", encoding="utf-8")
+    return changed
 
 
 def offline_validator() -> JsonSchemaSTACValidator:

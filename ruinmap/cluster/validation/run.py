@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ruinmap.cluster.outputs.stac import refresh_file_checksums
 from ruinmap.cluster.outputs.tables import write_district_tables
 from ruinmap.cluster.storage.confined import open_input
 from ruinmap.cluster.storage.durable import atomic_path
@@ -173,6 +174,7 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
         per_district[counts] = per_district[counts].astype("Int64")  # NA: no labels there
         districts = gpd.GeoDataFrame(table, geometry="geometry", crs=results.districts.crs)
         files.update({k: Path(v) for k, v in write_district_tables(districts, out).items()})
+        refresh_file_checksums(out)  # the catalog describes the tables as they now are
     files["validation_csv"] = out / "validation.csv"
     with atomic_path(files["validation_csv"]) as tmp:
         per_district.to_csv(tmp, index=False, lineterminator="\n")
