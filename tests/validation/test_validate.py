@@ -21,6 +21,7 @@ from PIL import Image
 from scipy.stats import mannwhitneyu
 
 from ruinmap.cluster.job.run import JobResult, run_job
+from ruinmap.cluster.outputs.stac import file_checksum
 from ruinmap.cluster.validation.config import ValidationSpec
 from ruinmap.cluster.validation.run import validate
 from ruinmap.errors import InputError
@@ -228,3 +229,24 @@ def test_cli_validate(city: City, city_run: JobResult, tmp_path: Path) -> None:
     assert wrong.returncode == 1
     assert "--level: Input should be less than or equal to 0.999" in wrong.stderr
     assert "--buffer-m: Input should be greater than 0" in wrong.stderr
+
+
+def test_validating_in_place_keeps_the_catalog_and_the_hxl_level_true(
+    city: City, city_run: JobResult, tmp_path: Path,
+) -> None:
+    results = tmp_path / "results"  # a copy of the run: validation rewrites its tables
+    shutil.copytree(city_run.spec.output.dir, results,
+                    ignore=shutil.ignore_patterns("store.zarr", ".ruinmap*"))
+    job_json = results / "job.json"
+    report = json.loads(job_json.read_text())
+    report["spec"]["districts"]["admin_level"] = 3
+    job_json.write_text(json.dumps(report))
+    validate(results, ValidationSpec(labels=str(_polygon_labels(city, tmp_path / "t.gpkg"))))
+    tags = (results / "districts_hxl.csv").read_text().splitlines()[1]
+    assert tags.startswith("#adm3+code"), tags
+    item = json.loads(next((results / "stac").glob("*/*.json")).read_text())
+    for key in ("districts_gpkg", "districts_hxl_csv", "districts_parquet"):
+        asset = item["assets"][key]
+        name = {"districts_gpkg": "districts.gpkg", "districts_hxl_csv": "districts_hxl.csv",
+                "districts_parquet": "districts.parquet"}[key]
+        assert asset["file:checksum"] == file_checksum(results / name), key

@@ -46,6 +46,12 @@ _ASSETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "grid_h3_gpkg": (GPKG, "Damage per H3 cell (GeoPackage)", ("data",)),
     "grid_h3_parquet": (PARQUET, "Damage per H3 cell (GeoParquet)", ("data",)),
     "map_png": ("image/png", "Map of damage by district", ("overview", "visual")),
+    "districts_png": ("image/png", "Damage per district (bar chart)", ("visual",)),
+    "score_hist_png": ("image/png", "Histogram of the damage score", ("visual",)),
+    "damage_aux_xml": ("application/xml", "Class names of damage.tif (GDAL side-car)",
+                       ("metadata",)),
+    "damage_qml": ("text/xml", "QGIS style of damage.tif", ("style",)),
+    "grid_qml": ("text/xml", "QGIS style of grid.tif", ("style",)),
     "job_json": ("application/json", "What was run: spec, inputs, timings", ("metadata",)),
 }
 

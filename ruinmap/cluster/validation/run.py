@@ -173,7 +173,10 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
         counts = ["labelled_units", "labelled_damaged", "predicted_damaged", "count_error"]
         per_district[counts] = per_district[counts].astype("Int64")  # NA: no labels there
         districts = gpd.GeoDataFrame(table, geometry="geometry", crs=results.districts.crs)
-        files.update({k: Path(v) for k, v in write_district_tables(districts, out).items()})
+        # the HXL key tag at the job's own admin level (`[districts] admin_level`)
+        level = int(results.report["spec"].get("districts", {}).get("admin_level", 2))
+        files.update({k: Path(v) for k, v in
+                      write_district_tables(districts, out, admin_level=level).items()})
         refresh_file_checksums(out)  # the catalog describes the tables as they now are
     files["validation_csv"] = out / "validation.csv"
     with atomic_path(files["validation_csv"]) as tmp:
