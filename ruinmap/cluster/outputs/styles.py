@@ -28,6 +28,18 @@ from ruinmap.cluster.storage.durable import write_text_atomic
 __all__ = ["pam_path", "write_class_sidecars", "write_fraction_style"]
 
 
+# what every raster style of ours shares around its renderer
+_QML_HEAD = ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+             '<qgis version="3.28.0" styleCategories="Symbology">\n'
+             "  <pipe>\n")
+_QML_TAIL = ('    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
+             '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
+             '    <rasterresampler maxOversampling="2"/>\n'
+             "  </pipe>\n"
+             "  <blendMode>0</blendMode>\n"
+             "</qgis>\n")
+
+
 def pam_path(path: Path) -> Path:
     """The GDAL PAM side-car of a raster: `<name>.aux.xml`."""
     return path.with_name(path.name + ".aux.xml")
@@ -57,9 +69,7 @@ def write_class_sidecars(dst: str | os.PathLike[str], class_names: Sequence[str]
         if value != NODATA_CLASS
     )
     qml = (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28.0" styleCategories="Symbology">\n'
-        "  <pipe>\n"
+        f"{_QML_HEAD}"
         '    <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" '
         'nodataColor="">\n'
         "      <rasterTransparency/>\n"
@@ -67,12 +77,7 @@ def write_class_sidecars(dst: str | os.PathLike[str], class_names: Sequence[str]
         f"{entries}"
         "      </colorPalette>\n"
         "    </rasterrenderer>\n"
-        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
-        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
-        '    <rasterresampler maxOversampling="2"/>\n'
-        "  </pipe>\n"
-        "  <blendMode>0</blendMode>\n"
-        "</qgis>\n"
+        f"{_QML_TAIL}"
     )
     return [
         write_text_atomic(pam_path(dst), pam),
@@ -93,9 +98,7 @@ def write_fraction_style(dst: str | os.PathLike[str], band_name: str,
         for i, c in enumerate(colors)
     )
     qml = (
-        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
-        '<qgis version="3.28.0" styleCategories="Symbology">\n'
-        "  <pipe>\n"
+        f"{_QML_HEAD}"
         '    <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" '
         f'alphaBand="-1" classificationMin="0" classificationMax="1" '
         f'nodataColor="" description={quoteattr(band_name)}>\n'
@@ -107,11 +110,6 @@ def write_fraction_style(dst: str | os.PathLike[str], band_name: str,
         "        </colorrampshader>\n"
         "      </rastershader>\n"
         "    </rasterrenderer>\n"
-        '    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>\n'
-        '    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0"/>\n'
-        '    <rasterresampler maxOversampling="2"/>\n'
-        "  </pipe>\n"
-        "  <blendMode>0</blendMode>\n"
-        "</qgis>\n"
+        f"{_QML_TAIL}"
     )
     return write_text_atomic(dst.with_suffix(".qml"), qml)

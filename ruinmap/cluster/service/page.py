@@ -174,23 +174,22 @@ def add_page_routes(app: FastAPI) -> None:
         # the page asks for a token itself when reads need one
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
-    @app.get("/ui/{name}", include_in_schema=False)
-    def ui_asset(name: str) -> FileResponse:
-        path = STATIC / name
-        if name not in {p.name for p in STATIC.iterdir()} or path.suffix not in _TYPES:
+    def _served(folder: Path, name: str, what: str) -> FileResponse:
+        # only a file listed in `folder` itself, of a known type: no path ever leaves it
+        path = folder / name
+        if name not in {p.name for p in folder.iterdir()} or path.suffix not in _TYPES:
             from ruinmap.cluster.service.problems import RequestError
 
-            raise RequestError(404, "Not found", f"no page asset '{name}'")
+            raise RequestError(404, "Not found", f"no {what} '{name}'")
         return FileResponse(path, media_type=_TYPES[path.suffix])
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    def ui_asset(name: str) -> FileResponse:
+        return _served(STATIC, name, "page asset")
 
     @app.get("/ui/vendor/maplibre-gl/{name}", include_in_schema=False)
     def ui_vendor(name: str) -> FileResponse:
-        path = VENDOR / name
-        if name not in {p.name for p in VENDOR.iterdir()} or path.suffix not in _TYPES:
-            from ruinmap.cluster.service.problems import RequestError
-
-            raise RequestError(404, "Not found", f"no vendored file '{name}'")
-        return FileResponse(path, media_type=_TYPES[path.suffix])
+        return _served(VENDOR, name, "vendored file")
 
     def _ready(job_id: str) -> Any:
         from ruinmap.cluster.service.problems import OGC_EXC, RequestError
