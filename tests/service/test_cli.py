@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ruinmap.cluster.job.spec import dump_toml
+from ruinmap.cluster.outputs.stac import validate_catalog
 from tests.support.processes import BIN
 from tests.support.service import ENV, TOKEN, Service, wait_final
 
@@ -51,11 +52,16 @@ def test_submit_wait_then_status_jobs_and_results(
     out = tmp_path / "downloaded"
     results = _ruinmap("results", job_id, "--out", str(out), "--url", service.url)
     assert results.returncode == 0, results.stderr
-    names = {p.name for p in out.iterdir()}
-    assert {"score.tif", "damage.tif", "grid.tif", "districts.csv", "districts.geojson",
-            "districts.parquet", "map.png", "job.json"} == names
-    for name in names:  # byte for byte what the service wrote
-        assert (out / name).read_bytes() == (service.output_root / "cli-run" / name).read_bytes()
+    names = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    made = service.output_root / "cli-run"
+    assert {"score.tif", "damage.tif", "damage.tif.aux.xml", "damage.qml", "grid.tif",
+            "grid.qml", "districts.csv", "districts.geojson", "districts.parquet",
+            "districts.gpkg", "districts_hxl.csv", "map.png", "districts.png",
+            "score_hist.png", "job.json", "stac/collection.json"} <= names
+    assert any(n.startswith("stac/") and n != "stac/collection.json" for n in names)
+    for name in names:  # byte for byte what the service wrote, where it wrote it
+        assert (out / name).read_bytes() == (made / name).read_bytes()
+    validate_catalog(out / "stac" / "collection.json")  # its relative links still resolve
 
 
 def test_submit_without_wait_prints_the_id_and_cancel_dismisses(

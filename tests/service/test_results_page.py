@@ -239,8 +239,10 @@ def test_results_page_maps_a_finished_job_click_and_sort(
                            [point.x, point.y])
     note = wait_for(lambda: re.search(r"(\d+) building outlines", browser.find_element(
         By.ID, "buildings-note").text), 30, "the building outlines")
-    drawn = browser.execute_script(
-        "return window.ruinmapMap.querySourceFeatures('buildings').length")
+    # MapLibre tiles a GeoJSON source on a worker after setData: drawn a moment later
+    drawn = wait_for(lambda: browser.execute_script(
+        "return window.ruinmapMap.querySourceFeatures('buildings').length"), 30,
+        "the building outlines drawn")
     assert int(note.group(1)) > 0 and drawn > 0
     zoomed = tmp_path / "results_page_zoomed.png"
     assert browser.save_screenshot(str(zoomed))

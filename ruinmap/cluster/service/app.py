@@ -328,7 +328,8 @@ def create_app(config: ServiceConfig, *, start_runner: bool = True) -> FastAPI:
         base = _base(request)
         return {
             name: {"href": f"{base}/jobs/{job_id}/results/{name}", "type": OUTPUTS[name][1],
-                   "title": OUTPUTS[name][0], "rel": RESULT_RELS.get(name, "enclosure")}
+                   # its path in the job's folder: a download keeps stac/'s relative hrefs
+                   "title": record.files[name], "rel": RESULT_RELS.get(name, "enclosure")}
             for name in record.files if name in OUTPUTS
         }
 

@@ -144,8 +144,9 @@ class ServiceClient:
         folder.mkdir(parents=True, exist_ok=True)
         written = []
         for name, link in self.results(job_id).items():
-            file_name = Path(str(link.get("title") or name)).name  # never a path from outside
-            target = folder / file_name
+            target = folder / _relative_path(str(link.get("title") or name))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            file_name = target.name
             partial = target.with_name(f".{file_name}.part")
             href = self.same_origin(str(link["href"]), name)
             try:
@@ -162,3 +163,12 @@ class ServiceClient:
             os.replace(partial, target)
             written.append(target)
         return written
+
+
+def _relative_path(title: str) -> Path:
+    """The output's path in the job's folder (stac/<item>/<item>.json keeps the catalog's
+    relative links whole); only its name when it would leave the download folder."""
+    path = Path(title)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        return Path(path.name or "output")
+    return path

@@ -49,7 +49,8 @@ _MEANING = {
            "dismiss this job (another token submitted it)",
     "404": "no such process, job, output, or the result is not ready",
     "409": "the job conflicts with another job (an output folder that is not its own, a "
-           "store that is not finished, or a store an active job reads)",
+           "store that is not finished, or a store an active job reads), or its map is asked "
+           "for before it has finished",
     "410": "the job was dismissed, or its file is gone",
     "413": "the request body is over server.max_body_bytes",
     "415": "the request body is not JSON",
@@ -69,6 +70,8 @@ _ERRORS: dict[tuple[str, str], tuple[str, ...]] = {
     ("delete", "/jobs/{job_id}"): ("403", "404", "409"),
     ("get", "/jobs/{job_id}/map-data"): ("404", "410"),
     ("get", "/jobs/{job_id}/grid.png"): ("404", "410"),
+    ("get", "/jobs/{job_id}/tiles/{layer}/{z}/{x}/{y}.png"): ("404", "409", "410"),
+    ("get", "/jobs/{job_id}/buildings.geojson"): ("400", "404", "409", "410"),
 }
 _WRITES = {("post", "/processes/{process_id}/execution"), ("delete", "/jobs/{job_id}")}
 

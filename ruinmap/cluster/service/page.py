@@ -249,6 +249,7 @@ def add_page_routes(app: FastAPI) -> None:
         from ruinmap.cluster.service.problems import RequestError
 
         require_read(request)
+        record = _finished_for_map(job_id)  # an unknown job is 404 whatever the bbox
         try:
             box_ = tuple(float(v) for v in bbox.split(","))
         except ValueError:
@@ -256,7 +257,6 @@ def add_page_routes(app: FastAPI) -> None:
         if len(box_) != 4 or not (box_[0] < box_[2] and box_[1] < box_[3]):
             raise RequestError(400, "Bad bbox", f"bbox={bbox!r}: give west,south,east,north "
                                "in degrees, west < east and south < north")
-        record = _finished_for_map(job_id)
         path = output_file(record, "buildings_parquet")
         body = json.dumps(buildings_geojson(path, box_))
         return Response(body, media_type="application/geo+json")
