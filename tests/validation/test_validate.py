@@ -242,11 +242,13 @@ def test_validating_in_place_keeps_the_catalog_and_the_hxl_level_true(
     report["spec"]["districts"]["admin_level"] = 3
     job_json.write_text(json.dumps(report))
     validate(results, ValidationSpec(labels=str(_polygon_labels(city, tmp_path / "t.gpkg"))))
+    before = (Path(city_run.spec.output.dir) / "districts.png").read_bytes()
+    assert (results / "districts.png").read_bytes() != before  # redrawn: calibrated bars
     tags = (results / "districts_hxl.csv").read_text().splitlines()[1]
     assert tags.startswith("#adm3+code"), tags
     item = json.loads(next((results / "stac").glob("*/*.json")).read_text())
-    for key in ("districts_gpkg", "districts_hxl_csv", "districts_parquet"):
+    for key in ("districts_gpkg", "districts_hxl_csv", "districts_parquet", "districts_png"):
         asset = item["assets"][key]
         name = {"districts_gpkg": "districts.gpkg", "districts_hxl_csv": "districts_hxl.csv",
-                "districts_parquet": "districts.parquet"}[key]
+                "districts_parquet": "districts.parquet", "districts_png": "districts.png"}[key]
         assert asset["file:checksum"] == file_checksum(results / name), key

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ruinmap.cluster.outputs.charts import render_district_chart
 from ruinmap.cluster.outputs.stac import refresh_file_checksums
 from ruinmap.cluster.outputs.tables import write_district_tables
 from ruinmap.cluster.storage.confined import open_input
@@ -177,6 +178,11 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
         level = int(results.report["spec"].get("districts", {}).get("admin_level", 2))
         files.update({k: Path(v) for k, v in
                       write_district_tables(districts, out, admin_level=level).items()})
+        # the chart's error bars become the calibrated intervals
+        files["districts_png"] = render_district_chart(
+            out / "districts.png", table,
+            title=f"Damage by district ({results.method}), calibrated against "
+                  f"{Path(labels.path).name}")
         refresh_file_checksums(out)  # the catalog describes the tables as they now are
     files["validation_csv"] = out / "validation.csv"
     with atomic_path(files["validation_csv"]) as tmp:
