@@ -206,7 +206,7 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
 
     map_drawn.result()
     for key, name in FIGURES.items():
-        if products.due(out / name) or products.rewrite:
+        if products.due(out / name):  # due: rewriting, or not yet at the target
             products.publish(out / name)
             products.changed = True
         products.written[key] = products.final(out / name)
