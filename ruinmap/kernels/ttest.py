@@ -9,6 +9,7 @@ The jitted cores release the GIL, so callers may run row strips in threads.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Literal, overload
 
 import numpy as np
@@ -20,8 +21,6 @@ from ruinmap.kernels._layout import contiguous_row, core_inputs, kernel_jit
 from ruinmap.kernels.fastlog import Real
 
 _NAN = np.float64(np.nan)
-
-
 
 
 @njit(inline="always", nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -296,3 +295,166 @@ def welch_t_reference(
     return t
 
 
+
+
+@njit(inline="always", nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _two_sample_pixel(
+    a: tuple[Real, Real, Real, Real], b: tuple[Real, Real, Real, Real], lo_a: Real, lo_b: Real,
+    is_pooled: bool, ddof: Real,
+) -> tuple[Real, Real]:
+    """(t, dof) of one pixel, Welch or pooled, variances with `ddof` (see `two_sample_t`)."""
+    shift_a, n_a, s1_a, s2_a = a
+    shift_b, n_b, s1_b, s2_b = b
+    na = float(n_a)
+    nb = float(n_b)
+    is_enough = (na >= lo_a) & (nb >= lo_b)
+    na = na if is_enough else 2.0
+    nb = nb if is_enough else 2.0
+    mean_a = s1_a / na
+    mean_b = s1_b / nb
+    var_a = max(s2_a - s1_a * mean_a, 0.0) / (na - ddof)
+    var_b = max(s2_b - s1_b * mean_b, 0.0) / (nb - ddof)
+    dof: Real
+    if is_pooled:
+        dof = na + nb - 2.0
+        se2 = (var_a * (na - 1.0) + var_b * (nb - 1.0)) / dof * (1.0 / na + 1.0 / nb)
+    else:
+        se2_a = var_a / na
+        se2_b = var_b / nb
+        se2 = se2_a + se2_b
+        dof = se2 * se2 / (se2_a * se2_a / (na - 1.0) + se2_b * se2_b / (nb - 1.0))
+    is_defined = is_enough & (se2 > 0.0)
+    t = ((mean_b + float(shift_b)) - (mean_a + float(shift_a))) / np.sqrt(se2)
+    return (t, dof) if is_defined else (_NAN, _NAN)
+
+
+@kernel_jit
+def _two_sample_3d(
+    pre: np.ndarray, post: np.ndarray, min_pre: int, min_post: int, is_pooled: bool,
+    ddof: int, buffers: tuple[np.ndarray, ...], out_t: np.ndarray, out_dof: np.ndarray,
+    out_n_pre: np.ndarray, out_n_post: np.ndarray,
+) -> None:
+    shift_a, n_a, s1_a, s2_a, shift_b, n_b, s1_b, s2_b = buffers
+    lo_a = np.float64(min_pre)
+    lo_b = np.float64(min_post)
+    dd = np.float64(ddof)
+    for i in range(pre.shape[1]):
+        _accumulate_row(pre, i, shift_a, n_a, s1_a, s2_a)
+        _accumulate_row(post, i, shift_b, n_b, s1_b, s2_b)
+        for j in range(out_t.shape[1]):
+            out_t[i, j], out_dof[i, j] = _two_sample_pixel(
+                (shift_a[j], n_a[j], s1_a[j], s2_a[j]), (shift_b[j], n_b[j], s1_b[j], s2_b[j]),
+                lo_a, lo_b, is_pooled, dd,
+            )
+            out_n_pre[i, j] = n_a[j]
+            out_n_post[i, j] = n_b[j]
+
+
+@dataclass(frozen=True)
+class TwoSampleT:
+    """Per-pixel result of `two_sample_t` (float32 images): t, its degrees of freedom, and the
+    valid observations of each side (counted everywhere, also where t is NaN)."""
+
+    t: np.ndarray
+    dof: np.ndarray
+    n_pre: np.ndarray
+    n_post: np.ndarray
+
+
+TEST_KINDS = ("welch", "pooled")
+
+
+def two_sample_t(
+    pre_stack: np.ndarray, post_stack: np.ndarray, *, test: str = "welch", ddof: int = 1,
+    min_pre: int = 2, min_post: int = 2,
+) -> TwoSampleT:
+    """Per-pixel two-sample t (axis 0 = time), Welch's or pooled, with variances of `ddof`.
+
+    With var = sum((x - mean)**2) / (n - ddof) over a pixel's valid (non-NaN) observations:
+    welch:  t = (mean_post - mean_pre) / sqrt(var_pre / n_pre + var_post / n_post),
+            dof = (a + b)**2 / (a**2 / (n_pre - 1) + b**2 / (n_post - 1)), a = var_pre / n_pre,
+            b = var_post / n_post (Welch-Satterthwaite);
+    pooled: s2 = (var_pre (n_pre - 1) + var_post (n_post - 1)) / (n_pre + n_post - 2),
+            t = (mean_post - mean_pre) / sqrt(s2 (1 / n_pre + 1 / n_post)),
+            dof = n_pre + n_post - 2.
+    `ddof` = 1 is the textbook sample variance; 0 the population variance that Earth Engine's
+    `ee.Reducer.stdDev()` returns, which the PWTT reference code squares (oballinger/PWTT
+    pwtt/__init__.py:118-142). t and dof are NaN where a side has fewer than `min_pre` /
+    `min_post` valid observations or the standard error is 0; n_pre / n_post count the
+    valid observations of every pixel.
+    """
+    pre = as_stack(pre_stack, "pre_stack")
+    post = as_stack(post_stack, "post_stack")
+    same_image_shape(pre_stack=pre, post_stack=post)
+    if test not in TEST_KINDS:
+        raise InputError(f"test must be one of {', '.join(TEST_KINDS)}, got {test!r}")
+    if ddof not in (0, 1):
+        raise InputError(f"ddof must be 0 (population) or 1 (sample variance), got {ddof!r}")
+    lo_pre = _min_obs(min_pre, "min_pre")
+    lo_post = _min_obs(min_post, "min_post")
+    pre, post = core_inputs(pre, post)
+    shape = pre.shape[1:]
+    out = [np.empty(shape, np.float32) for _ in range(4)]
+    buffers = _row_buffers(pre.shape[2], pre.dtype)
+    _two_sample_3d(pre, post, lo_pre, lo_post, test == "pooled", int(ddof), buffers, *out)
+    return TwoSampleT(*out)
+
+
+def two_sample_t_reference(
+    pre_stack: np.ndarray, post_stack: np.ndarray, *, test: str = "welch", ddof: int = 1,
+    min_pre: int = 2, min_post: int = 2,
+) -> TwoSampleT:
+    """NumPy reference for `two_sample_t` (nanmean / nanvar in float64, the formulas as
+    written in its docstring)."""
+    pre = np.asarray(pre_stack, np.float64)
+    post = np.asarray(post_stack, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        n_a = np.sum(~np.isnan(pre), axis=0).astype(np.float64)
+        n_b = np.sum(~np.isnan(post), axis=0).astype(np.float64)
+        var_a = np.nanvar(pre, axis=0, ddof=ddof)
+        var_b = np.nanvar(post, axis=0, ddof=ddof)
+        diff = np.nanmean(post, axis=0) - np.nanmean(pre, axis=0)
+        if test == "pooled":
+            dof = n_a + n_b - 2
+            se2 = (var_a * (n_a - 1) + var_b * (n_b - 1)) / dof * (1 / n_a + 1 / n_b)
+        else:
+            a, b = var_a / n_a, var_b / n_b
+            se2 = a + b
+            dof = se2**2 / (a**2 / (n_a - 1) + b**2 / (n_b - 1))
+        t = diff / np.sqrt(se2)
+    is_defined = (n_a >= max(2, min_pre)) & (n_b >= max(2, min_post)) & (se2 > 0)
+    return TwoSampleT(np.where(is_defined, t, np.nan).astype(np.float32),
+                      np.where(is_defined, dof, np.nan).astype(np.float32),
+                      n_a.astype(np.float32), n_b.astype(np.float32))
+
+
+def pooled_t(
+    pre_stack: np.ndarray, post_stack: np.ndarray, *, min_pre: int = 2, min_post: int = 2,
+    ddof: int = 1,
+) -> np.ndarray:
+    """Per-pixel pooled (Student's equal-variance) t between two stacks: `two_sample_t` with
+    test="pooled" (formula there). Positive t = post brighter than pre; NaN as `welch_t`."""
+    return two_sample_t(pre_stack, post_stack, test="pooled", ddof=ddof, min_pre=min_pre,
+                        min_post=min_post).t
+
+
+def pooled_t_reference(
+    pre_stack: np.ndarray, post_stack: np.ndarray, *, min_pre: int = 2, min_post: int = 2,
+    ddof: int = 1,
+) -> np.ndarray:
+    """NumPy reference for `pooled_t`: one pixel at a time, the textbook formula."""
+    pre = np.asarray(pre_stack, np.float64)
+    post = np.asarray(post_stack, np.float64)
+    out = np.full(pre.shape[1:], np.nan, np.float32)
+    for i, j in np.ndindex(*out.shape):
+        a = pre[:, i, j][~np.isnan(pre[:, i, j])]
+        b = post[:, i, j][~np.isnan(post[:, i, j])]
+        if a.size < max(2, min_pre) or b.size < max(2, min_post):
+            continue
+        s2 = (np.var(a, ddof=ddof) * (a.size - 1) + np.var(b, ddof=ddof) * (b.size - 1)) / (
+            a.size + b.size - 2)
+        se = np.sqrt(s2 * (1 / a.size + 1 / b.size))
+        if se > 0:
+            out[i, j] = (b.mean() - a.mean()) / se
+    return out

@@ -79,9 +79,14 @@ def test_pwtt_halo_adds_the_lee_median_and_largest_mean_reach() -> None:
     assert halo_px(LogRatioParams(radius_m=30.0), 10.0) == 3
 
 
+#: the statistic our pwtt had before it followed the reference of today (max |t| over orbits,
+#: sample variances, the smoothed score not masked back to the data); still offered
+LEGACY = {"orbit_combination": "max", "variance": "sample", "mask_score_to_data": False}
+
+
 def test_pwtt_score_equals_numpy_reference_pipeline() -> None:
     pre, post = _stacks(5, 3)
-    params = PwttParams()
+    params = PwttParams(**LEGACY)
     got = compute_score(pre, post, params, _context(5, 3))
     want = _pwtt_reference(pre, post, params, np.zeros(5, int), np.zeros(3, int))
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4, equal_nan=True)
@@ -89,7 +94,7 @@ def test_pwtt_score_equals_numpy_reference_pipeline() -> None:
 
 def test_pwtt_combines_orbits_by_maximum_abs_t() -> None:
     pre, post = _stacks(6, 4, seed=1)
-    params = PwttParams(min_pre=3, min_post=2)
+    params = PwttParams(min_pre=3, min_post=2, **LEGACY)
     orbits_pre, orbits_post = (1, 2, 1, 2, 1, 2), (1, 2, 1, 2)
     got = compute_score(pre, post, params, _context(6, 4, orbits_pre, orbits_post))
     want = _pwtt_reference(pre, post, params, np.array(orbits_pre), np.array(orbits_post))

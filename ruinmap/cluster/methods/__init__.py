@@ -7,7 +7,13 @@ used here; nothing knows about jobs.
 
 from __future__ import annotations
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices
+from ruinmap.cluster.methods.base import (
+    ExtraLayer,
+    ScoreContext,
+    ScoreLayers,
+    Scorer,
+    band_indices,
+)
 from ruinmap.cluster.methods.cva import CvaParams
 from ruinmap.cluster.methods.log_ratio import LogRatioParams
 from ruinmap.cluster.methods.nd_change import ND_PRESETS, NdChangeParams
@@ -20,14 +26,17 @@ from ruinmap.cluster.methods.registry import (
     Method,
     MethodParams,
     check_bands,
+    compute_layers,
     compute_score,
+    extra_layers,
     halo_px,
     scorer_for,
 )
 
 __all__ = [
     "DEFAULT_CLASS_NAMES", "METHODS", "ND_PRESETS", "PARAMS_BY_METHOD", "SCORERS", "CvaParams",
-    "LogRatioParams", "Method", "MethodParams", "MethodParamsBase", "NdChangeParams",
-    "PwttParams", "ScoreContext", "Scorer", "band_indices", "check_bands", "compute_score",
-    "halo_px", "metres_to_px", "scorer_for",
+    "ExtraLayer", "LogRatioParams", "Method", "MethodParams", "MethodParamsBase",
+    "NdChangeParams", "PwttParams", "ScoreContext", "ScoreLayers", "Scorer", "band_indices",
+    "check_bands", "compute_layers", "compute_score", "extra_layers", "halo_px", "metres_to_px",
+    "scorer_for",
 ]

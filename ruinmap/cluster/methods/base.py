@@ -16,8 +16,8 @@ window as missing (`ruinmap.kernels.focal`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -26,7 +26,8 @@ from ruinmap.cluster.methods.params import MethodParamsBase
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.errors import SpecError
 
-__all__ = ["ScoreContext", "Scorer", "band_indices", "directed", "nanmean_min"]
+__all__ = ["ExtraLayer", "ScoreContext", "ScoreLayers", "Scorer", "band_indices", "directed",
+           "nanmean_min"]
 
 P = TypeVar("P", bound=MethodParamsBase)
 
@@ -46,6 +47,25 @@ class ScoreContext:
     post_orbits: tuple[int, ...]
     pixel_size_m: float
     band_scale: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ExtraLayer:
+    """A per-pixel layer a method gives besides its score (pwtt's `p_value`, `n_pre`,
+    `n_post`): float32, NaN = nodata, stored, checksummed and published like `score`."""
+
+    name: str
+    units: str
+    long_name: str
+
+
+@dataclass(frozen=True)
+class ScoreLayers:
+    """The score of a padded window and the method's extra layers on the same window, by
+    name (each float32, the score's shape; empty for methods with none)."""
+
+    score: np.ndarray
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def band_indices(bands: Sequence[str], wanted: Sequence[str], key: str) -> list[int]:
@@ -97,6 +117,15 @@ class Scorer(ABC, Generic[P]):
     def score(self, pre: np.ndarray, post: np.ndarray, params: P,
               context: ScoreContext) -> np.ndarray:
         """The float32 score of a padded window (see the module docstring)."""
+
+    def extra_layers(self, params: P) -> tuple[ExtraLayer, ...]:
+        """The layers `score_layers` gives besides the score (none unless the method says)."""
+        return ()
+
+    def score_layers(self, pre: np.ndarray, post: np.ndarray, params: P,
+                     context: ScoreContext) -> ScoreLayers:
+        """The score and the `extra_layers` of a padded window (cropped like the score)."""
+        return ScoreLayers(self.score(pre, post, params, context))
 
 
 def nanmean_min(stack: np.ndarray, minimum: int) -> np.ndarray:

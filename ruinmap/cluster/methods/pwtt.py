@@ -5,16 +5,24 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import rasterio
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices
+from ruinmap.cluster.methods.base import (
+    ExtraLayer,
+    ScoreContext,
+    ScoreLayers,
+    Scorer,
+    band_indices,
+)
 from ruinmap.cluster.methods.params import (
     MAX_ABS_SCORE,
     MAX_DATES,
@@ -26,10 +34,33 @@ from ruinmap.cluster.methods.params import (
 from ruinmap.cluster.storage.confined import confined_raster_path, current_roots
 from ruinmap.cluster.storage.location import as_location, gdal_env
 from ruinmap.cluster.storage.store import StoreInfo
-from ruinmap.kernels import focal_mean, focal_median, lee_filter, welch_t
+from ruinmap.errors import SpecError
+from ruinmap.kernels import focal_mean, focal_median, lee_filter
+from ruinmap.kernels.combine import (
+    P_VALUE_FLOOR,
+    latest_z,
+    mahalanobis_distance,
+    normal_two_sided_p,
+    stouffer_z,
+)
 from ruinmap.kernels.focal import focal_halo
+from ruinmap.kernels.ttest import two_sample_t
 
-__all__ = ["PWTT", "PwttParams", "PwttScorer", "date_orbits", "pwtt_score"]
+__all__ = ["PWTT", "PWTT_LAYERS", "PwttParams", "PwttScorer", "PwttStatistic", "date_orbits",
+           "pwtt_layers", "pwtt_score", "pwtt_statistic", "smooth_statistic"]
+
+#: The reference code every default below cites: oballinger/PWTT pwtt/__init__.py at this commit
+REFERENCE = "oballinger/PWTT pwtt/__init__.py @ e116b6b16768127fce2f5fd0d05a4dd9693f30cf"
+
+#: pwtt's layers besides the score (float32, NaN = nodata)
+PWTT_LAYERS = (
+    ExtraLayer("p_value", "1", "two-sided p-value of the per-pixel statistic (normal "
+               "approximation, before smoothing)"),
+    ExtraLayer("n_pre", "1", "pre-event dates used per pixel (summed over orbits with "
+               "stouffer, the most of any orbit with max)"),
+    ExtraLayer("n_post", "1", "post-event dates used per pixel (summed over orbits with "
+               "stouffer, the most of any orbit with max)"),
+)
 
 #: Lee filter window side, pixels: the paper's is 3; a 101 px window is already 1 km at 10 m
 MAX_LEE_SIZE = 101
@@ -54,6 +85,10 @@ class PwttParams(MethodParamsBase):
     Orbits: a file's relative orbit comes from `orbits` (file glob -> orbit; globs without a
     folder match the file name, the first matching glob wins), else from the first of
     `orbit_tags` found in the file's metadata, else every file is one orbit.
+
+    The statistic, its orbit combination, the t-test and the Lee mode follow the reference
+    code as published today (`REFERENCE`; `detect_damage`'s defaults, line 374): see
+    `pwtt_statistic`.
     """
 
     method: ClassVar[str] = "pwtt"
@@ -62,10 +97,38 @@ class PwttParams(MethodParamsBase):
                           description="Lee filter window side, pixels (odd)")
     lee_enl: float = Field(default=5.0, gt=0, le=1000, allow_inf_nan=False,
                            description="equivalent number of looks of the input")
-    min_pre: int = Field(default=3, ge=2, le=MAX_DATES,
-                         description="fewest valid pre dates per pixel")
-    min_post: int = Field(default=2, ge=2, le=MAX_DATES,
-                          description="fewest valid post dates per pixel")
+    min_pre: int = Field(default=3, ge=1, le=MAX_DATES,
+                         description="fewest valid pre dates per pixel and orbit (reference "
+                                     "pwtt/__init__.py:159, pre_n >= 3)")
+    min_post: int = Field(default=2, ge=1, le=MAX_DATES,
+                          description="fewest valid post dates per pixel and orbit (reference "
+                                      ":159, post_n >= 2; 1 with statistic = 'z')")
+    statistic: Literal["t", "z", "mahalanobis"] = Field(
+        default="t",
+        description="t: two-sample t per orbit (reference `ttest`, :106-165); z: the latest "
+                    "post image against the pre baseline (`ztest`, :168-208, one post date "
+                    "suffices); mahalanobis: effect size sqrt(D2) of the orbit-normalised "
+                    "bands, coverage-invariant (:463-559, :632-636)")
+    orbit_combination: Literal["stouffer", "max"] = Field(
+        default="stouffer",
+        description="Stouffer's Z with sqrt(df) weights (reference default method='stouffer', "
+                    ":374, :721-741) or the maximum |t| over orbits (:743-754)")
+    ttest: Literal["welch", "pooled"] = Field(
+        default="welch", description="Welch's or the pooled t (reference ttest_type='welch', "
+                                     ":374, :125-148)")
+    lee_mode: Literal["per_image", "composite"] = Field(
+        default="per_image",
+        description="Lee filter on every image (reference lee_mode='per_image', :374, :416) "
+                    "or on the composites (:499-502; the t and z tests then read unfiltered "
+                    "images, as the reference's)")
+    variance: Literal["population", "sample"] = Field(
+        default="population",
+        description="variance of a side: population (ddof 0, Earth Engine's "
+                    "ee.Reducer.stdDev() the reference squares, :118, :122) or sample (ddof 1)")
+    mask_score_to_data: bool = Field(
+        default=True,
+        description="score NaN where the per-pixel statistic is (reference :821-822: the "
+                    "smoothed T is masked to the raw data mask)")
     focal_median_m: float = Field(default=10.0, ge=0, le=MAX_MEDIAN_M, allow_inf_nan=False,
                                   description="focal median radius, metres (10 m = 3x3 at 10 m)")
     radii_m: tuple[float, ...] = Field(default=(50.0, 100.0, 150.0),
@@ -131,6 +194,39 @@ class PwttParams(MethodParamsBase):
             resolved[spec_path(pattern, info) if has_folder else pattern] = orbit
         return resolved
 
+    @model_validator(mode="before")
+    @classmethod
+    def _z_test_defaults(cls, data: Any) -> Any:
+        """statistic 'z' reads one post image (reference :168-185) and combines orbits by
+        their maximum (method='ztest', :743): those are its defaults."""
+        if isinstance(data, Mapping) and data.get("statistic") == "z":
+            data = {"min_post": 1, "orbit_combination": "max", **data}
+        return data
+
+    @model_validator(mode="after")
+    def _dates_the_statistic_needs(self) -> PwttParams:
+        if self.min_pre < 2:
+            raise ValueError(
+                f"min_pre = {self.min_pre}: every statistic needs the spread of the pre dates, "
+                "so at least 2 valid pre dates a pixel (the reference asks 3, "
+                "pwtt/__init__.py:159); give min_pre >= 2 and at least that many pre images")
+        if self.min_post < 2 and self.statistic != "z":
+            raise ValueError(
+                f"min_post = {self.min_post} with statistic = '{self.statistic}': a t-test or "
+                "Mahalanobis distance needs at least 2 valid post dates a pixel (reference :159); "
+                "give min_post >= 2 and at least 2 post images per orbit, or, with a single "
+                "post image, set statistic = 'z' (the reference's z-test of the latest image "
+                "against the pre baseline, pwtt/__init__.py:168; about 6 % lower AUC)")
+        if self.statistic == "mahalanobis" and self.lee_mode == "composite":
+            raise ValueError("lee_mode = 'composite' is not offered with statistic = "
+                             "'mahalanobis' (its composites are normalised, not backscatter); "
+                             "use lee_mode = 'per_image'")
+        return self
+
+    @property
+    def ddof(self) -> int:
+        return 0 if self.variance == "population" else 1
+
     @model_validator(mode="after")
     def _one_weight_per_layer(self) -> PwttParams:
         if len(self.weights) != 1 + len(self.radii_m):
@@ -152,63 +248,204 @@ class PwttParams(MethodParamsBase):
         return None
 
 
-def _log_sigma0(image: np.ndarray, size: int, enl: float) -> np.ndarray:
-    filtered = lee_filter(image, size=size, enl=enl)
+def _log_sigma0(image: np.ndarray, size: int, enl: float, is_filtered: bool) -> np.ndarray:
+    filtered = lee_filter(image, size=size, enl=enl) if is_filtered else image
     with np.errstate(invalid="ignore", divide="ignore"):
-        logged = np.log(filtered)
+        logged = np.log(filtered, dtype=np.float32)
     # zero or negative power is nodata, never -inf
     logged[~np.isfinite(logged)] = np.nan
     return logged
 
 
-def pwtt_score(
-    pre: np.ndarray, post: np.ndarray, params: PwttParams, context: ScoreContext
-) -> np.ndarray:
-    """The pixel-wise t-test score of Ballinger (2024), as its reference code computes it.
+@dataclass(frozen=True)
+class PwttStatistic:
+    """The per-pixel statistic before smoothing (the reference's `max_change`), its
+    two-sided p-value and the dates it used (float32 images, NaN = nodata)."""
+
+    statistic: np.ndarray
+    p_value: np.ndarray
+    n_pre: np.ndarray
+    n_post: np.ndarray
+
+
+def _orbit_logs(stack: np.ndarray, pols: list[int], params: PwttParams) -> np.ndarray:
+    """(time, pol, y, x) log backscatter, Lee-filtered per image with lee_mode 'per_image'."""
+    is_filtered = params.lee_mode == "per_image"
+    return np.stack([
+        np.stack([_log_sigma0(stack[t, band], params.lee_size, params.lee_enl, is_filtered)
+                  for band in pols]) for t in range(stack.shape[0])
+    ]) if stack.shape[0] else np.empty((0, len(pols), *stack.shape[2:]), np.float32)
+
+
+def _per_orbit_tests(pre_log: np.ndarray, post_log: np.ndarray, params: PwttParams
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """|t| (or |z|) and df per polarisation (pol, y, x), and the pre / post counts of the
+    first polarisation (the reference counts VV, :119, :123) of one orbit."""
+    stats, dofs = [], []
+    n_pre = n_post = np.zeros(pre_log.shape[2:], np.float32)
+    for k in range(pre_log.shape[1]):
+        if params.statistic == "z":
+            z = np.abs(latest_z(pre_log[:, k], post_log[:, k], ddof=params.ddof,
+                                min_pre=params.min_pre))
+            counts = np.sum(~np.isnan(pre_log[:, k]), axis=0).astype(np.float32)
+            has_post = (~np.isnan(post_log[:, k])).any(axis=0)
+            # the reference weights a z by n_pre in Stouffer's sum (:201-203); one post image
+            stats.append(z)
+            dofs.append(np.where(np.isnan(z), np.nan, counts).astype(np.float32))
+            if k == 0:
+                n_pre, n_post = counts, has_post.astype(np.float32)
+        else:
+            result = two_sample_t(pre_log[:, k], post_log[:, k], test=params.ttest,
+                                  ddof=params.ddof, min_pre=params.min_pre,
+                                  min_post=max(2, params.min_post))
+            stats.append(np.abs(result.t))  # a rise and a drop both mark damage (:150)
+            dofs.append(result.dof)
+            if k == 0:
+                n_pre, n_post = result.n_pre, result.n_post
+    return np.stack(stats), np.stack(dofs), n_pre, n_post
+
+
+def _mahalanobis_statistic(pre_log: np.ndarray, post_log: np.ndarray, pre_orbits: np.ndarray,
+                           post_orbits: np.ndarray, orbits: list[int],
+                           params: PwttParams) -> PwttStatistic:
+    """sqrt(D2) of the orbit-normalised bands, pooled over orbits (reference :473-544, :633):
+    every image of an orbit becomes (x - mean_pre) / max(sd_pre, 1e-10) with that orbit's
+    pre mean and population sd per band (NaN where the orbit has a single pre value at the
+    pixel, unlike the reference), then all orbits' pre and post images are one sample each."""
+    pre_parts, post_parts = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels are expected
+        for orbit in orbits:
+            a = pre_log[pre_orbits == orbit]
+            b = post_log[post_orbits == orbit]
+            if a.shape[0] == 0:
+                continue  # an orbit without pre images has no baseline (:477-485)
+            mean = np.nanmean(a, axis=0)
+            sd = np.maximum(np.nanstd(a, axis=0), 1e-10)
+            # one pre value has no spread: the reference divides by its 1e-10 floor and gets
+            # values of 1e10 that swamp the covariance; such an orbit gives that pixel nothing
+            sd[np.sum(~np.isnan(a), axis=0) < 2] = np.nan
+            pre_parts.append((a - mean) / sd)
+            post_parts.append((b - mean) / sd)
+    shape = pre_log.shape[2:]
+    if not pre_parts:  # pragma: no cover - check_orbit_dates refuses such a job
+        empty = np.full(shape, np.nan, np.float32)
+        return PwttStatistic(empty, empty.copy(), np.zeros(shape, np.float32),
+                             np.zeros(shape, np.float32))
+    d2, n_pre, n_post = mahalanobis_distance(
+        np.concatenate(pre_parts), np.concatenate(post_parts), min_pre=params.min_pre,
+        min_post=params.min_post)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t2 = n_pre * n_post / (n_pre + n_post) * d2.astype(np.float64)
+        # chi-squared approximation of the reference (:636), exact for two bands
+        p = np.maximum(np.exp(-0.5 * t2), P_VALUE_FLOOR)
+        effect = np.sqrt(np.maximum(d2, 0.0))
+    return PwttStatistic(effect.astype(np.float32), np.where(np.isnan(d2), np.nan, p)
+                         .astype(np.float32), n_pre, n_post)
+
+
+def pwtt_statistic(pre: np.ndarray, post: np.ndarray, params: PwttParams,
+                   context: ScoreContext) -> PwttStatistic:
+    """The per-pixel PWTT statistic before any smoothing, as the reference computes it.
 
     Source: O. Ballinger, "Open access battle damage detection via pixel-wise t-test on
-    Sentinel-1 imagery", arXiv:2405.06323 (2024), and github.com/oballinger/PWTT code/pwtt.py.
+    Sentinel-1 imagery", arXiv:2405.06323 (2024), and the reference code `REFERENCE`
+    (line numbers below are of pwtt/__init__.py there).
 
-    1. Every image, per polarisation: Lee filter of linear sigma0 (`lee_size` x `lee_size`,
-       `lee_enl` looks; the paper's 3x3, ENL 5), then the natural log.
-    2. Per relative orbit and per polarisation: Welch's t between the pre and the post stack
-       of that orbit (`welch_t`), NaN where a pixel has fewer than `min_pre` (3) pre or
-       `min_post` (2) post observations; |t| (the reference takes abs(t): a rise and a drop
-       in backscatter both mark damage).
-    3. Orbits combined by the maximum |t| (pwtt.py's `.max()` over the orbit collection),
-       then the maximum over the polarisations (VV, VH).
-    4. A focal median of radius `focal_median_m` (10 m: radius 1 at 10 m pixels), then
-       circular means of that median at each radius of `radii_m` (50, 100, 150 m).
-    5. score = weights . (median, mean_50, mean_100, mean_150), default 0.25 each (the paper's
-       T = 0.25 (median + k50 + k100 + k150)); damaged where score > `threshold` (3.3).
+    1. Every image, per polarisation: with `lee_mode` 'per_image' a Lee filter of linear
+       sigma0 (`lee_size`, `lee_enl`; :62-103, :416-417), then the natural log (:418).
+    2. Per relative orbit with post dates (the reference's orbit list, :402-408):
+       - statistic 't': per polarisation |t| of `ttest` (Welch with Welch-Satterthwaite df,
+         or pooled with df = n_pre + n_post - 2; variances per `variance`; :125-150), NaN
+         where the orbit has fewer than `min_pre` pre or `min_post` post dates (:159);
+       - statistic 'z': |x_latest - mean_pre| / sd_pre per polarisation (:187-190), NaN
+         under `min_pre` pre dates (:195), df = n_pre (:201-203).
+    3. Orbits combined (`orbit_combination`):
+       - 'stouffer' (:721-741): per polarisation Z = sum(w |t|) / sqrt(sum(w^2)), w =
+         sqrt(df), df = the orbit's largest df over the polarisations; statistic = max over
+         polarisations; p = min(1, 2 p2(statistic)) (x2: a Bonferroni for the two
+         polarisations); n_pre, n_post = sums over orbits;
+       - 'max' (:743-754): statistic = max |t| over orbits and polarisations; p = min(1,
+         n_orbits min p2(|t|)); n_pre, n_post = the most of any orbit.
+       p2 is the two-sided normal p-value (`normal_two_sided_p`, :26-59).
+    4. statistic 'mahalanobis' replaces 2-3 (`_mahalanobis_statistic`).
 
-    Radii are converted to pixels with `metres_to_px` and the pixel size. NaN (nodata) where
-    no orbit and polarisation has enough observations and no valid neighbour reaches it.
+    n_pre and n_post count the first polarisation's valid dates (VV in the reference, :119).
     """
     pols = band_indices(context.bands, params.polarisations, "polarisations")
     pre_orbits = np.asarray(context.pre_orbits)
     post_orbits = np.asarray(context.post_orbits)
-    best: np.ndarray | None = None
-    for band in pols:
-        pre_log = np.stack([_log_sigma0(pre[t, band], params.lee_size, params.lee_enl)
-                            for t in range(pre.shape[0])])
-        post_log = np.stack([_log_sigma0(post[t, band], params.lee_size, params.lee_enl)
-                             for t in range(post.shape[0])])
-        for orbit in sorted(set(pre_orbits.tolist()) & set(post_orbits.tolist())):
-            t = welch_t(pre_log[pre_orbits == orbit], post_log[post_orbits == orbit],
-                        min_pre=params.min_pre, min_post=params.min_post)
-            assert isinstance(t, np.ndarray)
-            np.abs(t, out=t)
-            # fmax: an orbit without enough observations (NaN) does not mask another's t
-            best = t if best is None else np.fmax(best, t)
-        del pre_log, post_log
-    if best is None:  # no orbit has both pre and post dates
-        return np.full(pre.shape[2:], np.nan, np.float32)
-    median = focal_median(best, metres_to_px(params.focal_median_m, context.pixel_size_m))
+    orbits = sorted(set(post_orbits.tolist()))
+    pre_log = _orbit_logs(pre, pols, params)
+    post_log = _orbit_logs(post, pols, params)
+    shape = pre.shape[2:]
+    if params.statistic == "mahalanobis":
+        return _mahalanobis_statistic(pre_log, post_log, pre_orbits, post_orbits, orbits, params)
+    per_orbit = [_per_orbit_tests(pre_log[pre_orbits == orbit], post_log[post_orbits == orbit],
+                                  params) for orbit in orbits]
+    del pre_log, post_log
+    if not per_orbit:  # no post date at all
+        empty = np.full(shape, np.nan, np.float32)
+        zeros = np.zeros(shape, np.float32)
+        return PwttStatistic(empty, empty.copy(), zeros, zeros.copy())
+    stats = np.stack([o[0] for o in per_orbit])  # (orbit, pol, y, x)
+    dofs = np.stack([o[1] for o in per_orbit])
+    n_pre = np.stack([o[2] for o in per_orbit])
+    n_post = np.stack([o[3] for o in per_orbit])
+    if params.orbit_combination == "stouffer":
+        # one weight per orbit: its largest df over polarisations (:725), NaN if any is NaN
+        weight = np.max(dofs, axis=1)
+        z = np.stack([stouffer_z(stats[:, k], weight) for k in range(stats.shape[1])])
+        statistic = np.fmax.reduce(z, axis=0)
+        with np.errstate(invalid="ignore"):
+            p = np.minimum(2.0 * normal_two_sided_p(statistic), 1.0)
+        return PwttStatistic(statistic.astype(np.float32), p.astype(np.float32),
+                             n_pre.sum(axis=0).astype(np.float32),
+                             n_post.sum(axis=0).astype(np.float32))
+    statistic = np.fmax.reduce(stats.reshape(-1, *shape), axis=0)
+    p_min = np.fmin.reduce(normal_two_sided_p(stats).reshape(-1, *shape), axis=0)
+    with np.errstate(invalid="ignore"):
+        p = np.minimum(p_min * len(orbits), 1.0)  # Bonferroni over the orbits (:753-754)
+    return PwttStatistic(statistic.astype(np.float32), p.astype(np.float32),
+                         n_pre.max(axis=0).astype(np.float32),
+                         n_post.max(axis=0).astype(np.float32))
+
+
+def smooth_statistic(statistic: np.ndarray, params: PwttParams,
+                     pixel_size_m: float) -> np.ndarray:
+    """The score of the per-pixel statistic: a focal median of radius `focal_median_m`, then
+    circular means of that median at each radius of `radii_m`, weighted by `weights`
+    (reference :784-819 and the paper's T = 0.25 (median + k50 + k100 + k150)).
+
+    Radii are converted to pixels with `metres_to_px` and the pixel size; NaN neighbours are
+    skipped, so NaN where no valid neighbour reaches a pixel.
+    """
+    median = focal_median(statistic, metres_to_px(params.focal_median_m, pixel_size_m))
     score = np.float64(params.weights[0]) * median.astype(np.float64)
     for weight, radius_m in zip(params.weights[1:], params.radii_m, strict=True):
-        score += weight * focal_mean(median, metres_to_px(radius_m, context.pixel_size_m))
+        score += weight * focal_mean(median, metres_to_px(radius_m, pixel_size_m))
     return score.astype(np.float32)
+
+
+def pwtt_layers(pre: np.ndarray, post: np.ndarray, params: PwttParams,
+                context: ScoreContext) -> ScoreLayers:
+    """The PWTT score of a padded window (`pwtt_statistic`, then `smooth_statistic`; with
+    `mask_score_to_data` NaN where the statistic is, reference :821-822) and its layers
+    `p_value`, `n_pre`, `n_post` (`PWTT_LAYERS`). Damaged where score > `threshold` (3.3,
+    :374)."""
+    stat = pwtt_statistic(pre, post, params, context)
+    score = smooth_statistic(stat.statistic, params, context.pixel_size_m)
+    if params.mask_score_to_data:
+        score[np.isnan(stat.statistic)] = np.nan
+    return ScoreLayers(score, {"p_value": stat.p_value, "n_pre": stat.n_pre,
+                               "n_post": stat.n_post})
+
+
+def pwtt_score(
+    pre: np.ndarray, post: np.ndarray, params: PwttParams, context: ScoreContext
+) -> np.ndarray:
+    """The PWTT score of a padded window (`pwtt_layers` without the extra layers)."""
+    return pwtt_layers(pre, post, params, context).score
 
 
 def _orbit_of_file(path: str, params: PwttParams) -> int | None:
@@ -268,17 +505,52 @@ class PwttScorer(Scorer[PwttParams]):
                 + focal_halo(metres_to_px(params.focal_median_m, pixel_size_m)) + mean_reach)
 
     def context(self, params: PwttParams, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
-        """The relative orbit of every date: spec globs, else file tags (`date_orbits`)."""
-        return ScoreContext(
+        """The relative orbit of every date: spec globs, else file tags (`date_orbits`);
+        SpecError when no orbit has enough dates on both sides (`check_orbit_dates`)."""
+        context = ScoreContext(
             bands=store.bands,
             pre_orbits=date_orbits(store.attrs, "pre", store.n_times["pre"], params),
             post_orbits=date_orbits(store.attrs, "post", store.n_times["post"], params),
             pixel_size_m=pixel_size_m,
         )
+        check_orbit_dates(params, context.pre_orbits, context.post_orbits)
+        return context
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: PwttParams,
               context: ScoreContext) -> np.ndarray:
         return pwtt_score(pre, post, params, context)
+
+    def extra_layers(self, params: PwttParams) -> tuple[ExtraLayer, ...]:
+        return PWTT_LAYERS
+
+    def score_layers(self, pre: np.ndarray, post: np.ndarray, params: PwttParams,
+                     context: ScoreContext) -> ScoreLayers:
+        return pwtt_layers(pre, post, params, context)
+
+
+def check_orbit_dates(params: PwttParams, pre_orbits: Sequence[int],
+                      post_orbits: Sequence[int]) -> None:
+    """SpecError when no relative orbit has `min_pre` pre and `min_post` post dates: then no
+    pixel could be scored (the score would be all NaN), so say how many dates are needed."""
+    per_orbit = {orbit: (list(pre_orbits).count(orbit), list(post_orbits).count(orbit))
+                 for orbit in sorted(set(post_orbits))}
+    if params.statistic == "mahalanobis":  # its orbits are pooled after normalising
+        pooled = (sum(a for a, _ in per_orbit.values() if a),
+                  sum(b for a, b in per_orbit.values() if a))
+        per_orbit = {0: pooled}
+    if any(a >= params.min_pre and b >= params.min_post for a, b in per_orbit.values()):
+        return
+    counts = ", ".join(f"orbit {o}: {a} pre, {b} post" for o, (a, b) in per_orbit.items())
+    one_post = (" With a single post image per orbit, set method_params.statistic = 'z' (the "
+                "reference's z-test of the latest image against the pre baseline; about 6 % "
+                "lower AUC)." if params.statistic != "z" else "")
+    raise SpecError(
+        f"method pwtt (statistic '{params.statistic}') needs, in at least one relative orbit, "
+        f"min_pre = {params.min_pre} pre-event and min_post = {params.min_post} post-event "
+        f"dates, but the imagery has {counts or 'no post-event date'}: no pixel could be "
+        f"scored. Add images of one orbit (or set method_params.orbits), or lower "
+        f"min_pre / min_post to what the orbits have (min_pre >= 2)." + one_post
+    )
 
 
 PWTT = PwttScorer()

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer
+from ruinmap.cluster.methods.base import ExtraLayer, ScoreContext, ScoreLayers, Scorer
 from ruinmap.cluster.methods.cva import CVA, CvaParams
 from ruinmap.cluster.methods.log_ratio import LOG_RATIO, LogRatioParams
 from ruinmap.cluster.methods.nd_change import ND_CHANGE, NdChangeParams
@@ -20,7 +20,7 @@ from ruinmap.cluster.methods.params import MethodParamsBase
 from ruinmap.cluster.methods.pwtt import PWTT, PwttParams
 
 __all__ = ["METHODS", "PARAMS_BY_METHOD", "SCORERS", "Method", "MethodParams", "check_bands",
-           "compute_score", "halo_px", "scorer_for"]
+           "compute_layers", "compute_score", "extra_layers", "halo_px", "scorer_for"]
 
 SCORERS: dict[str, Scorer[Any]] = {s.name: s for s in (PWTT, LOG_RATIO, ND_CHANGE, CVA)}
 MethodParams = PwttParams | LogRatioParams | NdChangeParams | CvaParams
@@ -53,3 +53,17 @@ def compute_score(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows are expected
         return scorer_for(params).score(pre, post, params, context)
+
+
+def extra_layers(params: MethodParamsBase) -> tuple[ExtraLayer, ...]:
+    """The per-pixel layers the method of `params` gives besides its score."""
+    return scorer_for(params).extra_layers(params)
+
+
+def compute_layers(
+    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext
+) -> ScoreLayers:
+    """The score and the extra layers of the method `params` belongs to, on a padded window."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows are expected
+        return scorer_for(params).score_layers(pre, post, params, context)
