@@ -128,7 +128,7 @@ def test_stac_item_describes_the_products(products_run: ProductsRun) -> None:
     (item,) = collection.get_items()
     assert collection.catalog_type == pystac.CatalogType.SELF_CONTAINED
     names = {"score.tif", "damage.tif", "grid.tif", "districts.gpkg", "districts_hxl.csv",
-             "buildings.gpkg", "map.png", "job.json", "grid_h3.gpkg"}
+             "buildings.gpkg", "map.png", "job.json", "grid_h3.gpkg", "pwtt_layers.tif"}
     hrefs = {asset.get_absolute_href(): asset for asset in item.assets.values()}
     for name in names:
         asset = hrefs[str(products_run.out / name)]
@@ -137,6 +137,7 @@ def test_stac_item_describes_the_products(products_run: ProductsRun) -> None:
     damage = item.assets["damage_tif"].extra_fields["raster:bands"][0]
     assert damage["nodata"] == 255 and damage["data_type"] == "uint8"
     assert item.assets["score_tif"].extra_fields["raster:bands"][0]["nodata"] == "nan"
+    assert len(item.assets["layers_tif"].extra_fields["raster:bands"]) == 3  # pwtt's layers
     props = item.properties
     assert props["proj:code"].startswith("EPSG:") and len(props["proj:shape"]) == 2
     assert props["ruinmap:method"] == "pwtt" and "threshold" in props["ruinmap:parameters"]

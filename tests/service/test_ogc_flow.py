@@ -71,7 +71,8 @@ def test_execute_poll_and_fetch_results(service: Service, city_spec: dict[str, A
     expected = {"score_tif", "damage_tif", "grid_tif", "districts_parquet", "districts_geojson",
                 "districts_csv", "districts_gpkg", "districts_hxl", "buildings_parquet",
                 "buildings_gpkg", "map_png", "job_json", "stac_collection", "stac_item",
-                "damage_aux_xml", "damage_qml", "grid_qml", "districts_png", "score_hist_png"}
+                "damage_aux_xml", "damage_qml", "grid_qml", "districts_png", "score_hist_png",
+                "layers_tif"}
     assert set(results) == expected
     assert results["stac_collection"]["rel"] == "collection"
     assert results["stac_item"]["rel"] == "item"

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from ruinmap.cluster.job.plan import JobPlan
+from ruinmap.cluster.methods import extra_layers
 from ruinmap.cluster.outputs.stac import (
     STAC_DIR,
     StacAsset,
@@ -36,6 +37,8 @@ _ASSETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "score_tif": (COG, "Damage score per pixel", ("data",)),
     "damage_tif": (COG, "Damage class per pixel (255 = nodata)", ("data",)),
     "grid_tif": (COG, "Damage grid: damaged fraction and mean score per cell", ("data",)),
+    "layers_tif": (COG, "Per-pixel layers of the method besides the score (pwtt: p_value, "
+                   "n_pre, n_post bands)", ("data",)),
     "districts_parquet": (PARQUET, "Per-district table (GeoParquet)", ("data",)),
     "districts_geojson": ("application/geo+json", "Per-district table (GeoJSON)", ("data",)),
     "districts_csv": ("text/csv", "Per-district table (CSV)", ("data",)),
@@ -78,7 +81,9 @@ def _dates(plan: JobPlan, side: str) -> list[Any]:
     return dates
 
 
-def _bands(key: str) -> tuple[StacBand, ...]:
+def _bands(key: str, plan: JobPlan) -> tuple[StacBand, ...]:
+    if key == "layers_tif":
+        return (StacBand("float32", float("nan")),) * len(extra_layers(plan.params))
     if key == "score_tif":
         return (StacBand("float32", float("nan")),)
     if key == "damage_tif":
@@ -111,7 +116,7 @@ def write_catalog(plan: JobPlan, written: Mapping[str, Location],
         own_grid = key == "grid_tif"
         assets.append(StacAsset(
             path=_local_copy(location, out), media_type=media, title=title, roles=roles,
-            bands=_bands(key), shape=cells.shape if own_grid else None,
+            bands=_bands(key, plan), shape=cells.shape if own_grid else None,
             transform=cells.affine if own_grid else None))
     collection = _collection_id(plan)
     record = StacRecord(

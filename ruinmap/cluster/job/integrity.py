@@ -1,7 +1,8 @@
 """What a tile leaves on disk, and checking it is whole and its own before it is trusted.
 
-A finished tile has three files: its partial (`partials/tile_<iy>_<ix>.npz`, which holds
-the tile's key) and its shards of the `score` and `damage` layers (absent when all fill).
+A finished tile has three files or more: its partial (`partials/tile_<iy>_<ix>.npz`, which
+holds the tile's key) and its shards of the `score` and `damage` layers and of the method's
+extra layers (`plan_layers`; a shard is absent when all fill).
 `run_tile` records their sha256 in the job's ledger; `verified_tiles` (before the tiles run)
 and `load_verified_partial` (in the merge) check them, so a swapped, missing, truncated or
 changed file, or a garbage ledger entry, makes its tile run again instead of being used.
@@ -14,17 +15,23 @@ import logging
 from ruinmap.cluster.job.partials import TilePartial, load_partial, partial_problem
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.methods import extra_layers
 from ruinmap.cluster.storage.arrays import open_array, shard_file
 from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, verified_units
 from ruinmap.cluster.storage.location import Location
 from ruinmap.errors import StoreError
 
-__all__ = ["LAYERS", "load_verified_partial", "tile_files", "verified_tiles"]
+__all__ = ["LAYERS", "load_verified_partial", "plan_layers", "tile_files", "verified_tiles"]
 
 log = logging.getLogger(__name__)
 
 #: the per-pixel layers a tile writes one shard of each
 LAYERS = ("score", "damage")
+
+
+def plan_layers(plan: JobPlan) -> tuple[str, ...]:
+    """Every per-pixel layer a tile of `plan` writes: `LAYERS` and the method's extra ones."""
+    return (*LAYERS, *(layer.name for layer in extra_layers(plan.params)))
 
 
 def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
@@ -36,9 +43,9 @@ def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
 
 
 def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:
-    """{role: file} of every file `tile` writes: `partial`, `score`, `damage`."""
+    """{role: file} of every file `tile` writes: `partial` and one per `plan_layers`."""
     return {"partial": plan.partial(tile), **{name: layer_shard(plan, name, tile)
-                                              for name in LAYERS}}
+                                              for name in plan_layers(plan)}}
 
 
 def verified_tiles(plan: JobPlan) -> set[str]:

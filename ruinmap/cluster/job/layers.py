@@ -3,6 +3,9 @@ written tile by tile, and the damage grid (`grid_damaged_fraction`, `grid_mean_s
 written once merged. When the imagery comes from `inputs.store` (which a job only reads), the
 job's store holds the layers alone, with `x`, `y` and `spatial_ref`.
 
+A method's extra per-pixel layers (pwtt: `p_value`, `n_pre`, `n_post`; float32, NaN fill;
+`Scorer.extra_layers`) are made, sharded and described like `score`.
+
 `score` and `damage` have the store's grid and the job's tiles as shards, so every tile task
 writes whole shards of its own. The grid layers carry cell-centre coordinates and a
 `grid_spatial_ref` holding the cells' GeoTransform.
@@ -23,6 +26,7 @@ import zarr
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.job.overviews import write_score_overviews
+from ruinmap.cluster.methods import ExtraLayer
 from ruinmap.cluster.storage.arrays import consolidate, create_array, quiet_zarr, write_array
 from ruinmap.cluster.storage.cf import (
     coordinate_attrs,
@@ -33,15 +37,16 @@ from ruinmap.cluster.storage.cf import (
 )
 from ruinmap.cluster.storage.location import Location
 
-__all__ = ["OUTPUT_ARRAYS", "create_output_arrays", "describe_layers", "output_arrays_exist",
-           "write_grid_layers"]
+__all__ = ["OUTPUT_ARRAYS", "create_output_arrays", "describe_layers", "extra_layer_attrs",
+           "output_arrays_exist", "write_grid_layers"]
 
 #: name -> (dtype, fill value) of the per-pixel layers
 OUTPUT_ARRAYS = {"score": (np.float32, np.nan), "damage": (np.uint8, 255)}
 
 
-def output_arrays_exist(store: Location) -> bool:
-    return all(store.join(name, "zarr.json").is_file() for name in OUTPUT_ARRAYS)
+def output_arrays_exist(store: Location, extra: Sequence[ExtraLayer] = ()) -> bool:
+    names = [*OUTPUT_ARRAYS, *(layer.name for layer in extra)]
+    return all(store.join(name, "zarr.json").is_file() for name in names)
 
 
 def _write_grid_reference(store: Location, grid: Grid) -> None:
@@ -57,11 +62,14 @@ def _write_grid_reference(store: Location, grid: Grid) -> None:
                 attributes=reference)
 
 
-def create_output_arrays(store: Location, grid: Grid, chunk: int, tile_px: int) -> None:
-    """(Re)create the empty `score` and `damage` arrays: dims (y, x), one shard per tile."""
+def create_output_arrays(store: Location, grid: Grid, chunk: int, tile_px: int,
+                         extra: Sequence[ExtraLayer] = ()) -> None:
+    """(Re)create the empty `score`, `damage` and `extra` arrays: dims (y, x), one shard per
+    tile."""
     if not store.join("spatial_ref", "zarr.json").is_file():
         _write_grid_reference(store, grid)
-    for name, (dtype, fill) in OUTPUT_ARRAYS.items():
+    arrays = {**OUTPUT_ARRAYS, **{layer.name: (np.float32, np.nan) for layer in extra}}
+    for name, (dtype, fill) in arrays.items():
         create_array(
             store, name, shape=grid.shape, dtype=dtype, chunks=(chunk, chunk),
             shards=(tile_px, tile_px), fill_value=fill, dimension_names=("y", "x"),
@@ -98,11 +106,18 @@ def write_grid_layers(store: Location, grid: Grid, cell_px: int, fraction: np.nd
     consolidate(store)
 
 
+def extra_layer_attrs(layer: ExtraLayer, method: str, grid: Grid) -> dict[str, Any]:
+    """CF and GeoZarr attributes of a method's extra layer (float32, NaN = nodata)."""
+    return {**score_attrs(method, grid), "units": layer.units,
+            "long_name": f"{layer.long_name} ({method})"}
+
+
 def describe_layers(store: Location, grid: Grid, method: str,
-                    class_names: Sequence[str]) -> None:
-    """Give `score` and `damage` their CF and GeoZarr attributes and write the score's
-    overviews (module doc); run once every tile is written."""
-    described = {"score": score_attrs(method, grid), "damage": damage_attrs(class_names, grid)}
+                    class_names: Sequence[str], extra: Sequence[ExtraLayer] = ()) -> None:
+    """Give `score`, `damage` and the `extra` layers their CF and GeoZarr attributes and
+    write the score's overviews (module doc); run once every tile is written."""
+    described = {"score": score_attrs(method, grid), "damage": damage_attrs(class_names, grid),
+                 **{layer.name: extra_layer_attrs(layer, method, grid) for layer in extra}}
     with quiet_zarr():
         for name, attrs in described.items():
             array = zarr.open_array(store=store.zarr_store(), path=name, mode="r+",

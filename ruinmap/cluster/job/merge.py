@@ -23,6 +23,8 @@ class Merged:
     districts: LabelStats
     district_classes: np.ndarray  # (n_districts, n_classes) pixel counts
     district_damaged: np.ndarray  # (n_districts,) pixels with score > threshold
+    district_npost_sum: np.ndarray  # (n_districts,) sum of n_post over valid pixels
+    district_npost_count: np.ndarray  # (n_districts,) valid pixels with an n_post
     b_count: np.ndarray
     b_sum: np.ndarray
     b_max: np.ndarray
@@ -46,6 +48,8 @@ def merge_partials(
     stats = [LabelStats.empty(n_districts, edges)]
     classes = np.zeros((n_districts, n_classes), np.int64)
     damaged = np.zeros(n_districts, np.int64)
+    npost_sum = np.zeros(n_districts, np.float64)
+    npost_count = np.zeros(n_districts, np.int64)
     b_count = np.zeros(n_buildings, np.int64)
     b_sum = np.zeros(n_buildings, np.float64)
     b_max = np.full(n_buildings, -np.inf)
@@ -59,6 +63,8 @@ def merge_partials(
                                 part.d_max, part.d_hist, edges))
         classes += part.d_classes
         damaged += part.d_damaged
+        npost_sum += part.d_npost_sum
+        npost_count += part.d_npost_count
         # a footprint appears at most once per tile, so plain fancy-index adds are exact
         b_count[part.b_index] += part.b_count
         b_sum[part.b_index] += part.b_sum
@@ -73,6 +79,7 @@ def merge_partials(
         stats = [merge_label_stats(stats)]  # keep one running total: memory stays flat
     return Merged(
         districts=stats[0], district_classes=classes, district_damaged=damaged,
+        district_npost_sum=npost_sum, district_npost_count=npost_count,
         b_count=b_count, b_sum=b_sum, b_max=b_max, b_members=b_members,
         b_centroid_score=b_centroid, g_sum=g_sum, g_count=g_count, g_damaged=g_damaged,
     )  # fmt: skip
@@ -113,6 +120,7 @@ def building_scores(
 def district_table(
     merged: Merged,
     *,
+    has_n_post: bool = False,
     ids: np.ndarray,
     names: np.ndarray,
     area_km2: np.ndarray,
@@ -125,6 +133,9 @@ def district_table(
 
     `building_district`: for each footprint, the 0-based district holding its centroid (-1:
     none); `building_damaged`: its `damaged` flag (missing = not scored, not counted).
+    With `has_n_post` (the method gives an `n_post` layer: pwtt), `mean_n_post` is the mean
+    number of post-event dates over the district's valid pixels, so coverage differences
+    between districts are visible beside their scores.
     """
     km2 = pixel_area_m2 / 1e6
     stats = merged.districts
@@ -142,6 +153,11 @@ def district_table(
     })
     for k in range(1, len(class_labels) + 1):
         table[f"class_{k}_km2"] = merged.district_classes[:, k] * km2
+    if has_n_post:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["mean_n_post"] = np.where(
+                merged.district_npost_count > 0,
+                merged.district_npost_sum / merged.district_npost_count, np.nan)
     if building_district is not None and building_damaged is not None:
         n = len(ids)
         scored = building_damaged.notna().to_numpy()

@@ -3,9 +3,11 @@ results.
 
 A tile task reduces its cropped score and classes to a `TilePartial`: `LabelStats` of the
 score per district, class and damaged pixel counts per district, per-footprint sums for the
-footprints it was sent (by their global index), and additive damage-grid partials (score sum,
-valid count, damaged count) per global grid cell it touches. Partials are small, add up
-exactly (sums to float64 rounding), and are stored as one `.npz` per tile (`save_partial`,
+footprints it was sent (by their global index), the sum and count of the method's `n_post`
+layer over each district's valid pixels (zeros for methods without one), and additive
+damage-grid partials (score sum, valid count, damaged count) per global grid cell it
+touches. Partials are small, add up exactly (sums to float64 rounding), and are stored as
+one `.npz` per tile (`save_partial`,
 locally or in object storage, written whole or not at all) that holds its own tile key, so a
 resumed job merges the partials of tiles finished in an earlier run with the new ones
 (`merge`), after checking each is whole (its checksum in the ledger) and its tile's.
@@ -53,6 +55,9 @@ class TilePartial:
     d_hist: np.ndarray
     d_classes: np.ndarray
     d_damaged: np.ndarray
+    # districts: sum of n_post over the valid-score pixels that have one, and their count
+    d_npost_sum: np.ndarray
+    d_npost_count: np.ndarray
     # buildings: global index, valid pixel count, sum, max, pixel centres inside (valid or
     # not), and for those whose centroid lies in the tile the score under the centroid
     b_index: np.ndarray
@@ -84,6 +89,7 @@ def tile_partial(
     centroid_rc: np.ndarray,
     origin: tuple[int, int],
     cell_px: int,
+    n_post: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
@@ -91,7 +97,7 @@ def tile_partial(
     `building_index` (the global footprint indices sent to this tile); `centroid_index` /
     `centroid_rc`: footprints whose centroid pixel (row, col in the tile) lies in this tile.
     `origin` is the tile's (row0, col0) in the image; grid cells are `cell_px` pixels aligned
-    to the image origin.
+    to the image origin. `n_post`: the method's post-date count layer (pwtt), or None.
     """
     district = label_stats(district_labels, score, n_districts, edges)
     valid = classes != 255
@@ -100,6 +106,13 @@ def tile_partial(
     d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
     damaged = score > threshold
     d_damaged = np.bincount(district_labels[damaged], minlength=n_districts + 1)[1:]
+    d_npost_sum: np.ndarray = np.zeros(n_districts, np.float64)
+    d_npost_count: np.ndarray = np.zeros(n_districts, np.int64)
+    if n_post is not None:
+        has = np.isfinite(score) & np.isfinite(n_post)
+        d_npost_sum = np.bincount(district_labels[has], weights=n_post[has].astype(np.float64),
+                                  minlength=n_districts + 1)[1:]
+        d_npost_count = np.bincount(district_labels[has], minlength=n_districts + 1)[1:]
 
     k = len(building_index)
     building = label_stats(building_labels, score, k, _BUILDING_EDGES)
@@ -114,6 +127,7 @@ def tile_partial(
         d_count=district.count, d_sum=district.sum, d_sum_sq=district.sum_sq,
         d_min=district.min, d_max=district.max, d_hist=district.hist,
         d_classes=d_classes.astype(np.int64), d_damaged=d_damaged.astype(np.int64),
+        d_npost_sum=d_npost_sum, d_npost_count=d_npost_count.astype(np.int64),
         b_index=np.asarray(building_index, np.int64), b_count=building.count,
         b_sum=building.sum, b_max=building.max, b_members=members.astype(np.int64),
         b_centroid_index=np.asarray(centroid_index, np.int64), b_centroid_score=centroid_score,

@@ -99,10 +99,14 @@ def check_job_fits(spec: JobSpec, header: ImageryHeader, districts: gpd.GeoDataF
         needed = int(getattr(params, f"min_{side}"))
         have = header.n_dates[side]
         if have < needed:
+            # pwtt's t-test cannot go below 2 post dates; its z-test reads one (README, pwtt)
+            z_test = (" (at least 2), or with a single post-event image set "
+                      "method_params.statistic = 'z'" if spec.method == "pwtt"
+                      and side == "post" and have == 1 else "")
             raise SpecError(
                 f"method_params.min_{side} = {needed}, but the imagery has {have} {side}-event "
                 f"date(s) ({where[side]}); no pixel could be scored: give at least {needed} "
-                f"{side}-event images, or lower min_{side}"
+                f"{side}-event images, or lower min_{side}{z_test}"
             )
     grid = header.grid
     pixel_m = pixel_size_m(grid)

@@ -2,7 +2,9 @@
 `ruinmap.cluster.outputs`.
 
 score.tif, damage.tif with damage.tif.aux.xml and damage.qml (COGs read window by window from
-the store), grid.tif with grid.qml (float32 bands: damaged fraction and mean score per cell),
+the store), `<method>_layers.tif` for a method with extra per-pixel layers (pwtt_layers.tif:
+bands p_value, n_pre, n_post, named in the band descriptions), grid.tif with grid.qml
+(float32 bands: damaged fraction and mean score per cell),
 districts.parquet/.geojson/.csv/.gpkg and districts_hxl.csv, buildings.parquet/.gpkg (when
 footprints were given), grid_h3.gpkg/.parquet (with `[grid] h3_resolution`), map.png (title
 `output.title`, the imagery dates, the credit line `output.credit`, building outlines, an
@@ -32,6 +34,7 @@ from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.workdir import mark_products_current
+from ruinmap.cluster.methods import extra_layers
 from ruinmap.cluster.outputs import (
     default_credit,
     downsample_for_preview,
@@ -49,18 +52,24 @@ from ruinmap.cluster.outputs import (
     write_cog,
     write_district_tables,
     write_job_report,
+    write_layers_cog,
 )
 from ruinmap.cluster.outputs.h3grid import GRID_H3_GPKG, h3_grid, write_h3_grid
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import LocalPath, Location, as_location
 
-__all__ = ["GRID_BANDS", "figure_credit", "figure_title", "write_products"]
+__all__ = ["GRID_BANDS", "figure_credit", "figure_title", "layers_tif_name", "write_products"]
 
 GRID_BANDS = ("damaged_fraction", "mean_score")
 FIGURES = {"map_png": "map.png", "districts_png": "districts.png",
            "score_hist_png": "score_hist.png"}
 DAMAGE_SIDECARS = {"damage_aux_xml": "damage.tif.aux.xml", "damage_qml": "damage.qml"}
 GRID_UNITS = ("1", "1")  # a fraction of the cell's valid pixels; the method's score
+
+
+def layers_tif_name(method: str) -> str:
+    """The COG of a method's extra layers (`<method>_layers.tif`: pwtt_layers.tif)."""
+    return f"{method.replace('-', '_')}_layers.tif"
 
 
 class _Products:
@@ -178,6 +187,15 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         damage, out / "damage.tif", transform=transform, crs=grid.crs_wkt, nodata=255,
         dtype=np.uint8, description="damage class", class_names=params.class_labels, tags=tags,
         block=block), sidecars=DAMAGE_SIDECARS)
+    extra = extra_layers(params)
+    if extra:
+        layers_tif = out / layers_tif_name(spec.method)
+        products.write("layers_tif", layers_tif, lambda: write_layers_cog(
+            [open_array(plan.layers, layer.name, "r", plan.signature) for layer in extra],
+            layers_tif, names=[layer.name for layer in extra],
+            units=[layer.units for layer in extra], transform=transform, crs=grid.crs_wkt,
+            tags={**tags, **{f"{layer.name}_description": layer.long_name
+                             for layer in extra}}, block=block))
     products.write("grid_tif", out / "grid.tif", lambda: write_bands_cog(
         out / "grid.tif", [result.grid_fraction, result.grid_mean], GRID_BANDS,
         units=GRID_UNITS, transform=plan.cell_grid.affine, crs=grid.crs_wkt,

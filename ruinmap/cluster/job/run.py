@@ -55,7 +55,7 @@ from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.job.workdir import STORE_NAME, prepare_work_dir, products_are_current
-from ruinmap.cluster.methods import check_bands
+from ruinmap.cluster.methods import check_bands, extra_layers
 from ruinmap.cluster.settings import resolve_address
 from ruinmap.cluster.storage.confined import confinement
 from ruinmap.cluster.storage.location import as_location
@@ -113,7 +113,7 @@ def run_job(
                 polygons = polygons_on_grid(spec, frames, store.grid)
                 plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
                 prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid,
-                                 store.chunk, plan.tile_px)
+                                 store.chunk, plan.tile_px, extra_layers(plan.params))
             t0 = time.perf_counter()
             pending = _run_tiles(cl, plan, polygons, progress, on_progress)
             timings["tiles_s"] = time.perf_counter() - t0
@@ -209,7 +209,8 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         buildings["district_id"] = np.where(
             district_of >= 0, polygons.district_ids[np.maximum(district_of, 0)], None)
     table = district_table(
-        merged, ids=polygons.district_ids, names=polygons.district_names,
+        merged, has_n_post=any(layer.name == "n_post" for layer in extra_layers(params)),
+        ids=polygons.district_ids, names=polygons.district_names,
         area_km2=polygons.district_area_km2, pixel_area_m2=plan.pixel_size_m**2,
         class_labels=params.class_labels,
         building_district=polygons.building_district,
@@ -256,5 +257,6 @@ def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
     if rewrite or not store.join("grid_mean_score", "zarr.json").is_file():
         write_grid_layers(store, plan.grid, plan.cell_px, result.grid_fraction,
                           result.grid_mean)
-        describe_layers(store, plan.grid, plan.spec.method, plan.params.class_labels)
+        describe_layers(store, plan.grid, plan.spec.method, plan.params.class_labels,
+                        extra_layers(plan.params))
     result.files = write_all_products(result, plan, polygons, rewrite=rewrite)

@@ -3,8 +3,9 @@
 A task reads its window plus a halo (`JobPlan.halo`, clipped at the image edge) straight from
 the Zarr store (a global `map_overlap` keeps neighbours' blocks alive far longer,
 dask/dask#3671), scores it, crops the halo off, writes its own shards of `score` and
-`damage` (durably), reduces the tile to a `TilePartial` saved beside the ledger, and records
-the tile in the ledger last, with the sha256 of its three files. So a recorded tile's outputs
+`damage` and of the method's extra layers (pwtt's `p_value`, `n_pre`, `n_post`) (durably),
+reduces the tile to a `TilePartial` saved beside the ledger, and records
+the tile in the ledger last, with the sha256 of its files. So a recorded tile's outputs
 and partial are whole and durable, and a re-run can tell if they changed since
 (`integrity`); anything else is redone.
 """
@@ -23,7 +24,7 @@ from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.tiles import Tile
-from ruinmap.cluster.methods import compute_score
+from ruinmap.cluster.methods import compute_layers
 from ruinmap.cluster.storage.arrays import open_array, write_shard
 from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
@@ -65,14 +66,18 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.grid, plan.signature)
     post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
     read_s = time.perf_counter() - started
-    padded = compute_score(pre, post, params, plan.context)
+    padded = compute_layers(pre, post, params, plan.context)
     del pre, post
-    score = np.ascontiguousarray(padded[dr : dr + tile.height, dc : dc + tile.width])
+    crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
+    score = np.ascontiguousarray(padded.score[crop])
+    extra = {name: np.ascontiguousarray(layer[crop], dtype=np.float32)
+             for name, layer in padded.extra.items()}
     del padded
     classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": _write_layer(plan, "score", tile, score),
-                 "damage": _write_layer(plan, "damage", tile, classes)}
+                 "damage": _write_layer(plan, "damage", tile, classes),
+                 **{name: _write_layer(plan, name, tile, layer) for name, layer in extra.items()}}
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
@@ -86,7 +91,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         edges=plan.edges, district_labels=districts, n_districts=plan.n_districts,
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
-        origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
+        origin=(tile.row0, tile.col0), cell_px=plan.cell_px, n_post=extra.get("n_post"),
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started

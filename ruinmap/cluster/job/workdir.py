@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.job.layers import create_output_arrays, output_arrays_exist
 from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.methods import ExtraLayer
 from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location
 
@@ -55,15 +57,17 @@ def _marker_body(signature: str) -> bytes:
 
 
 def prepare_work_dir(work_dir: Location, signature: str, store: Location, grid: Grid,
-                     chunk: int, tile_px: int) -> None:
-    """Keep the ledger and partials of the same job; start over for any other."""
-    if _signature_in(work_dir.join(JOB_MARKER)) == signature and output_arrays_exist(store):
+                     chunk: int, tile_px: int, extra: Sequence[ExtraLayer] = ()) -> None:
+    """Keep the ledger and partials of the same job; start over for any other. `extra`: the
+    method's layers besides `score` and `damage`."""
+    if (_signature_in(work_dir.join(JOB_MARKER)) == signature
+            and output_arrays_exist(store, extra)):
         return
     for name in WORK_ENTRIES:  # only ruinmap's own entries: never a file someone put here
         entry = work_dir.join(name)
         entry.remove_tree()
         entry.remove()
-    create_output_arrays(store, grid, chunk, tile_px)
+    create_output_arrays(store, grid, chunk, tile_px, extra)
     work_dir.join("partials").ensure_folder()
     work_dir.join(JOB_MARKER).write_durably(_marker_body(signature))
 

@@ -125,6 +125,10 @@ class PwttParams(MethodParamsBase):
         default="population",
         description="variance of a side: population (ddof 0, Earth Engine's "
                     "ee.Reducer.stdDev() the reference squares, :118, :122) or sample (ddof 1)")
+    layers: bool = Field(
+        default=True,
+        description="write the p_value, n_pre and n_post layers (store and pwtt_layers.tif) "
+                    "and the districts' mean_n_post")
     mask_score_to_data: bool = Field(
         default=True,
         description="score NaN where the per-pixel statistic is (reference :821-822: the "
@@ -437,6 +441,8 @@ def pwtt_layers(pre: np.ndarray, post: np.ndarray, params: PwttParams,
     score = smooth_statistic(stat.statistic, params, context.pixel_size_m)
     if params.mask_score_to_data:
         score[np.isnan(stat.statistic)] = np.nan
+    if not params.layers:
+        return ScoreLayers(score)
     return ScoreLayers(score, {"p_value": stat.p_value, "n_pre": stat.n_pre,
                                "n_post": stat.n_post})
 
@@ -521,7 +527,7 @@ class PwttScorer(Scorer[PwttParams]):
         return pwtt_score(pre, post, params, context)
 
     def extra_layers(self, params: PwttParams) -> tuple[ExtraLayer, ...]:
-        return PWTT_LAYERS
+        return PWTT_LAYERS if params.layers else ()
 
     def score_layers(self, pre: np.ndarray, post: np.ndarray, params: PwttParams,
                      context: ScoreContext) -> ScoreLayers:

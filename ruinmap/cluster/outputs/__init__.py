@@ -24,7 +24,12 @@ from ruinmap.cluster.outputs.charts import (
     render_score_histogram,
     score_histogram,
 )
-from ruinmap.cluster.outputs.cog import cog_problems, write_bands_cog, write_cog
+from ruinmap.cluster.outputs.cog import (
+    cog_problems,
+    write_bands_cog,
+    write_cog,
+    write_layers_cog,
+)
 from ruinmap.cluster.outputs.mapping import render_map
 from ruinmap.cluster.outputs.palette import class_categories, class_colormap
 from ruinmap.cluster.outputs.preview import downsample_for_preview, preview_transform
@@ -66,4 +71,5 @@ __all__ = [
     "write_cog",
     "write_district_tables",
     "write_job_report",
+    "write_layers_cog",
 ]

@@ -422,3 +422,73 @@ def band_statistics(band: np.ndarray) -> dict[str, str]:
             "STATISTICS_MEAN": repr(float(valid.mean(dtype=np.float64))),
             "STATISTICS_STDDEV": repr(float(valid.std(dtype=np.float64))),
             "STATISTICS_VALID_PERCENT": repr(100.0 * valid.size / band.size)}
+
+
+def write_layers_cog(
+    sources: Sequence[Sliceable2D],
+    dst: str | os.PathLike[str],
+    *,
+    names: Sequence[str],
+    units: Sequence[str],
+    transform: Affine,
+    crs: CRS | str,
+    tags: Mapping[str, object] | None = None,
+    block: int = 512,
+    max_window_bytes: int = DEFAULT_WINDOW_BYTES,
+) -> Path:
+    """Several full-size float32 layers of one grid as the bands of one COG (NaN nodata),
+    read window by window like `write_cog`: each band named (its description, what QGIS
+    lists as the band name) and with its unit, grey / undefined colour interpretation
+    (a measurement, never RGB), average overviews. Written atomically; returns `dst`.
+    """
+    dst = Path(dst)
+    if not sources or len(sources) != len(names) or len(names) != len(units):
+        raise InputError(f"{dst.name}: give one name and one unit per layer "
+                         f"({len(sources)} layers, {len(names)} names, {len(units)} units)")
+    height, width = _check_source(sources[0], dst)
+    for source in sources[1:]:
+        if _check_source(source, dst) != (height, width):
+            raise InputError(f"{dst.name}: the layers' shapes differ; they must share a grid")
+    _check_options(dst, np.dtype(np.float32), None, float("nan"), block, None, "deflate", None)
+    crs = CRS.from_user_input(crs)
+    rows = window_rows((height, width), 4 * len(sources), block=block,
+                       chunk_rows=source_row_chunk(sources[0]),
+                       max_window_bytes=max_window_bytes)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    staging = temp_sibling(dst.with_suffix(".tif"))
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "width": width, "height": height, "count": len(sources),
+        "dtype": "float32", "crs": crs, "transform": transform, "nodata": float("nan"),
+        "tiled": True, "blockxsize": block, "blockysize": block, "compress": "zstd",
+        "zstd_level": 1, "bigtiff": "IF_SAFER", "photometric": "MINISBLACK",
+        "interleave": "band",
+    }
+    try:
+        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
+            with rasterio.open(staging, "w", **profile) as out:
+                for r0 in range(0, height, rows):
+                    r1 = min(r0 + rows, height)
+                    window = Window(0, r0, width, r1 - r0)
+                    for index, source in enumerate(sources, start=1):
+                        values = np.asarray(source[r0:r1, :], dtype=np.float32)
+                        out.write(values, index, window=window)
+                out.descriptions = tuple(names)
+                out.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (
+                    len(sources) - 1)
+                for index, unit in enumerate(units, start=1):
+                    out.set_band_unit(index, unit)
+                if tags:
+                    out.update_tags(**{str(k): str(v) for k, v in tags.items()})
+            with atomic_path(dst) as tmp:
+                rasterio.shutil.copy(staging, tmp, driver="COG", BLOCKSIZE=block,
+                                     COMPRESS="DEFLATE", LEVEL=1, PREDICTOR="YES",
+                                     OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
+                                     NUM_THREADS="ALL_CPUS")
+                _remove_pam(tmp)
+                problems = cog_problems(tmp, block=block)
+                if problems:
+                    raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
+    finally:
+        _remove_pam(staging)
+        staging.unlink(missing_ok=True)
+    return dst

@@ -43,6 +43,8 @@ OUTPUTS: dict[str, tuple[str, str, str]] = {
                    "QGIS style of damage.tif (save beside it)"),
     "grid_tif": ("grid.tif", COG, "Damage grid: damaged fraction and mean score per cell (COG)"),
     "grid_qml": ("grid.qml", "application/xml", "QGIS style of grid.tif (save beside it)"),
+    "layers_tif": ("pwtt_layers.tif", COG,
+                   "pwtt's p_value, n_pre, n_post per pixel (COG, named float32 bands)"),
     "districts_parquet": ("districts.parquet", "application/vnd.apache.parquet",
                           "Per-district table with polygons (GeoParquet)"),
     "districts_geojson": ("districts.geojson", "application/geo+json",
