@@ -18,7 +18,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_job import make_scene  # noqa: E402
+from bench_job import make_scene
 
 
 def run_once(job: Path, out: Path, workers: int, layers: bool) -> dict[str, Any]:
