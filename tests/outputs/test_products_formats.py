@@ -137,7 +137,7 @@ def test_stac_item_describes_the_products(products_run: ProductsRun) -> None:
     damage = item.assets["damage_tif"].extra_fields["raster:bands"][0]
     assert damage["nodata"] == 255 and damage["data_type"] == "uint8"
     assert item.assets["score_tif"].extra_fields["raster:bands"][0]["nodata"] == "nan"
-    assert len(item.assets["layers_tif"].extra_fields["raster:bands"]) == 3  # pwtt's layers
+    assert len(item.assets["pwtt_layers_tif"].extra_fields["raster:bands"]) == 3  # its layers
     props = item.properties
     assert props["proj:code"].startswith("EPSG:") and len(props["proj:shape"]) == 2
     assert props["ruinmap:method"] == "pwtt" and "threshold" in props["ruinmap:parameters"]
