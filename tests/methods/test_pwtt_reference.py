@@ -276,7 +276,7 @@ def test_pwtt_statistic_equals_reference_before_smoothing(statistic: str) -> Non
 def test_pwtt_refuses_one_post_date_a_pixel_and_names_the_z_test() -> None:
     with pytest.raises(ValueError, match="statistic = 'z'"):
         PwttParams(min_post=1)
-    with pytest.raises(ValueError, match="at least 2 valid pre dates"):
+    with pytest.raises(ValueError, match="greater than or equal to 2"):  # the pre spread
         PwttParams(min_pre=1)
     assert PwttParams(statistic="z").min_post == 1
 

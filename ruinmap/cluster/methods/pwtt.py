@@ -97,7 +97,7 @@ class PwttParams(MethodParamsBase):
                           description="Lee filter window side, pixels (odd)")
     lee_enl: float = Field(default=5.0, gt=0, le=1000, allow_inf_nan=False,
                            description="equivalent number of looks of the input")
-    min_pre: int = Field(default=3, ge=1, le=MAX_DATES,
+    min_pre: int = Field(default=3, ge=2, le=MAX_DATES,
                          description="fewest valid pre dates per pixel and orbit (reference "
                                      "pwtt/__init__.py:159, pre_n >= 3)")
     min_post: int = Field(default=2, ge=1, le=MAX_DATES,
@@ -209,11 +209,6 @@ class PwttParams(MethodParamsBase):
 
     @model_validator(mode="after")
     def _dates_the_statistic_needs(self) -> PwttParams:
-        if self.min_pre < 2:
-            raise ValueError(
-                f"min_pre = {self.min_pre}: every statistic needs the spread of the pre dates, "
-                "so at least 2 valid pre dates a pixel (the reference asks 3, "
-                "pwtt/__init__.py:159); give min_pre >= 2 and at least that many pre images")
         if self.min_post < 2 and self.statistic != "z":
             raise ValueError(
                 f"min_post = {self.min_post} with statistic = '{self.statistic}': a t-test or "
