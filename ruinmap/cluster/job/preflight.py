@@ -30,7 +30,7 @@ import shapely
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest import IngestOptions, InputPlan, plan_inputs
 from ruinmap.cluster.ingest.options import DEFAULT_CHUNK, choose_shard
-from ruinmap.cluster.job.plan import pixel_size_m
+from ruinmap.cluster.job.plan import pixel_sides_m, pixel_size_m
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.methods import scorer_for
@@ -113,7 +113,7 @@ def check_job_fits(spec: JobSpec, header: ImageryHeader, districts: gpd.GeoDataF
             f"({width_m!r} x {height_m!r} m, {grid.width} x {grid.height} px of {pixel_m!r} m); "
             f"give at most {max(width_m, height_m)!r}"
         )
-    halo = scorer_for(params).halo_px(params, pixel_m)
+    halo = scorer_for(params).halo_px(params, pixel_sides_m(grid))
     if halo > MAX_HALO_PX:
         raise SpecError(
             f"method_params: the method's filters reach {halo} px around each pixel at the "

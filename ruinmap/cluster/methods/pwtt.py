@@ -20,6 +20,7 @@ from ruinmap.cluster.methods.params import (
     MAX_DATES,
     MAX_RADIUS_M,
     MethodParamsBase,
+    PixelSize,
     metres_to_px,
     spec_path,
 )
@@ -259,7 +260,7 @@ class PwttScorer(Scorer[PwttParams]):
     def needed_bands(self, params: PwttParams, bands: Sequence[str]) -> tuple[str, list[str]]:
         return "polarisations", list(params.polarisations)
 
-    def halo_px(self, params: PwttParams, pixel_size_m: float) -> int:
+    def halo_px(self, params: PwttParams, pixel_size_m: PixelSize) -> int:
         """Lee filter, then focal median, then circular means of the median: their reaches
         add up (the Lee half-window, the median radius, the largest mean radius)."""
         mean_reach = max((focal_halo(metres_to_px(r, pixel_size_m)) for r in params.radii_m),
@@ -267,7 +268,8 @@ class PwttScorer(Scorer[PwttParams]):
         return (focal_halo(params.lee_size // 2)
                 + focal_halo(metres_to_px(params.focal_median_m, pixel_size_m)) + mean_reach)
 
-    def context(self, params: PwttParams, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
+    def context(self, params: PwttParams, store: StoreInfo,
+                pixel_size_m: PixelSize) -> ScoreContext:
         """The relative orbit of every date: spec globs, else file tags (`date_orbits`)."""
         return ScoreContext(
             bands=store.bands,
