@@ -120,11 +120,14 @@ def district_table(
     class_labels: tuple[str, ...],
     building_district: np.ndarray | None = None,
     building_damaged: pd.Series | None = None,
+    building_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The per-district table (one row per district, in the file's order).
 
     `building_district`: for each footprint, the 0-based district holding its centroid (-1:
-    none); `building_damaged`: its `damaged` flag (missing = not scored, not counted).
+    none); `building_damaged`: its `damaged` flag (missing = not scored, not counted);
+    `building_pairs`: (footprint, district) index pairs, every district holding a centroid
+    (overlapping districts each count the footprint), used instead of `building_district`.
     """
     km2 = pixel_area_m2 / 1e6
     stats = merged.districts
@@ -144,11 +147,14 @@ def district_table(
         table[f"class_{k}_km2"] = merged.district_classes[:, k] * km2
     if building_district is not None and building_damaged is not None:
         n = len(ids)
-        scored = building_damaged.notna().to_numpy()
-        inside = scored & (building_district >= 0)
-        hit = building_damaged.fillna(False).to_numpy(bool) & inside
-        counts = np.bincount(building_district[inside], minlength=n)
-        hits = np.bincount(building_district[hit], minlength=n)
+        if building_pairs is None:
+            building_pairs = (np.flatnonzero(building_district >= 0),
+                              building_district[building_district >= 0])
+        which, district = building_pairs
+        scored = building_damaged.notna().to_numpy()[which]
+        hit = building_damaged.fillna(False).to_numpy(bool)[which] & scored
+        counts = np.bincount(district[scored], minlength=n)
+        hits = np.bincount(district[hit], minlength=n)
         table["buildings"] = counts
         table["buildings_damaged"] = hits
         with np.errstate(invalid="ignore", divide="ignore"):

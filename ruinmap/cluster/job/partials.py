@@ -87,19 +87,25 @@ def tile_partial(
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
-    `district_labels`: 0 or district k (1-based); `building_labels`: 0 or j+1 for the j-th of
+    `district_labels`: 0 or district k (1-based), one image or a (layers, rows, cols) stack of
+    images whose districts do not overlap within a layer (`geo.rasterize.overlap_layers`),
+    so a pixel counts for every district holding it; `building_labels`: 0 or j+1 for the j-th of
     `building_index` (the global footprint indices sent to this tile); `centroid_index` /
     `centroid_rc`: footprints whose centroid pixel (row, col in the tile) lies in this tile.
     `origin` is the tile's (row0, col0) in the image; grid cells are `cell_px` pixels aligned
     to the image origin.
     """
-    district = label_stats(district_labels, score, n_districts, edges)
-    valid = classes != 255
-    flat = district_labels[valid].astype(np.int64) * n_classes + classes[valid]
-    d_classes = np.bincount(flat, minlength=(n_districts + 1) * n_classes)
-    d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
-    damaged = score > threshold
-    d_damaged = np.bincount(district_labels[damaged], minlength=n_districts + 1)[1:]
+    layers = district_labels if district_labels.ndim == 3 else district_labels[np.newaxis]
+    d_fields = _district_fields(score, classes, layers[0], threshold=threshold,
+                                n_classes=n_classes, edges=edges, n_districts=n_districts)
+    for labels in layers[1:]:
+        # a district is in one layer only: its rows come from the layer that holds it
+        rows = np.unique(labels)
+        rows = rows[rows > 0] - 1
+        more = _district_fields(score, classes, labels, threshold=threshold,
+                                n_classes=n_classes, edges=edges, n_districts=n_districts)
+        for name, values in more.items():
+            d_fields[name][rows] = values[rows]
 
     k = len(building_index)
     building = label_stats(building_labels, score, k, _BUILDING_EDGES)
@@ -111,9 +117,7 @@ def tile_partial(
     offset = (row0 % cell_px, col0 % cell_px)
     g_count = block_reduce(score, cell_px, "count", block_offset=offset)
     return TilePartial(
-        d_count=district.count, d_sum=district.sum, d_sum_sq=district.sum_sq,
-        d_min=district.min, d_max=district.max, d_hist=district.hist,
-        d_classes=d_classes.astype(np.int64), d_damaged=d_damaged.astype(np.int64),
+        **d_fields,
         b_index=np.asarray(building_index, np.int64), b_count=building.count,
         b_sum=building.sum, b_max=building.max, b_members=members.astype(np.int64),
         b_centroid_index=np.asarray(centroid_index, np.int64), b_centroid_score=centroid_score,
@@ -123,6 +127,24 @@ def tile_partial(
         g_damaged=np.rint(block_reduce(score, cell_px, "count_above", threshold,
                                        block_offset=offset)).astype(np.int64),
     )  # fmt: skip
+
+
+def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray, *,
+                     threshold: float, n_classes: int, edges: np.ndarray,
+                     n_districts: int) -> dict[str, np.ndarray]:
+    """The `d_*` fields of a partial from one label image (n_districts rows each)."""
+    district = label_stats(labels, score, n_districts, edges)
+    valid = classes != 255
+    flat = labels[valid].astype(np.int64) * n_classes + classes[valid]
+    d_classes = np.bincount(flat, minlength=(n_districts + 1) * n_classes)
+    d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
+    damaged = score > threshold
+    d_damaged = np.bincount(labels[damaged], minlength=n_districts + 1)[1:]
+    return {
+        "d_count": district.count, "d_sum": district.sum, "d_sum_sq": district.sum_sq,
+        "d_min": district.min, "d_max": district.max, "d_hist": district.hist,
+        "d_classes": d_classes.astype(np.int64), "d_damaged": d_damaged.astype(np.int64),
+    }
 
 
 #: the npz member holding the key of the tile a partial belongs to

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import shapely
+from affine import Affine
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
@@ -29,7 +30,7 @@ from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels import classify
 
-__all__ = ["read_window_stack", "run_tile"]
+__all__ = ["district_label_layers", "read_window_stack", "run_tile"]
 
 
 def read_window_stack(
@@ -43,6 +44,20 @@ def read_window_stack(
     block = np.asarray(open_array(store, side, "r", token)[:, :, r0:r1, c0:c1],
                        dtype=np.float32)
     return block, (tile.row0 - r0, tile.col0 - c0)
+
+
+def district_label_layers(vectors: TileVectors, transform: Affine, shape: tuple[int, int]
+                          ) -> np.ndarray:
+    """The tile's district label images, (layers, rows, cols) int32: one per overlap layer
+    (`TileVectors.district_layer`), so overlapping districts each hold their pixels. A job
+    without overlaps has one layer; a tile no district reaches gets one empty image."""
+    geoms = shapely.from_wkb(vectors.district_wkb)
+    n_layers = int(vectors.district_layer.max()) + 1 if len(vectors.district_layer) else 1
+    return np.stack([
+        labels_on_window(geoms[vectors.district_layer == k],
+                         vectors.district_label[vectors.district_layer == k], transform, shape)
+        for k in range(n_layers)
+    ])
 
 
 def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
@@ -77,8 +92,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
 
     transform = tile.grid(plan.grid).affine
     shape = (tile.height, tile.width)
-    districts = labels_on_window(shapely.from_wkb(vectors.district_wkb), vectors.district_label,
-                                 transform, shape)
+    districts = district_label_layers(vectors, transform, shape)
     buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
     partial = tile_partial(
         score, classes,
