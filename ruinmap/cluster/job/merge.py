@@ -23,6 +23,10 @@ class Merged:
     districts: LabelStats
     district_classes: np.ndarray  # (n_districts, n_classes) pixel counts
     district_damaged: np.ndarray  # (n_districts,) pixels with score > threshold
+    # areas in grid-centre pixels (float64): valid, damaged (n_districts,), classes (.., n_classes)
+    district_valid_area: np.ndarray
+    district_damaged_area: np.ndarray
+    district_class_area: np.ndarray
     b_count: np.ndarray
     b_sum: np.ndarray
     b_max: np.ndarray
@@ -46,6 +50,9 @@ def merge_partials(
     stats = [LabelStats.empty(n_districts, edges)]
     classes = np.zeros((n_districts, n_classes), np.int64)
     damaged = np.zeros(n_districts, np.int64)
+    valid_area = np.zeros(n_districts, np.float64)
+    damaged_area = np.zeros(n_districts, np.float64)
+    class_area = np.zeros((n_districts, n_classes), np.float64)
     b_count = np.zeros(n_buildings, np.int64)
     b_sum = np.zeros(n_buildings, np.float64)
     b_max = np.full(n_buildings, -np.inf)
@@ -59,6 +66,9 @@ def merge_partials(
                                 part.d_max, part.d_hist, edges))
         classes += part.d_classes
         damaged += part.d_damaged
+        valid_area += part.d_valid_area
+        damaged_area += part.d_damaged_area
+        class_area += part.d_class_area
         # a footprint appears at most once per tile, so plain fancy-index adds are exact
         b_count[part.b_index] += part.b_count
         b_sum[part.b_index] += part.b_sum
@@ -73,6 +83,8 @@ def merge_partials(
         stats = [merge_label_stats(stats)]  # keep one running total: memory stays flat
     return Merged(
         districts=stats[0], district_classes=classes, district_damaged=damaged,
+        district_valid_area=valid_area, district_damaged_area=damaged_area,
+        district_class_area=class_area,
         b_count=b_count, b_sum=b_sum, b_max=b_max, b_members=b_members,
         b_centroid_score=b_centroid, g_sum=g_sum, g_count=g_count, g_damaged=g_damaged,
     )  # fmt: skip
@@ -137,14 +149,15 @@ def district_table(
         "district_id": ids,
         "name": names,
         "area_km2": area_km2,
-        "valid_km2": stats.count * km2,
-        "damaged_km2": merged.district_damaged * km2,
+        # areas per row (a lon/lat grid's pixels shrink with latitude), in centre pixels
+        "valid_km2": merged.district_valid_area * km2,
+        "damaged_km2": merged.district_damaged_area * km2,
         "damaged_fraction": fraction,
         "mean_score": stats.mean,
         "p90_score": label_quantile(stats, 0.9),
     })
     for k in range(1, len(class_labels) + 1):
-        table[f"class_{k}_km2"] = merged.district_classes[:, k] * km2
+        table[f"class_{k}_km2"] = merged.district_class_area[:, k] * km2
     if building_district is not None and building_damaged is not None:
         n = len(ids)
         if building_pairs is None:

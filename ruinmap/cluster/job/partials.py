@@ -2,7 +2,8 @@
 results.
 
 A tile task reduces its cropped score and classes to a `TilePartial`: `LabelStats` of the
-score per district, class and damaged pixel counts per district, per-footprint sums for the
+score per district, class and damaged pixel counts per district (and their areas, in pixels
+of the grid's centre: a lon/lat grid's pixels shrink with latitude), per-footprint sums for the
 footprints it was sent (by their global index), and additive damage-grid partials (score sum,
 valid count, damaged count) per global grid cell it touches. Partials are small, add up
 exactly (sums to float64 rounding), and are stored as one `.npz` per tile (`save_partial`,
@@ -53,6 +54,10 @@ class TilePartial:
     d_hist: np.ndarray
     d_classes: np.ndarray
     d_damaged: np.ndarray
+    # the same as areas (float64), in pixels of the grid-centre area: valid, damaged, classes
+    d_valid_area: np.ndarray
+    d_damaged_area: np.ndarray
+    d_class_area: np.ndarray
     # buildings: global index, valid pixel count, sum, max, pixel centres inside (valid or
     # not), and for those whose centroid lies in the tile the score under the centroid
     b_index: np.ndarray
@@ -84,6 +89,7 @@ def tile_partial(
     centroid_rc: np.ndarray,
     origin: tuple[int, int],
     cell_px: int,
+    row_area: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
@@ -93,16 +99,19 @@ def tile_partial(
     `building_index` (the global footprint indices sent to this tile); `centroid_index` /
     `centroid_rc`: footprints whose centroid pixel (row, col in the tile) lies in this tile.
     `origin` is the tile's (row0, col0) in the image; grid cells are `cell_px` pixels aligned
-    to the image origin.
+    to the image origin. `row_area`: each row's pixel area over the grid-centre pixel's
+    (`geo.units.pixel_area_m2`; None: all 1, as on a projected grid).
     """
+    if row_area is None:
+        row_area = np.ones(score.shape[0])
     layers = district_labels if district_labels.ndim == 3 else district_labels[np.newaxis]
-    d_fields = _district_fields(score, classes, layers[0], threshold=threshold,
+    d_fields = _district_fields(score, classes, layers[0], row_area, threshold=threshold,
                                 n_classes=n_classes, edges=edges, n_districts=n_districts)
     for labels in layers[1:]:
         # a district is in one layer only: its rows come from the layer that holds it
         rows = np.unique(labels)
         rows = rows[rows > 0] - 1
-        more = _district_fields(score, classes, labels, threshold=threshold,
+        more = _district_fields(score, classes, labels, row_area, threshold=threshold,
                                 n_classes=n_classes, edges=edges, n_districts=n_districts)
         for name, values in more.items():
             d_fields[name][rows] = values[rows]
@@ -129,10 +138,11 @@ def tile_partial(
     )  # fmt: skip
 
 
-def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray, *,
-                     threshold: float, n_classes: int, edges: np.ndarray,
-                     n_districts: int) -> dict[str, np.ndarray]:
+def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
+                     row_area: np.ndarray, *, threshold: float, n_classes: int,
+                     edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
     """The `d_*` fields of a partial from one label image (n_districts rows each)."""
+    area = np.broadcast_to(np.asarray(row_area, np.float64)[:, np.newaxis], score.shape)
     district = label_stats(labels, score, n_districts, edges)
     valid = classes != 255
     flat = labels[valid].astype(np.int64) * n_classes + classes[valid]
@@ -140,10 +150,17 @@ def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
     d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
     damaged = score > threshold
     d_damaged = np.bincount(labels[damaged], minlength=n_districts + 1)[1:]
+    finite = np.isfinite(score)  # what label_stats counts as valid
+    size = n_districts + 1
+    class_area = np.bincount(flat, weights=area[valid], minlength=size * n_classes)
     return {
         "d_count": district.count, "d_sum": district.sum, "d_sum_sq": district.sum_sq,
         "d_min": district.min, "d_max": district.max, "d_hist": district.hist,
         "d_classes": d_classes.astype(np.int64), "d_damaged": d_damaged.astype(np.int64),
+        "d_valid_area": np.bincount(labels[finite], weights=area[finite], minlength=size)[1:],
+        "d_damaged_area": np.bincount(labels[damaged], weights=area[damaged],
+                                      minlength=size)[1:],
+        "d_class_area": class_area.reshape(size, n_classes)[1:],
     }
 
 

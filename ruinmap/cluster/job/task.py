@@ -19,6 +19,7 @@ from affine import Affine
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.job.integrity import layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
@@ -73,6 +74,15 @@ def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str 
     return file_checksum(layer_shard(plan, name, tile))
 
 
+def _row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
+    """Each of the tile's rows' pixel area over `plan.pixel_size_m`² (the table's unit), on a
+    lon/lat grid, where it changes with latitude; None (all 1) on a projected grid."""
+    if not plan.grid.crs.is_geographic:
+        return None
+    rows = np.arange(tile.row0, tile.row0 + tile.height)
+    return pixel_area_m2(plan.grid.crs_wkt, plan.grid.transform, rows) / plan.pixel_size_m**2
+
+
 def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float]:
     """Score, write and reduce one tile, then record it; returns timings in seconds."""
     started = time.perf_counter()
@@ -101,6 +111,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
+        row_area=_row_area(plan, tile),
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started
