@@ -1,4 +1,5 @@
-"""Focal (moving-window) statistics on 2-D images: circular mean, circular median, Lee filter.
+"""Focal (moving-window) statistics on 2-D images: circular (or elliptical) mean and median,
+Lee filter.
 
 Every kernel treats NaN as nodata and pixels outside the array as missing, never as zero or as
 a reflected copy. That is what makes halos work: cut a tile with `focal_halo` extra pixels on
@@ -9,6 +10,12 @@ to float64 rounding for `focal_mean`, see there).
 The circular window of radius r holds the pixels whose centres lie within r pixels of the
 centre pixel's centre: offsets (dy, dx) with dy^2 + dx^2 <= r^2. Row dy of the disk spans
 dx = -w..w with w = isqrt(r^2 - dy^2) (`disk_half_widths`).
+
+A radius may also be a pair (radius_y, radius_x) of pixels, for pixels that are not square on
+the ground (a lon/lat grid away from the equator: at 60 degrees N a pixel is half as wide as
+it is tall, so a 30 m radius is twice as many pixels across as down). The window is then the
+ellipse (dy / ry)^2 + (dx / rx)^2 <= 1, in integers dy^2 rx^2 + dx^2 ry^2 <= rx^2 ry^2, whose
+row dy spans w = isqrt(rx^2 (ry^2 - dy^2) // ry^2); (r, r) is the circle of radius r.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from ruinmap.kernels._checks import as_image, non_negative_int, positive_int
 
 __all__ = [
     "MAX_MEDIAN_RADIUS",
+    "Radius",
     "disk_half_widths",
     "disk_offsets",
     "focal_halo",
@@ -34,6 +42,7 @@ __all__ = [
     "focal_median_reference",
     "lee_filter",
     "lee_filter_reference",
+    "radii_yx",
 ]
 
 # The median sorts every window; past this radius (149 pixels a window) a sliding histogram
@@ -60,38 +69,62 @@ _HAS_INF = 2
 
 # --- the disk ---------------------------------------------------------------------------------
 
+#: A window radius in pixels: one int (a circle) or (radius_y, radius_x) (an ellipse).
+Radius = int | tuple[int, int]
 
-def disk_half_widths(radius: int) -> np.ndarray:
-    """Half-widths w[d], d = 0..radius, of the rows of the radius-`radius` disk (int64).
 
-    Row dy of the window covers dx = -w[|dy|]..w[|dy|], w[d] = isqrt(radius^2 - d^2), so the
-    window holds sum(2 w[|dy|] + 1) pixels. radius 0 gives [0] (the centre pixel alone).
+def radii_yx(radius: object) -> tuple[int, int]:
+    """`radius` (an int, or a (radius_y, radius_x) pair of ints) as (radius_y, radius_x).
+
+    Raises InputError for negative or non-integer values, or a pair of another length.
     """
+    if isinstance(radius, tuple | list):
+        if len(radius) != 2:
+            raise InputError(f"radius: expected an int or a (radius_y, radius_x) pair, got "
+                             f"{radius!r}")
+        return non_negative_int(radius[0], "radius_y"), non_negative_int(radius[1], "radius_x")
     r = non_negative_int(radius, "radius")
-    return np.array([math.isqrt(r * r - d * d) for d in range(r + 1)], dtype=np.int64)
+    return r, r
 
 
-def disk_offsets(radius: int) -> np.ndarray:
-    """(n, 2) int64 array of the (dy, dx) offsets in the radius-`radius` disk, row-major order."""
+def disk_half_widths(radius: Radius) -> np.ndarray:
+    """Half-widths w[d], d = 0..radius_y, of the rows of the window (int64).
+
+    Row dy of the window covers dx = -w[|dy|]..w[|dy|], w[d] = isqrt(radius^2 - d^2) for a
+    circle (isqrt(rx^2 (ry^2 - d^2) // ry^2) for an ellipse (ry, rx)), so the window holds
+    sum(2 w[|dy|] + 1) pixels. radius 0 gives [0] (the centre pixel alone); (0, rx) gives
+    [rx] (one row).
+    """
+    ry, rx = radii_yx(radius)
+    if ry == 0:
+        return np.array([rx], dtype=np.int64)
+    return np.array([math.isqrt(rx * rx * (ry * ry - d * d) // (ry * ry)) for d in range(ry + 1)],
+                    dtype=np.int64)
+
+
+def disk_offsets(radius: Radius) -> np.ndarray:
+    """(n, 2) int64 array of the (dy, dx) offsets in the window, row-major order."""
     w = disk_half_widths(radius)
     r = len(w) - 1
     offsets = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-w[abs(dy)], w[abs(dy)] + 1)]
     return np.array(offsets, dtype=np.int64).reshape(-1, 2)
 
 
-def focal_halo(radius: int) -> int:
-    """Pixels of halo a tile needs on each side for a radius-`radius` window: the radius."""
-    return non_negative_int(radius, "radius")
+def focal_halo(radius: Radius) -> int:
+    """Pixels of halo a tile needs on each side for the window: the radius (the larger of
+    radius_y and radius_x: tiles are cut with one halo on every side)."""
+    return max(radii_yx(radius))
 
 
-def _clamped_half_widths(radius: int, rows: int, cols: int) -> np.ndarray:
-    """Disk half-widths limited to what an image of rows x cols can reach.
+def _clamped_half_widths(radius: Radius, rows: int, cols: int) -> np.ndarray:
+    """Window half-widths limited to what an image of rows x cols can reach.
 
     Offsets beyond rows - 1 (cols - 1) never pair two pixels of the image, so clamping the
     vertical reach to rows - 1 and every half-width to cols - 1 leaves the window unchanged
     inside the image while bounding the buffers.
     """
-    w = disk_half_widths(radius)[: min(radius, rows - 1) + 1]
+    w = disk_half_widths(radius)
+    w = w[: min(len(w) - 1, rows - 1) + 1]
     return np.minimum(w, cols - 1)
 
 
@@ -482,10 +515,11 @@ def _as_kernel_input(x: object) -> np.ndarray:
     return img if img.flags.c_contiguous else np.ascontiguousarray(img)
 
 
-def focal_mean(x: np.ndarray, radius: int) -> np.ndarray:
+def focal_mean(x: np.ndarray, radius: Radius) -> np.ndarray:
     """NaN-aware mean over a circular window of `radius` pixels (float32 out).
 
-    out[y, x] = mean of the valid x[y + dy, x + dx] with dy^2 + dx^2 <= radius^2. NaN pixels and
+    out[y, x] = mean of the valid x[y + dy, x + dx] with dy^2 + dx^2 <= radius^2 (for a
+    (radius_y, radius_x) pair, the ellipse of the module docstring). NaN pixels and
     pixels outside the array are skipped, so the edge windows are smaller rather than padded;
     NaN where the window holds no valid pixel. radius 0 is the identity (NaN stays NaN).
     A tile cut with a halo of `radius` pixels (clipped at the image edge) and cropped back
@@ -509,11 +543,11 @@ def focal_mean(x: np.ndarray, radius: int) -> np.ndarray:
     Raises InputError for a non-2-D or non-float image and for a negative or non-integer radius.
     """
     img = _as_kernel_input(x)
-    r = non_negative_int(radius, "radius")
+    r = radii_yx(radius)
     out = np.empty(img.shape, dtype=np.float32)
     if img.size == 0:
         return out
-    if r == 0:
+    if r == (0, 0):
         out[...] = img
         return out
     if _focal_mean_into(img, r, out):
@@ -533,8 +567,9 @@ def focal_mean(x: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _focal_mean_into(img: np.ndarray, r: int, out: np.ndarray) -> bool:
-    """Run the jitted focal mean (radius r >= 1) into out; True if an infinity was met."""
+def _focal_mean_into(img: np.ndarray, r: tuple[int, int], out: np.ndarray) -> bool:
+    """Run the jitted focal mean (radii (ry, rx), not both 0) into out; True if an infinity
+    was met."""
     rows, cols = img.shape
     hw = _clamped_half_widths(r, rows, cols)
     window = int(np.sum(2 * hw[np.abs(np.arange(-len(hw) + 1, len(hw)))] + 1))
@@ -545,16 +580,16 @@ def _focal_mean_into(img: np.ndarray, r: int, out: np.ndarray) -> bool:
     return bool(_focal_mean_2d(img, hw, _row_groups(hw), block, counts, out))
 
 
-def focal_mean_reference(x: np.ndarray, radius: int) -> np.ndarray:
+def focal_mean_reference(x: np.ndarray, radius: Radius) -> np.ndarray:
     """Plain NumPy focal_mean: NaN-pad by the radius, add every disk offset's shifted image."""
     img = as_image(x, "x").astype(np.float64)
-    r = non_negative_int(radius, "radius")
+    ry, rx = radii_yx(radius)
     rows, cols = img.shape
-    padded = np.pad(img, r, constant_values=np.nan)
+    padded = np.pad(img, ((ry, ry), (rx, rx)), constant_values=np.nan)
     total = np.zeros((rows, cols))
     count = np.zeros((rows, cols))
-    for dy, dx in disk_offsets(r):
-        shifted = padded[r + dy : r + dy + rows, r + dx : r + dx + cols]
+    for dy, dx in disk_offsets((ry, rx)):
+        shifted = padded[ry + dy : ry + dy + rows, rx + dx : rx + dx + cols]
         with np.errstate(invalid="ignore"):  # inf + -inf is NaN, as in np.nanmean
             total += np.where(np.isnan(shifted), 0.0, shifted)
         count += ~np.isnan(shifted)
@@ -648,10 +683,11 @@ def _focal_median_2d(
                 out[yo, i] = (np.float64(A[h - 1, i]) + np.float64(A[h, i])) / 2.0
 
 
-def focal_median(x: np.ndarray, radius: int) -> np.ndarray:
+def focal_median(x: np.ndarray, radius: Radius) -> np.ndarray:
     """NaN-aware median over a circular window of `radius` pixels (float32 out).
 
-    Same window as `focal_mean` (dy^2 + dx^2 <= radius^2), NaN and out-of-array pixels skipped,
+    Same window as `focal_mean` (dy^2 + dx^2 <= radius^2, or the ellipse of a (radius_y,
+    radius_x) pair), NaN and out-of-array pixels skipped,
     NaN where no valid pixel. An even count takes the mean of the two middle values (computed
     in float64), as `np.nanmedian` does. radius 0 is the identity. Tiles cut with a halo of
     `radius` equal the whole image bitwise. Each row of windows is sorted by a branch-free
@@ -659,7 +695,7 @@ def focal_median(x: np.ndarray, radius: int) -> np.ndarray:
     window and radius is limited to MAX_MEDIAN_RADIUS (7).
 
     Raises InputError for a non-2-D or non-float image, a negative or non-integer radius, or a
-    radius above MAX_MEDIAN_RADIUS.
+    radius (either of a pair) above MAX_MEDIAN_RADIUS.
     """
     img = _as_kernel_input(x)
     r = _median_radius(radius)
@@ -676,26 +712,26 @@ def focal_median(x: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def _median_radius(radius: object) -> int:
-    r = non_negative_int(radius, "radius")
-    if r > MAX_MEDIAN_RADIUS:
+def _median_radius(radius: object) -> tuple[int, int]:
+    r = radii_yx(radius)
+    if max(r) > MAX_MEDIAN_RADIUS:
         raise InputError(
-            f"radius {r} is too large for focal_median (at most {MAX_MEDIAN_RADIUS}: every window "
-            f"is sorted); use focal_mean for wider smoothing"
+            f"radius {max(r)} is too large for focal_median (at most {MAX_MEDIAN_RADIUS}: every "
+            f"window is sorted); use focal_mean for wider smoothing"
         )
     return r
 
 
-def focal_median_reference(x: np.ndarray, radius: int) -> np.ndarray:
+def focal_median_reference(x: np.ndarray, radius: Radius) -> np.ndarray:
     """Plain NumPy focal_median: NaN-padded sliding windows, disk mask, np.nanmedian."""
     img = as_image(x, "x").astype(np.float64)
-    r = _median_radius(radius)
+    ry, rx = _median_radius(radius)
     if img.size == 0:
         return np.empty(img.shape, dtype=np.float32)
-    padded = np.pad(img, r, constant_values=np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * r + 1, 2 * r + 1))
-    offsets = disk_offsets(r)
-    values = windows[:, :, offsets[:, 0] + r, offsets[:, 1] + r]
+    padded = np.pad(img, ((ry, ry), (rx, rx)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * ry + 1, 2 * rx + 1))
+    offsets = disk_offsets((ry, rx))
+    values = windows[:, :, offsets[:, 0] + ry, offsets[:, 1] + rx]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as intended
         return np.nanmedian(values, axis=-1).astype(np.float32)

@@ -123,6 +123,22 @@ def test_districts_outside_the_imagery_are_an_error_before_work(
     assert _nothing_written(spec)
 
 
+def test_footprints_far_from_the_imagery_are_an_error_before_work(
+    job_city: City, tmp_path: Path, dask_client: Client
+) -> None:
+    # the footprints of another city (here: the same ones 50 km away) would score nothing
+    frame = gpd.read_file(job_city.buildings_path)
+    frame["geometry"] = frame.geometry.apply(lambda g: affinity.translate(g, yoff=50_000.0))
+    path = tmp_path / "far-buildings.gpkg"
+    frame.to_file(path, driver="GPKG")
+    spec = make_job_spec(job_city, tmp_path / "out",
+                         buildings={"path": str(path), "id": "building_id"})
+    with pytest.raises(InputError, match=rf"buildings\.path: none of the {len(frame)} buildings "
+                       r"of .*far-buildings\.gpkg' overlaps the imagery: .*buildings\.crs"):
+        _run(spec, dask_client)
+    assert _nothing_written(spec)
+
+
 def test_cell_size_larger_than_the_scene_is_an_error_before_work(
     job_city: City, tmp_path: Path, dask_client: Client
 ) -> None:

@@ -33,8 +33,13 @@ def _scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return score, classify(score, THRESHOLDS), districts, buildings
 
 
-def _partials(tile: int, cell: int) -> list[TilePartial]:
+def _partials(tile: int, cell: int, row_area: np.ndarray | None = None,
+              layers: np.ndarray | None = None) -> list[TilePartial]:
+    """Partials of `_scene` on tile x tile windows; `layers`: extra label images stacked
+    under the scene's (overlapping districts), `row_area`: each row's pixel area."""
     score, classes, districts, buildings = _scene()
+    labels = districts[np.newaxis] if layers is None else np.concatenate([districts[None],
+                                                                           layers])
     parts = []
     for r0 in range(0, score.shape[0], tile):
         for c0 in range(0, score.shape[1], tile):
@@ -46,9 +51,11 @@ def _partials(tile: int, cell: int) -> list[TilePartial]:
                 local[buildings[win] == b] = j + 1
             parts.append(tile_partial(
                 score[win], classes[win], threshold=3.3, n_classes=5, edges=EDGES,
-                district_labels=districts[win], n_districts=3, building_labels=local,
+                district_labels=labels[(slice(None), *win)], n_districts=3 + len(labels) - 1,
+                building_labels=local,
                 building_index=present - 1, centroid_index=np.empty(0, np.int64),
                 centroid_rc=np.empty((0, 2), np.int64), origin=(r0, c0), cell_px=cell,
+                row_area=None if row_area is None else row_area[r0 : r0 + tile],
             ))  # fmt: skip
     return parts
 
@@ -82,6 +89,55 @@ def test_merged_partials_equal_whole_array_numpy(tile: int, cell: int) -> None:
         want_mean = np.nansum(blocks, axis=(1, 3)) / np.isfinite(blocks).sum(axis=(1, 3))
     np.testing.assert_allclose(mean, want_mean, rtol=1e-5, equal_nan=True)
     assert np.nanmax(fraction) <= 1.0
+
+
+@pytest.mark.parametrize("tile", [16, 7])
+def test_district_areas_add_each_rows_pixel_area(tile: int) -> None:
+    # a lon/lat grid's pixels shrink with latitude: areas are per row, counts stay counts
+    score, classes, districts, _ = _scene()
+    row_area = np.linspace(1.02, 0.98, score.shape[0])
+    merged = merge_partials(_partials(tile, 5, row_area), n_districts=3, n_classes=5,
+                            edges=EDGES, n_buildings=3, grid_shape=(10, 9))
+    area = np.broadcast_to(row_area[:, None], score.shape)
+    valid, damaged = np.isfinite(score), score > 3.3
+    np.testing.assert_allclose(
+        merged.district_valid_area,
+        np.bincount(districts[valid], weights=area[valid], minlength=4)[1:], rtol=1e-12)
+    np.testing.assert_allclose(
+        merged.district_damaged_area,
+        np.bincount(districts[damaged], weights=area[damaged], minlength=4)[1:], rtol=1e-12)
+    for k in range(5):
+        np.testing.assert_allclose(
+            merged.district_class_area[:, k],
+            np.bincount(districts[classes == k], weights=area[classes == k], minlength=4)[1:],
+            rtol=1e-12)
+    np.testing.assert_array_equal(merged.districts.count,
+                                  np.bincount(districts[valid], minlength=4)[1:])
+    table = district_table(merged, ids=np.arange(3), names=np.array(["a", "b", "c"]),
+                           area_km2=np.ones(3), pixel_area_m2=100.0,
+                           class_labels=("p", "l", "h", "s"))
+    np.testing.assert_allclose(table["valid_km2"], merged.district_valid_area * 1e-4)
+
+
+@pytest.mark.parametrize("tile", [16, 7, 64])
+def test_overlapping_layers_give_each_district_its_own_pixels(tile: int) -> None:
+    # district 4 (a second layer) covers rows 10..29 of every district of the first layer
+    score, _, districts, _ = _scene()
+    extra = np.zeros_like(districts)
+    extra[10:30] = 4
+    merged = merge_partials(_partials(tile, 5, layers=extra[None]), n_districts=4,
+                            n_classes=5, edges=EDGES, n_buildings=3, grid_shape=(10, 9))
+    alone = merge_partials(_partials(tile, 5), n_districts=3, n_classes=5, edges=EDGES,
+                           n_buildings=3, grid_shape=(10, 9))
+    for name in ("count", "sum", "min", "max", "hist"):
+        np.testing.assert_array_equal(getattr(merged.districts, name)[:3],
+                                      getattr(alone.districts, name))
+    np.testing.assert_array_equal(merged.district_classes[:3], alone.district_classes)
+    np.testing.assert_array_equal(merged.district_damaged[:3], alone.district_damaged)
+    valid = np.isfinite(score)
+    assert merged.districts.count[3] == valid[10:30].sum()
+    assert merged.district_damaged[3] == (score[10:30] > 3.3).sum()
+    assert merged.districts.max[3] == np.nanmax(score[10:30])
 
 
 def test_partial_round_trips_through_npz(tmp_path: Path) -> None:

@@ -119,6 +119,94 @@ def test_focal_halo_is_the_radius() -> None:
     assert focal_halo(15) == 15
 
 
+# --- elliptical windows: (radius_y, radius_x) ----------------------------------------------
+
+RADII_YX = [(0, 0), (0, 3), (3, 0), (1, 2), (2, 1), (3, 5), (5, 3), (4, 7), (6, 6)]
+radius_pairs = st.tuples(st.integers(0, 9), st.integers(0, 9))
+
+
+@pytest.mark.parametrize("radii", RADII_YX)
+def test_ellipse_offsets_are_the_pixels_within_the_ellipse(radii: tuple[int, int]) -> None:
+    ry, rx = radii
+
+    def inside(dy: int, dx: int) -> bool:
+        if ry == 0 or rx == 0:  # a segment along the other axis
+            return (dy == 0 and abs(dx) <= rx) if ry == 0 else (dx == 0 and abs(dy) <= ry)
+        return (dy / ry) ** 2 + (dx / rx) ** 2 <= 1 + 1e-12
+
+    want = {(dy, dx) for dy in range(-ry, ry + 1) for dx in range(-rx, rx + 1) if inside(dy, dx)}
+    got = disk_offsets(radii)
+    assert {tuple(o) for o in got.tolist()} == want and len(got) == len(want)
+    assert disk_half_widths(radii).shape == (ry + 1,)
+
+
+@pytest.mark.parametrize("radius", range(12))
+def test_equal_radii_are_the_circle(radius: int) -> None:
+    np.testing.assert_array_equal(disk_offsets((radius, radius)), disk_offsets(radius))
+    x = make_image((17, 23), np.float32, "sparse")
+    np.testing.assert_array_equal(focal_mean(x, (radius, radius)), focal_mean(x, radius))
+
+
+def test_focal_halo_of_an_ellipse_is_its_larger_radius() -> None:
+    assert focal_halo((3, 7)) == 7
+    assert focal_halo((9, 2)) == 9
+
+
+@settings(max_examples=80, deadline=None)
+@given(x=images, radii=radius_pairs)
+def test_focal_mean_of_an_ellipse_matches_reference(x: np.ndarray, radii: tuple[int, int]
+                                                    ) -> None:
+    assert_mean_close(focal_mean(x, radii), focal_mean_reference(x, radii), x)
+
+
+@pytest.mark.parametrize("nan_pattern", NAN_PATTERNS)
+@pytest.mark.parametrize("radii", RADII_YX)
+def test_focal_mean_of_an_ellipse_matches_reference_on_nan_patterns(
+    nan_pattern: str, radii: tuple[int, int]
+) -> None:
+    x = make_image((31, 29), np.float64, nan_pattern)
+    assert_mean_close(focal_mean(x, radii), focal_mean_reference(x, radii), x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=images, radii=radius_pairs, tile=st.tuples(st.integers(1, 12), st.integers(1, 12)))
+def test_focal_mean_of_an_ellipse_tiles_with_halo_equal_whole_image(
+    x: np.ndarray, radii: tuple[int, int], tile: tuple[int, int]
+) -> None:
+    whole = focal_mean(x, radii)
+    parts = tiled(lambda a: focal_mean(a, radii), x, focal_halo(radii), tile)
+    assert_mean_close(parts, whole, x)
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=images, radii=st.tuples(st.integers(0, 4), st.integers(0, 4)))
+def test_focal_median_of_an_ellipse_matches_reference(x: np.ndarray, radii: tuple[int, int]
+                                                      ) -> None:
+    np.testing.assert_array_equal(focal_median(x, radii), focal_median_reference(x, radii))
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=images, radii=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+       tile=st.tuples(st.integers(1, 12), st.integers(1, 12)))
+def test_focal_median_of_an_ellipse_tiles_with_halo_equal_whole_image(
+    x: np.ndarray, radii: tuple[int, int], tile: tuple[int, int]
+) -> None:
+    whole = focal_median(x, radii)
+    parts = tiled(lambda a: focal_median(a, radii), x, focal_halo(radii), tile)
+    np.testing.assert_array_equal(parts, whole)
+
+
+@pytest.mark.parametrize("radius", [(1, 2, 3), (1,), (-1, 2), (2, 1.5), (True, 1)])
+def test_bad_radius_pair_raises_input_error(radius: object) -> None:
+    with pytest.raises(InputError, match="radius"):
+        focal_mean(IMAGE, radius)  # type: ignore[arg-type]
+
+
+def test_focal_median_radius_pair_above_limit_is_refused() -> None:
+    with pytest.raises(InputError, match="focal_mean"):
+        focal_median(IMAGE, (1, MAX_MEDIAN_RADIUS + 1))
+
+
 # --- focal_mean -------------------------------------------------------------------------------
 
 

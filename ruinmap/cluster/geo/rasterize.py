@@ -4,6 +4,12 @@ A label image holds 0 where no polygon is and k where polygon k is (a pixel belo
 polygon when its centre lies inside; rasterio `all_touched=False`); where polygons overlap,
 the later one wins. It is always made for one tile's window transform, never for the whole
 image.
+
+Overlapping districts (a whole city and its quarters) must each count every pixel they hold,
+so `overlap_layers` splits them, once per job, into layers of polygons whose interiors do not
+meet: one label image per layer then gives every pixel to every district containing it.
+Polygons that only touch along an edge stay in one layer (as before: no pixel centre is
+inside both, except one exactly on the shared edge, which the later polygon takes).
 """
 
 from __future__ import annotations
@@ -13,7 +19,42 @@ import shapely
 from affine import Affine
 from rasterio import features
 
-__all__ = ["footprint_labels", "labels_on_window"]
+__all__ = ["footprint_labels", "labels_on_window", "overlap_layers"]
+
+
+def overlap_layers(geometries: np.ndarray) -> np.ndarray:
+    """Layer (0-based, int64) of each polygon such that no two polygons of one layer have
+    interiors that meet: greedy colouring of the overlap graph in file order, each polygon
+    taking the lowest layer none of its earlier overlapping neighbours holds.
+
+    Polygons without overlaps are all in layer 0, so a job with none has one layer. A whole
+    city with its quarters has two (the city in 0, the quarters in 1).
+    """
+    n = len(geometries)
+    layer = np.zeros(n, np.int64)
+    if n < 2:
+        return layer
+    usable = ~(shapely.is_missing(geometries) | shapely.is_empty(geometries))
+    kept = geometries.copy()
+    kept[~usable] = None  # the tree skips missing geometries
+    left, right = shapely.STRtree(kept).query(kept, predicate="intersects")
+    pair = (left < right) & usable[left] & usable[right]
+    left, right = left[pair], right[pair]
+    # polygons whose interiors meet: intersecting but not only touching at their boundaries
+    meet = ~shapely.touches(geometries[left], geometries[right])
+    left, right = left[meet], right[meet]
+    if len(left) == 0:
+        return layer
+    order = np.argsort(right, kind="stable")
+    left, right = left[order], right[order]
+    starts = np.searchsorted(right, np.arange(n + 1))
+    for k in range(n):
+        taken = set(layer[left[starts[k] : starts[k + 1]]].tolist())
+        free = 0
+        while free in taken:
+            free += 1
+        layer[k] = free
+    return layer
 
 
 def labels_on_window(

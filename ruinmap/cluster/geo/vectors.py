@@ -1,5 +1,6 @@
 """Vector files: read (GeoParquet through pyarrow, the rest through GDAL), put in a raster's
-CRS, and measured on an equal-area projection."""
+CRS, measured on an equal-area projection, and points matched to the polygons holding them
+(every one of them: districts may overlap)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from pyproj import CRS
 
 from ruinmap.cluster.geo.units import metres_per_unit
 from ruinmap.errors import InputError
 
-__all__ = ["PARQUET_SUFFIXES", "equal_area_km2", "read_vector", "to_raster_crs"]
+__all__ = ["PARQUET_SUFFIXES", "equal_area_km2", "points_in_polygons", "read_vector",
+           "to_raster_crs"]
 
 # GeoParquet goes through pyarrow: the GDAL in pyogrio wheels has no Parquet driver
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
@@ -36,6 +39,16 @@ def to_raster_crs(frame: gpd.GeoDataFrame, crs_wkt: str, what: str) -> gpd.GeoDa
         raise InputError(f"{what}: the file has no CRS; add one (`ogr2ogr -a_srs EPSG:4326`)")
     target = CRS.from_wkt(crs_wkt)
     return frame if frame.crs == target else frame.to_crs(target)
+
+
+def points_in_polygons(points: np.ndarray, polygons: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(point, polygon) 0-based index pairs (int64), one for every polygon holding a point
+    strictly inside (several where polygons overlap; none on an edge), sorted by polygon then
+    point. Both arrays of shapely geometries in one CRS."""
+    found, which = shapely.STRtree(polygons).query(points, predicate="within")
+    order = np.lexsort((found, which))
+    return found[order].astype(np.int64), which[order].astype(np.int64)
 
 
 def equal_area_km2(frame: gpd.GeoDataFrame) -> np.ndarray:

@@ -25,6 +25,10 @@ class Merged:
     district_damaged: np.ndarray  # (n_districts,) pixels with score > threshold
     district_npost_sum: np.ndarray  # (n_districts,) sum of n_post over valid pixels
     district_npost_count: np.ndarray  # (n_districts,) valid pixels with an n_post
+    # areas in grid-centre pixels (float64): valid, damaged (n_districts,), classes (.., n_classes)
+    district_valid_area: np.ndarray
+    district_damaged_area: np.ndarray
+    district_class_area: np.ndarray
     b_count: np.ndarray
     b_sum: np.ndarray
     b_max: np.ndarray
@@ -50,6 +54,9 @@ def merge_partials(
     damaged = np.zeros(n_districts, np.int64)
     npost_sum = np.zeros(n_districts, np.float64)
     npost_count = np.zeros(n_districts, np.int64)
+    valid_area = np.zeros(n_districts, np.float64)
+    damaged_area = np.zeros(n_districts, np.float64)
+    class_area = np.zeros((n_districts, n_classes), np.float64)
     b_count = np.zeros(n_buildings, np.int64)
     b_sum = np.zeros(n_buildings, np.float64)
     b_max = np.full(n_buildings, -np.inf)
@@ -65,6 +72,9 @@ def merge_partials(
         damaged += part.d_damaged
         npost_sum += part.d_npost_sum
         npost_count += part.d_npost_count
+        valid_area += part.d_valid_area
+        damaged_area += part.d_damaged_area
+        class_area += part.d_class_area
         # a footprint appears at most once per tile, so plain fancy-index adds are exact
         b_count[part.b_index] += part.b_count
         b_sum[part.b_index] += part.b_sum
@@ -80,6 +90,8 @@ def merge_partials(
     return Merged(
         districts=stats[0], district_classes=classes, district_damaged=damaged,
         district_npost_sum=npost_sum, district_npost_count=npost_count,
+        district_valid_area=valid_area, district_damaged_area=damaged_area,
+        district_class_area=class_area,
         b_count=b_count, b_sum=b_sum, b_max=b_max, b_members=b_members,
         b_centroid_score=b_centroid, g_sum=g_sum, g_count=g_count, g_damaged=g_damaged,
     )  # fmt: skip
@@ -128,11 +140,14 @@ def district_table(
     class_labels: tuple[str, ...],
     building_district: np.ndarray | None = None,
     building_damaged: pd.Series | None = None,
+    building_pairs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """The per-district table (one row per district, in the file's order).
 
     `building_district`: for each footprint, the 0-based district holding its centroid (-1:
-    none); `building_damaged`: its `damaged` flag (missing = not scored, not counted).
+    none); `building_damaged`: its `damaged` flag (missing = not scored, not counted);
+    `building_pairs`: (footprint, district) index pairs, every district holding a centroid
+    (overlapping districts each count the footprint), used instead of `building_district`.
     With `has_n_post` (the method gives an `n_post` layer: pwtt), `mean_n_post` is the mean
     number of post-event dates over the district's valid pixels, so coverage differences
     between districts are visible beside their scores.
@@ -145,14 +160,15 @@ def district_table(
         "district_id": ids,
         "name": names,
         "area_km2": area_km2,
-        "valid_km2": stats.count * km2,
-        "damaged_km2": merged.district_damaged * km2,
+        # areas per row (a lon/lat grid's pixels shrink with latitude), in centre pixels
+        "valid_km2": merged.district_valid_area * km2,
+        "damaged_km2": merged.district_damaged_area * km2,
         "damaged_fraction": fraction,
         "mean_score": stats.mean,
         "p90_score": label_quantile(stats, 0.9),
     })
     for k in range(1, len(class_labels) + 1):
-        table[f"class_{k}_km2"] = merged.district_classes[:, k] * km2
+        table[f"class_{k}_km2"] = merged.district_class_area[:, k] * km2
     if has_n_post:
         with np.errstate(invalid="ignore", divide="ignore"):
             table["mean_n_post"] = np.where(
@@ -160,11 +176,14 @@ def district_table(
                 merged.district_npost_sum / merged.district_npost_count, np.nan)
     if building_district is not None and building_damaged is not None:
         n = len(ids)
-        scored = building_damaged.notna().to_numpy()
-        inside = scored & (building_district >= 0)
-        hit = building_damaged.fillna(False).to_numpy(bool) & inside
-        counts = np.bincount(building_district[inside], minlength=n)
-        hits = np.bincount(building_district[hit], minlength=n)
+        if building_pairs is None:
+            building_pairs = (np.flatnonzero(building_district >= 0),
+                              building_district[building_district >= 0])
+        which, district = building_pairs
+        scored = building_damaged.notna().to_numpy()[which]
+        hit = building_damaged.fillna(False).to_numpy(bool)[which] & scored
+        counts = np.bincount(district[scored], minlength=n)
+        hits = np.bincount(district[hit], minlength=n)
         table["buildings"] = counts
         table["buildings_damaged"] = hits
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -2,12 +2,13 @@
 results.
 
 A tile task reduces its cropped score and classes to a `TilePartial`: `LabelStats` of the
-score per district, class and damaged pixel counts per district, per-footprint sums for the
+score per district, class and damaged pixel counts per district (and their areas, in pixels
+of the grid's centre: a lon/lat grid's pixels shrink with latitude), per-footprint sums for the
 footprints it was sent (by their global index), the sum and count of the method's `n_post`
 layer over each district's valid pixels (zeros for methods without one), and additive
-damage-grid partials (score sum, valid count, damaged count) per global grid cell it
-touches. Partials are small, add up exactly (sums to float64 rounding), and are stored as
-one `.npz` per tile (`save_partial`,
+damage-grid partials (score sum, valid count, damaged count) per global grid cell it touches.
+Partials are small, add up exactly (sums to float64 rounding), and are stored as one `.npz`
+per tile (`save_partial`,
 locally or in object storage, written whole or not at all) that holds its own tile key, so a
 resumed job merges the partials of tiles finished in an earlier run with the new ones
 (`merge`), after checking each is whole (its checksum in the ledger) and its tile's.
@@ -58,6 +59,10 @@ class TilePartial:
     # districts: sum of n_post over the valid-score pixels that have one, and their count
     d_npost_sum: np.ndarray
     d_npost_count: np.ndarray
+    # the same as areas (float64), in pixels of the grid-centre area: valid, damaged, classes
+    d_valid_area: np.ndarray
+    d_damaged_area: np.ndarray
+    d_class_area: np.ndarray
     # buildings: global index, valid pixel count, sum, max, pixel centres inside (valid or
     # not), and for those whose centroid lies in the tile the score under the centroid
     b_index: np.ndarray
@@ -90,29 +95,33 @@ def tile_partial(
     origin: tuple[int, int],
     cell_px: int,
     n_post: np.ndarray | None = None,
+    row_area: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
-    `district_labels`: 0 or district k (1-based); `building_labels`: 0 or j+1 for the j-th of
+    `district_labels`: 0 or district k (1-based), one image or a (layers, rows, cols) stack of
+    images whose districts do not overlap within a layer (`geo.rasterize.overlap_layers`),
+    so a pixel counts for every district holding it; `building_labels`: 0 or j+1 for the j-th of
     `building_index` (the global footprint indices sent to this tile); `centroid_index` /
     `centroid_rc`: footprints whose centroid pixel (row, col in the tile) lies in this tile.
     `origin` is the tile's (row0, col0) in the image; grid cells are `cell_px` pixels aligned
     to the image origin. `n_post`: the method's post-date count layer (pwtt), or None.
+    `row_area`: each row's pixel area over the grid-centre pixel's
+    (`geo.units.pixel_area_m2`; None: all 1, as on a projected grid).
     """
-    district = label_stats(district_labels, score, n_districts, edges)
-    valid = classes != 255
-    flat = district_labels[valid].astype(np.int64) * n_classes + classes[valid]
-    d_classes = np.bincount(flat, minlength=(n_districts + 1) * n_classes)
-    d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
-    damaged = score > threshold
-    d_damaged = np.bincount(district_labels[damaged], minlength=n_districts + 1)[1:]
-    d_npost_sum: np.ndarray = np.zeros(n_districts, np.float64)
-    d_npost_count: np.ndarray = np.zeros(n_districts, np.int64)
-    if n_post is not None:
-        has = np.isfinite(score) & np.isfinite(n_post)
-        d_npost_sum = np.bincount(district_labels[has], weights=n_post[has].astype(np.float64),
-                                  minlength=n_districts + 1)[1:]
-        d_npost_count = np.bincount(district_labels[has], minlength=n_districts + 1)[1:]
+    if row_area is None:
+        row_area = np.ones(score.shape[0])
+    layers = district_labels if district_labels.ndim == 3 else district_labels[np.newaxis]
+    d_fields = _district_fields(score, classes, layers[0], row_area, n_post, threshold=threshold,
+                                n_classes=n_classes, edges=edges, n_districts=n_districts)
+    for labels in layers[1:]:
+        # a district is in one layer only: its rows come from the layer that holds it
+        rows = np.unique(labels)
+        rows = rows[rows > 0] - 1
+        more = _district_fields(score, classes, labels, row_area, n_post, threshold=threshold,
+                                n_classes=n_classes, edges=edges, n_districts=n_districts)
+        for name, values in more.items():
+            d_fields[name][rows] = values[rows]
 
     k = len(building_index)
     building = label_stats(building_labels, score, k, _BUILDING_EDGES)
@@ -124,10 +133,7 @@ def tile_partial(
     offset = (row0 % cell_px, col0 % cell_px)
     g_count = block_reduce(score, cell_px, "count", block_offset=offset)
     return TilePartial(
-        d_count=district.count, d_sum=district.sum, d_sum_sq=district.sum_sq,
-        d_min=district.min, d_max=district.max, d_hist=district.hist,
-        d_classes=d_classes.astype(np.int64), d_damaged=d_damaged.astype(np.int64),
-        d_npost_sum=d_npost_sum, d_npost_count=d_npost_count.astype(np.int64),
+        **d_fields,
         b_index=np.asarray(building_index, np.int64), b_count=building.count,
         b_sum=building.sum, b_max=building.max, b_members=members.astype(np.int64),
         b_centroid_index=np.asarray(centroid_index, np.int64), b_centroid_score=centroid_score,
@@ -137,6 +143,40 @@ def tile_partial(
         g_damaged=np.rint(block_reduce(score, cell_px, "count_above", threshold,
                                        block_offset=offset)).astype(np.int64),
     )  # fmt: skip
+
+
+def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
+                     row_area: np.ndarray, n_post: np.ndarray | None, *, threshold: float, n_classes: int,
+                     edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
+    """The `d_*` fields of a partial from one label image (n_districts rows each)."""
+    area = np.broadcast_to(np.asarray(row_area, np.float64)[:, np.newaxis], score.shape)
+    district = label_stats(labels, score, n_districts, edges)
+    valid = classes != 255
+    flat = labels[valid].astype(np.int64) * n_classes + classes[valid]
+    d_classes = np.bincount(flat, minlength=(n_districts + 1) * n_classes)
+    d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
+    damaged = score > threshold
+    d_damaged = np.bincount(labels[damaged], minlength=n_districts + 1)[1:]
+    finite = np.isfinite(score)  # what label_stats counts as valid
+    size = n_districts + 1
+    class_area = np.bincount(flat, weights=area[valid], minlength=size * n_classes)
+    npost_sum: np.ndarray = np.zeros(n_districts, np.float64)
+    npost_count: np.ndarray = np.zeros(n_districts, np.int64)
+    if n_post is not None:
+        has = finite & np.isfinite(n_post)
+        npost_sum = np.bincount(labels[has], weights=n_post[has].astype(np.float64),
+                                minlength=size)[1:]
+        npost_count = np.bincount(labels[has], minlength=size)[1:].astype(np.int64)
+    return {
+        "d_count": district.count, "d_sum": district.sum, "d_sum_sq": district.sum_sq,
+        "d_min": district.min, "d_max": district.max, "d_hist": district.hist,
+        "d_classes": d_classes.astype(np.int64), "d_damaged": d_damaged.astype(np.int64),
+        "d_valid_area": np.bincount(labels[finite], weights=area[finite], minlength=size)[1:],
+        "d_damaged_area": np.bincount(labels[damaged], weights=area[damaged],
+                                      minlength=size)[1:],
+        "d_class_area": class_area.reshape(size, n_classes)[1:],
+        "d_npost_sum": npost_sum, "d_npost_count": npost_count,
+    }
 
 
 #: the npz member holding the key of the tile a partial belongs to

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ruinmap.cluster.geo.grid import Grid
-from ruinmap.cluster.geo.units import metres_per_unit
+from ruinmap.cluster.geo.units import pixel_sides_metres
 from ruinmap.cluster.job.partials import score_edges
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
@@ -25,7 +25,7 @@ from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.cluster.storage.store import StoreInfo
 
-__all__ = ["JobPlan", "plan_job"]
+__all__ = ["JobPlan", "pixel_sides_m", "pixel_size_m", "plan_job"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +37,8 @@ class JobPlan:
     store: StoreInfo  # the imagery, read only
     layers: Location  # the job's own store, where its score and damage layers go
     work_dir: Location
-    pixel_size_m: float
+    pixel_size_m: float  # the geometric mean of the sides, for cells and pixel areas
+    pixel_sides_m: tuple[float, float]  # (down, across) at the grid's centre, for radii
     cell_px: int  # pixels per damage-grid cell side
     tile_px: int
     tiles: tuple[Tile, ...]
@@ -76,13 +77,19 @@ class JobPlan:
         return self.grid.coarsened(self.cell_px)
 
 
-def pixel_size_m(grid: Grid) -> float:
-    """The side of a pixel in metres (the geometric mean of its sides, at the grid's middle
-    latitude for degrees)."""
-    _, bottom, _, top = grid.bounds
-    scale = metres_per_unit(grid.crs_wkt, (bottom + top) / 2)
+def pixel_sides_m(grid: Grid) -> tuple[float, float]:
+    """The ground metres (down, across) of a pixel at the grid's centre (`geo.units`:
+    geodesic on a lon/lat grid, where they differ by cos(latitude))."""
+    left, bottom, right, top = grid.bounds
     res_x, res_y = grid.resolution
-    return float(np.sqrt(res_x * res_y)) * scale
+    return pixel_sides_metres(grid.crs_wkt, res_x, res_y, (left + right) / 2, (bottom + top) / 2)
+
+
+def pixel_size_m(grid: Grid) -> float:
+    """The side of a pixel in metres: the geometric mean of its sides (`pixel_sides_m`), so
+    its square is the pixel's area at the grid's centre."""
+    down, across = pixel_sides_m(grid)
+    return float(np.sqrt(down * across))
 
 
 def _signature(spec: JobSpec, files: SpecFiles, store_id: Any, tile_px: int) -> str:
@@ -110,6 +117,7 @@ def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int
     params = spec.method_params
     scorer = scorer_for(params)
     pixel_m = pixel_size_m(store.grid)
+    sides = pixel_sides_m(store.grid)
     grid = store.grid
     # the output arrays are sharded by tile, so no two tasks write the same shard
     tile_px = tile_size(grid.height, grid.width, store.chunk, store.shard)
@@ -117,9 +125,10 @@ def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int
         spec=spec, files=files, store=store,
         layers=as_location(spec.output.dir).join(STORE_NAME),
         work_dir=as_location(spec.output.dir).join(WORK_DIR),
-        pixel_size_m=pixel_m, cell_px=max(1, round(spec.grid.cell_size / pixel_m)),
+        pixel_size_m=pixel_m, pixel_sides_m=sides,
+        cell_px=max(1, round(spec.grid.cell_size / pixel_m)),
         tile_px=tile_px, tiles=tuple(plan_tiles(grid.height, grid.width, tile_px)),
-        halo=scorer.halo_px(params, pixel_m), context=scorer.context(params, store, pixel_m),
+        halo=scorer.halo_px(params, sides), context=scorer.context(params, store, sides),
         edges=score_edges(params.class_thresholds), n_districts=n_districts,
         signature=_signature(spec, files, store.attrs.get("store_id"), tile_px),
     )  # fmt: skip

@@ -12,7 +12,13 @@ import numpy as np
 import shapely
 
 from ruinmap.cluster.geo.grid import Grid
-from ruinmap.cluster.geo.vectors import equal_area_km2, read_vector, to_raster_crs
+from ruinmap.cluster.geo.rasterize import overlap_layers
+from ruinmap.cluster.geo.vectors import (
+    equal_area_km2,
+    points_in_polygons,
+    read_vector,
+    to_raster_crs,
+)
 from ruinmap.cluster.job.polygon_checks import (
     check_districts_polygonal,
     check_lonlat_range,
@@ -25,8 +31,8 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.storage.confined import Roots, confined_vector_path
 from ruinmap.errors import SpecError
 
-__all__ = ["Polygons", "TileVectors", "district_of_centroids", "polygons_on_grid",
-           "read_polygons", "tile_vectors"]
+__all__ = ["Polygons", "TileVectors", "district_of_centroids", "districts_of_centroids",
+           "polygons_on_grid", "read_polygons", "tile_vectors"]
 
 
 @dataclass
@@ -38,23 +44,31 @@ class Polygons:
     district_geoms: np.ndarray
     district_frame: gpd.GeoDataFrame  # as read (original CRS and attributes)
     district_area_km2: np.ndarray
+    # layer of each district (`geo.rasterize.overlap_layers`): overlapping districts are
+    # rasterized in different layers, so each counts every pixel it holds
+    district_layer: np.ndarray
     building_frame: gpd.GeoDataFrame | None = None
     building_geoms: np.ndarray | None = None  # raster CRS; None where not scored
     building_scored: np.ndarray | None = None
-    building_district: np.ndarray | None = None
+    building_district: np.ndarray | None = None  # the first district holding the centroid
+    # every (footprint, district) pair whose district holds the footprint's centroid: with
+    # overlapping districts a footprint counts in each of them
+    building_pairs: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
 class TileVectors:
     """The polygons one tile needs, already in the raster CRS (WKB, picklable and small).
 
-    Districts: every district intersecting the tile with its 1-based label. Buildings: the
+    Districts: every district intersecting the tile with its 1-based label and its layer
+    (`Polygons.district_layer`: one label image per layer). Buildings: the
     footprints intersecting the tile (global 0-based indices) plus those whose centroid pixel
     lies in it (`centroid_index`, `centroid_rc`: (row, col) in the tile).
     """
 
     district_wkb: np.ndarray
     district_label: np.ndarray
+    district_layer: np.ndarray
     building_wkb: np.ndarray
     building_index: np.ndarray
     centroid_index: np.ndarray
@@ -103,10 +117,11 @@ def polygons_on_grid(
     ids = frame[spec.districts.id]
     names = frame[spec.districts.name] if spec.districts.name else ids
     raster = to_raster_crs(frame, grid.crs_wkt, "districts")
+    geoms = shapely.make_valid(raster.geometry.to_numpy())
     polygons = Polygons(
         district_ids=ids.to_numpy(), district_names=names.astype(str).to_numpy(),
-        district_geoms=shapely.make_valid(raster.geometry.to_numpy()),
-        district_frame=frame, district_area_km2=equal_area_km2(frame),
+        district_geoms=geoms, district_frame=frame, district_area_km2=equal_area_km2(frame),
+        district_layer=overlap_layers(geoms),
     )  # fmt: skip
     if buildings is not None:
         raster_b = to_raster_crs(buildings, grid.crs_wkt, "buildings")
@@ -116,6 +131,7 @@ def polygons_on_grid(
         polygons.building_frame = buildings
         polygons.building_geoms = geoms
         polygons.building_scored = scored
+        polygons.building_pairs = districts_of_centroids(geoms, polygons.district_geoms)
         polygons.building_district = district_of_centroids(geoms, polygons.district_geoms)
     return polygons
 
@@ -128,6 +144,13 @@ def district_of_centroids(buildings: np.ndarray, districts: np.ndarray) -> np.nd
     order = np.argsort(which, kind="stable")[::-1]  # the lowest district index wins
     out[found[order]] = which[order]
     return out
+
+
+def districts_of_centroids(buildings: np.ndarray, districts: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(footprint, district) 0-based index pairs, one for every district holding a footprint's
+    centroid (several where districts overlap), sorted by district then footprint."""
+    return points_in_polygons(shapely.centroid(buildings), districts)
 
 
 def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons) -> list[TileVectors]:
@@ -156,6 +179,7 @@ def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons) -> list[Tile
                   & (ccol >= tile.col0) & (ccol < tile.col0 + tile.width))
         out.append(TileVectors(
             district_wkb=d_wkb[dk], district_label=dk + 1,
+            district_layer=polygons.district_layer[dk],
             building_wkb=b_wkb[bk] if len(bk) else np.empty(0, object), building_index=bk,
             centroid_index=scored_idx[inside],
             centroid_rc=np.stack([crow[inside] - tile.row0, ccol[inside] - tile.col0], axis=1),

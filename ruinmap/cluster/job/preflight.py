@@ -7,7 +7,8 @@ Before work (from the files' headers, or an ingested store's metadata):
 - `grid.cell_size` fits inside the imagery;
 - the method's focal reach (its halo) is at most `MAX_HALO_PX` pixels at the imagery's pixel
   size;
-- at least one district overlaps the imagery's footprint.
+- at least one district, and one footprint when a footprint file is given, overlaps the
+  imagery's footprint.
 
 After the merge: a job in which no district got a single valid score is an InputError naming
 the likely cause (all-nodata imagery over the districts, too few valid dates per pixel, no
@@ -30,7 +31,7 @@ import shapely
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest import IngestOptions, InputPlan, plan_inputs
 from ruinmap.cluster.ingest.options import DEFAULT_CHUNK, choose_shard
-from ruinmap.cluster.job.plan import pixel_size_m
+from ruinmap.cluster.job.plan import pixel_sides_m, pixel_size_m
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.methods import scorer_for
@@ -89,7 +90,8 @@ def _full(bounds: Any) -> str:
     return "(" + ", ".join(repr(float(v)) for v in bounds) + ")"
 
 
-def check_job_fits(spec: JobSpec, header: ImageryHeader, districts: gpd.GeoDataFrame) -> None:
+def check_job_fits(spec: JobSpec, header: ImageryHeader, districts: gpd.GeoDataFrame,
+                   buildings: gpd.GeoDataFrame | None = None) -> None:
     """SpecError / InputError when the imagery cannot give the job a result (module docstring)."""
     params = spec.method_params
     where = {"pre": "inputs.pre", "post": "inputs.post"}
@@ -117,29 +119,34 @@ def check_job_fits(spec: JobSpec, header: ImageryHeader, districts: gpd.GeoDataF
             f"({width_m!r} x {height_m!r} m, {grid.width} x {grid.height} px of {pixel_m!r} m); "
             f"give at most {max(width_m, height_m)!r}"
         )
-    halo = scorer_for(params).halo_px(params, pixel_m)
+    halo = scorer_for(params).halo_px(params, pixel_sides_m(grid))
     if halo > MAX_HALO_PX:
         raise SpecError(
             f"method_params: the method's filters reach {halo} px around each pixel at the "
             f"imagery's {pixel_m!r} m pixels, more than {MAX_HALO_PX}; lower its radii "
             "(radius_m, radii_m, focal_median_m, lee_size)"
         )
-    _check_districts_overlap(districts, grid, spec.districts.path)
+    _check_overlap(districts, grid, spec.districts.path, "districts", "district")
+    if buildings is not None and spec.buildings is not None:
+        _check_overlap(buildings, grid, spec.buildings.path, "buildings", "footprint")
 
 
-def _check_districts_overlap(districts: gpd.GeoDataFrame, grid: Grid, path: str) -> None:
+def _check_overlap(frame: gpd.GeoDataFrame, grid: Grid, path: str, key: str,
+                   noun: str) -> None:
+    """InputError when no feature of `frame` (the districts or footprints) meets the imagery:
+    a file for another city, or one whose CRS is wrong, would score nothing."""
     footprint = grid.footprint()
-    if districts.crs is None:
+    if frame.crs is None or frame.empty:
         return  # validate_spec_files reports it
-    raster = districts.to_crs(grid.crs_wkt)
+    raster = frame.to_crs(grid.crs_wkt)
     geoms = raster.geometry.to_numpy()
     if shapely.intersects(geoms, shapely.box(*footprint)).any():
         return
     raise InputError(
-        f"districts.path: none of the {len(districts)} districts of '{path}' overlaps the "
-        f"imagery: the districts span {_full(raster.total_bounds)}, the imagery "
+        f"{key}.path: none of the {len(frame)} {key} of '{path}' overlaps the "
+        f"imagery: the {key} span {_full(raster.total_bounds)}, the imagery "
         f"{_full(footprint)} (minx, miny, maxx, maxy in {grid.crs.to_string()}); check the "
-        "district file and its CRS (districts.crs), or the images"
+        f"{noun} file and its CRS ({key}.crs), or the images"
     )
 
 

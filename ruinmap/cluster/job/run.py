@@ -145,7 +145,7 @@ def _check(spec: JobSpec, options: IngestOptions,
     if budget is not None:
         check_budget(budget, header)
     check_bands(spec.method_params, header.bands)
-    check_job_fits(spec, header, frames[0])
+    check_job_fits(spec, header, frames[0], frames[1])
     return files, frames
 
 
@@ -215,12 +215,14 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         class_labels=params.class_labels,
         building_district=polygons.building_district,
         building_damaged=None if b_scores is None else b_scores["damaged"],
+        building_pairs=polygons.building_pairs,
     )  # fmt: skip
     intervals = None
     if b_scores is not None and polygons.building_district is not None:
         found = unvalidated_intervals(
             b_scores["mean_score"].to_numpy(np.float64), polygons.building_district,
-            len(polygons.district_ids), method=plan.spec.method, threshold=params.threshold)
+            len(polygons.district_ids), method=plan.spec.method, threshold=params.threshold,
+            members=polygons.building_pairs)
         table = add_count_intervals(table, found)
         intervals = {"method": found.method, "level": found.level,
                      "assumptions": found.assumptions}

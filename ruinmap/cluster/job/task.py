@@ -16,9 +16,11 @@ import time
 
 import numpy as np
 import shapely
+from affine import Affine
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.job.integrity import layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
@@ -30,7 +32,7 @@ from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels import classify
 
-__all__ = ["read_window_stack", "run_tile"]
+__all__ = ["district_label_layers", "read_window_stack", "run_tile"]
 
 
 def read_window_stack(
@@ -46,6 +48,20 @@ def read_window_stack(
     return block, (tile.row0 - r0, tile.col0 - c0)
 
 
+def district_label_layers(vectors: TileVectors, transform: Affine, shape: tuple[int, int]
+                          ) -> np.ndarray:
+    """The tile's district label images, (layers, rows, cols) int32: one per overlap layer
+    (`TileVectors.district_layer`), so overlapping districts each hold their pixels. A job
+    without overlaps has one layer; a tile no district reaches gets one empty image."""
+    geoms = shapely.from_wkb(vectors.district_wkb)
+    n_layers = int(vectors.district_layer.max()) + 1 if len(vectors.district_layer) else 1
+    return np.stack([
+        labels_on_window(geoms[vectors.district_layer == k],
+                         vectors.district_label[vectors.district_layer == k], transform, shape)
+        for k in range(n_layers)
+    ])
+
+
 def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
     """Write `tile`'s shard of layer `name`; returns the sha256 of the shard file (None when
     zarr stored nothing: all fill)."""
@@ -57,6 +73,15 @@ def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str 
     write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
     # hashed as read back (locally from the page cache): what a re-run will verify
     return file_checksum(layer_shard(plan, name, tile))
+
+
+def _row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
+    """Each of the tile's rows' pixel area over `plan.pixel_size_m`² (the table's unit), on a
+    lon/lat grid, where it changes with latitude; None (all 1) on a projected grid."""
+    if not plan.grid.crs.is_geographic:
+        return None
+    rows = np.arange(tile.row0, tile.row0 + tile.height)
+    return pixel_area_m2(plan.grid.crs_wkt, plan.grid.transform, rows) / plan.pixel_size_m**2
 
 
 def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float]:
@@ -82,8 +107,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
 
     transform = tile.grid(plan.grid).affine
     shape = (tile.height, tile.width)
-    districts = labels_on_window(shapely.from_wkb(vectors.district_wkb), vectors.district_label,
-                                 transform, shape)
+    districts = district_label_layers(vectors, transform, shape)
     buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
     partial = tile_partial(
         score, classes,
@@ -92,6 +116,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px, n_post=extra.get("n_post"),
+        row_area=_row_area(plan, tile),
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started

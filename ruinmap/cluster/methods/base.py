@@ -22,7 +22,7 @@ from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from ruinmap.cluster.methods.params import MethodParamsBase
+from ruinmap.cluster.methods.params import MethodParamsBase, PixelSize
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.errors import SpecError
 
@@ -45,7 +45,7 @@ class ScoreContext:
     bands: tuple[str, ...]
     pre_orbits: tuple[int, ...]
     post_orbits: tuple[int, ...]
-    pixel_size_m: float
+    pixel_size_m: PixelSize
     band_scale: tuple[float, ...] | None = None
 
 
@@ -101,11 +101,11 @@ class Scorer(ABC, Generic[P]):
         band_indices(bands, wanted, key)
 
     @abstractmethod
-    def halo_px(self, params: P, pixel_size_m: float) -> int:
+    def halo_px(self, params: P, pixel_size_m: PixelSize) -> int:
         """Pixels of margin a window needs so that its cropped score equals the whole
         image's: the reaches of the chained focal steps, added."""
 
-    def context(self, params: P, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
+    def context(self, params: P, store: StoreInfo, pixel_size_m: PixelSize) -> ScoreContext:
         """What the method needs to know about the store besides the pixels: band names and
         one orbit for every date, unless the method knows better (a whole-image pre-pass)."""
         return ScoreContext(

@@ -10,7 +10,13 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, nanmean_min
-from ruinmap.cluster.methods.params import MAX_DATES, MAX_RADIUS_M, MethodParamsBase, metres_to_px
+from ruinmap.cluster.methods.params import (
+    MAX_DATES,
+    MAX_RADIUS_M,
+    MethodParamsBase,
+    PixelSize,
+    metres_to_px,
+)
 from ruinmap.cluster.storage.store import SIDES, StoreInfo
 from ruinmap.errors import InputError
 from ruinmap.kernels import cva_magnitude, focal_mean
@@ -93,10 +99,10 @@ class CvaScorer(Scorer[CvaParams]):
     def needed_bands(self, params: CvaParams, bands: Sequence[str]) -> tuple[str, list[str]]:
         return "bands", list(params.bands or bands)
 
-    def halo_px(self, params: CvaParams, pixel_size_m: float) -> int:
+    def halo_px(self, params: CvaParams, pixel_size_m: PixelSize) -> int:
         return focal_halo(metres_to_px(params.radius_m, pixel_size_m))
 
-    def context(self, params: CvaParams, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
+    def context(self, params: CvaParams, store: StoreInfo, pixel_size_m: PixelSize) -> ScoreContext:
         """With `standardize`, each band's pooled spread over the whole image, computed once
         so every tile divides by the same scale."""
         context = super().context(params, store, pixel_size_m)

@@ -14,6 +14,7 @@ from ruinmap.cluster.methods.params import (
     MAX_RADIUS_M,
     Direction,
     MethodParamsBase,
+    PixelSize,
     metres_to_px,
 )
 from ruinmap.kernels import focal_mean, log_ratio
@@ -68,7 +69,7 @@ class LogRatioScorer(Scorer[LogRatioParams]):
                      ) -> tuple[str, list[str]]:
         return "band", [params.band or bands[0]]
 
-    def halo_px(self, params: LogRatioParams, pixel_size_m: float) -> int:
+    def halo_px(self, params: LogRatioParams, pixel_size_m: PixelSize) -> int:
         return focal_halo(metres_to_px(params.radius_m, pixel_size_m))
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: LogRatioParams,

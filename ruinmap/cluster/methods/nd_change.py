@@ -14,6 +14,7 @@ from ruinmap.cluster.methods.params import (
     MAX_RADIUS_M,
     Direction,
     MethodParamsBase,
+    PixelSize,
     metres_to_px,
 )
 from ruinmap.kernels import focal_mean, nd_change
@@ -116,7 +117,7 @@ class NdChangeScorer(Scorer[NdChangeParams]):
                      ) -> tuple[str, list[str]]:
         return "a/b", [str(params.a), str(params.b)]
 
-    def halo_px(self, params: NdChangeParams, pixel_size_m: float) -> int:
+    def halo_px(self, params: NdChangeParams, pixel_size_m: PixelSize) -> int:
         return focal_halo(metres_to_px(params.radius_m, pixel_size_m))
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: NdChangeParams,

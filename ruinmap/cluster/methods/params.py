@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -21,7 +21,7 @@ from ruinmap.cluster.storage.location import URL_SCHEMES
 from ruinmap.errors import SpecError
 
 __all__ = ["DEFAULT_CLASS_NAMES", "MAX_ABS_SCORE", "MAX_DATES", "MAX_RADIUS_M", "Direction",
-           "MethodParamsBase", "SpecModel", "metres_to_px", "spec_path"]
+           "MethodParamsBase", "PixelSize", "SpecModel", "metres_to_px", "spec_path"]
 
 Direction = Literal["decrease", "increase", "both"]
 
@@ -39,11 +39,24 @@ MAX_DATES = 1_000
 MAX_ABS_SCORE = 1e6
 
 
-def metres_to_px(metres: float, pixel_size_m: float) -> int:
+#: A pixel's ground size in metres: one number (square pixels) or (y, x), the ground length of
+#: one pixel step down and across (they differ on a lon/lat grid away from the equator).
+PixelSize = float | tuple[float, float]
+
+
+@overload
+def metres_to_px(metres: float, pixel_size_m: float) -> int: ...
+@overload
+def metres_to_px(metres: float, pixel_size_m: tuple[float, float]) -> tuple[int, int]: ...
+def metres_to_px(metres: float, pixel_size_m: PixelSize) -> int | tuple[int, int]:
     """A radius in metres as whole pixels: round(metres / pixel_size_m), never negative.
 
-    10 m at 10 m pixels is radius 1 (a 3x3 window); 50 m is radius 5.
+    10 m at 10 m pixels is radius 1 (a 3x3 window); 50 m is radius 5. With a (y, x) pixel
+    size, a (radius_y, radius_x) pair, each axis rounded on its own (the kernels' ellipse).
     """
+    if isinstance(pixel_size_m, tuple):
+        size_y, size_x = pixel_size_m
+        return metres_to_px(metres, size_y), metres_to_px(metres, size_x)
     if not (pixel_size_m > 0 and math.isfinite(pixel_size_m)):
         raise SpecError(f"pixel size must be a positive number of metres, got {pixel_size_m!r}")
     if not (metres >= 0 and math.isfinite(metres)):

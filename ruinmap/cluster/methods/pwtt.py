@@ -28,6 +28,7 @@ from ruinmap.cluster.methods.params import (
     MAX_DATES,
     MAX_RADIUS_M,
     MethodParamsBase,
+    PixelSize,
     metres_to_px,
     spec_path,
 )
@@ -411,7 +412,7 @@ def pwtt_statistic(pre: np.ndarray, post: np.ndarray, params: PwttParams,
 
 
 def smooth_statistic(statistic: np.ndarray, params: PwttParams,
-                     pixel_size_m: float) -> np.ndarray:
+                     pixel_size_m: PixelSize) -> np.ndarray:
     """The score of the per-pixel statistic: a focal median of radius `focal_median_m`, then
     circular means of that median at each radius of `radii_m`, weighted by `weights`
     (reference :784-819 and the paper's T = 0.25 (median + k50 + k100 + k150)).
@@ -497,7 +498,7 @@ class PwttScorer(Scorer[PwttParams]):
     def needed_bands(self, params: PwttParams, bands: Sequence[str]) -> tuple[str, list[str]]:
         return "polarisations", list(params.polarisations)
 
-    def halo_px(self, params: PwttParams, pixel_size_m: float) -> int:
+    def halo_px(self, params: PwttParams, pixel_size_m: PixelSize) -> int:
         """Lee filter, then focal median, then circular means of the median: their reaches
         add up (the Lee half-window, the median radius, the largest mean radius)."""
         mean_reach = max((focal_halo(metres_to_px(r, pixel_size_m)) for r in params.radii_m),
@@ -505,7 +506,8 @@ class PwttScorer(Scorer[PwttParams]):
         return (focal_halo(params.lee_size // 2)
                 + focal_halo(metres_to_px(params.focal_median_m, pixel_size_m)) + mean_reach)
 
-    def context(self, params: PwttParams, store: StoreInfo, pixel_size_m: float) -> ScoreContext:
+    def context(self, params: PwttParams, store: StoreInfo,
+                pixel_size_m: PixelSize) -> ScoreContext:
         """The relative orbit of every date: spec globs, else file tags (`date_orbits`);
         SpecError when no orbit has enough dates on both sides (`check_orbit_dates`)."""
         context = ScoreContext(

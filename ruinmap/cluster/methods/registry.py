@@ -16,7 +16,7 @@ from ruinmap.cluster.methods.base import ExtraLayer, ScoreContext, ScoreLayers, 
 from ruinmap.cluster.methods.cva import CVA, CvaParams
 from ruinmap.cluster.methods.log_ratio import LOG_RATIO, LogRatioParams
 from ruinmap.cluster.methods.nd_change import ND_CHANGE, NdChangeParams
-from ruinmap.cluster.methods.params import MethodParamsBase
+from ruinmap.cluster.methods.params import MethodParamsBase, PixelSize
 from ruinmap.cluster.methods.pwtt import PWTT, PwttParams
 
 __all__ = ["METHODS", "PARAMS_BY_METHOD", "SCORERS", "Method", "MethodParams", "check_bands",
@@ -36,7 +36,7 @@ def scorer_for(params: MethodParamsBase) -> Scorer[Any]:
     return SCORERS[params.method]
 
 
-def halo_px(params: MethodParamsBase, pixel_size_m: float) -> int:
+def halo_px(params: MethodParamsBase, pixel_size_m: PixelSize) -> int:
     """Pixels of margin a window needs so that its cropped score equals the whole image's."""
     return scorer_for(params).halo_px(params, pixel_size_m)
 

@@ -4,8 +4,9 @@ PWTT's country runs report on, beside the square `grid.tif`.
 A pixel belongs to the H3 cell (https://h3geo.org, the `h3` library's `latlng_to_cell`) that
 holds its centre in WGS 84. Per cell: `n_valid` pixels with a score, `n_damaged` of them with
 score > threshold, `damaged_fraction` = n_damaged / n_valid, `mean_score` (mean over valid
-pixels), `valid_km2` and `damaged_km2` (pixel counts times the pixel's area in the grid's
-CRS); with footprints, `buildings` (footprints whose centroid is in the cell) and
+pixels), `valid_km2` and `damaged_km2` (the ground areas of those pixels, `geo.units.
+pixel_area_m2`: on a lon/lat grid each row's pixel area, which shrinks with cos(latitude));
+with footprints, `buildings` (footprints whose centroid is in the cell) and
 `buildings_damaged` (of those, `damaged` true). Cells without a valid pixel are left out.
 
 The score is read one block at a time (`block` px square, default 1024) and each block's
@@ -29,6 +30,7 @@ import shapely
 from affine import Affine
 from pyproj import CRS, Transformer
 
+from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
 
@@ -36,7 +38,7 @@ __all__ = ["GRID_H3_GPKG", "GRID_H3_PARQUET", "h3_grid", "write_h3_grid"]
 
 GRID_H3_GPKG = "grid_h3.gpkg"
 GRID_H3_PARQUET = "grid_h3.parquet"
-_SUMS = ("n_valid", "n_damaged", "score_sum")
+_SUMS = ("n_valid", "n_damaged", "score_sum", "valid_m2", "damaged_m2")
 
 
 class _Raster(Protocol):
@@ -52,8 +54,11 @@ def _blocks(shape: tuple[int, ...], block: int) -> Iterator[tuple[int, int, int,
 
 
 def _block_sums(score: np.ndarray, r0: int, c0: int, transform: Affine,
-                to_wgs84: Transformer, resolution: int, threshold: float) -> pd.DataFrame:
+                to_wgs84: Transformer, resolution: int, threshold: float,
+                row_m2: np.ndarray) -> pd.DataFrame:
+    """Per-cell sums of one block; `row_m2`: the pixel area of each of the block's rows."""
     rows, cols = np.nonzero(np.isfinite(score))
+    area = row_m2[rows]
     values = score[rows, cols].astype(np.float64)
     x = transform.c + transform.a * (c0 + cols + 0.5) + transform.b * (r0 + rows + 0.5)
     y = transform.f + transform.d * (c0 + cols + 0.5) + transform.e * (r0 + rows + 0.5)
@@ -67,6 +72,9 @@ def _block_sums(score: np.ndarray, r0: int, c0: int, transform: Affine,
         "n_valid": np.bincount(inverse, minlength=len(unique)),
         "n_damaged": np.bincount(inverse, weights=values > threshold, minlength=len(unique)),
         "score_sum": np.bincount(inverse, weights=values, minlength=len(unique)),
+        "valid_m2": np.bincount(inverse, weights=area, minlength=len(unique)),
+        "damaged_m2": np.bincount(inverse, weights=area * (values > threshold),
+                                  minlength=len(unique)),
     })
 
 
@@ -82,10 +90,10 @@ def h3_grid(score: _Raster, transform: Affine, crs_wkt: str, resolution: int,
     sums = pd.DataFrame({"cell": np.array([], np.uint64), **{k: [] for k in _SUMS}})
     for r0, r1, c0, c1 in _blocks(tuple(score.shape), block):
         part = _block_sums(np.asarray(score[r0:r1, c0:c1]), r0, c0, transform, to_wgs84,
-                           resolution, threshold)
+                           resolution, threshold,
+                           pixel_area_m2(crs_wkt, tuple(transform), np.arange(r0, r1)))
         # fold in at once: the running table has one row per cell seen so far
         sums = pd.concat([sums, part]).groupby("cell", as_index=False).sum()
-    pixel_km2 = abs(transform.a * transform.e - transform.b * transform.d) / 1e6
     table = pd.DataFrame({
         "h3_cell": [h3_int.int_to_str(int(c)) for c in sums["cell"]],
         "h3_resolution": resolution,
@@ -93,8 +101,8 @@ def h3_grid(score: _Raster, transform: Affine, crs_wkt: str, resolution: int,
         "n_damaged": sums["n_damaged"].astype(np.int64),
         "damaged_fraction": sums["n_damaged"] / sums["n_valid"],
         "mean_score": sums["score_sum"] / sums["n_valid"],
-        "valid_km2": sums["n_valid"] * pixel_km2,
-        "damaged_km2": sums["n_damaged"] * pixel_km2,
+        "valid_km2": sums["valid_m2"] / 1e6,
+        "damaged_km2": sums["damaged_m2"] / 1e6,
     })
     if buildings is not None:
         table = _with_buildings(table, buildings, resolution)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ruinmap.cluster.geo.vectors import points_in_polygons
 from ruinmap.cluster.validation.intervals import (
     DEFAULT_LEVEL,
     CountIntervals,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ruinmap.cluster.validation.config import ValidationSpec
     from ruinmap.cluster.validation.results import Results
 
-__all__ = ["add_count_intervals", "calibrated_intervals",
+__all__ = ["add_count_intervals", "calibrated_intervals", "district_members",
            "unvalidated_intervals"]
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,13 @@ _MIN_BLOCK_UNITS = 20
 
 
 def unvalidated_intervals(scores: np.ndarray, district: np.ndarray, n_districts: int, *,
-                          method: str, threshold: float,
-                          level: float = DEFAULT_LEVEL) -> CountIntervals:
+                          method: str, threshold: float, level: float = DEFAULT_LEVEL,
+                          members: tuple[np.ndarray, np.ndarray] | None = None
+                          ) -> CountIntervals:
     """Intervals from the score's own assumed error (`intervals` module doc), for a job
-    without labels. `scores`: each footprint's mean score (NaN: not scored)."""
+    without labels. `scores`: each footprint's mean score (NaN: not scored); `district`: its
+    0-based district (-1: none), or `members`: (footprint, district) pairs, where overlapping
+    districts each count a footprint."""
     sigma = score_sigma(method, scores, threshold)
     why = ("pwtt's score is a t statistic with unit variance under the null" if method == "pwtt"
            else "1.4826 x MAD of the scores of the buildings at or below the threshold")
@@ -56,6 +60,9 @@ def unvalidated_intervals(scores: np.ndarray, district: np.ndarray, n_districts:
         "carries the score's noise only, not the method's bias; run `ruinmap validate` "
         "with ground truth for a calibrated interval")
     p = unvalidated_probabilities(scores, threshold, sigma)
+    if members is not None:
+        which, district = members
+        p = p[which]
     return count_intervals(district, n_districts, p=p, level=level, method="unvalidated",
                            assumptions=assumptions)
 
@@ -89,6 +96,22 @@ def _blocks(marked: gpd.GeoDataFrame, min_units: int) -> tuple[np.ndarray, str]:
     cell = np.maximum((hi - lo) / n_side, 1e-9)
     ij = np.minimum(((xy - lo) // cell).astype(np.int64), n_side - 1)
     return ij[:, 1] * n_side + ij[:, 0], f"{n_side} x {n_side} square cells"
+
+
+def district_members(units: gpd.GeoDataFrame, districts: gpd.GeoDataFrame | None,
+                     first: np.ndarray, *, centroid: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(unit, district) 0-based index pairs: every district (row of `districts`) holding each
+    unit's centroid (`centroid=False`: a point surely inside it), as the job counts
+    footprints, so overlapping districts each count their units. Without geometries (a CSV
+    table), `first`: each unit's one district (-1: none)."""
+    if (districts is None or units.crs is None or districts.crs is None
+            or "geometry" not in districts or units.empty):
+        found = np.flatnonzero(first >= 0)
+        return found.astype(np.int64), first[found].astype(np.int64)
+    geoms = units.geometry
+    points = (geoms.centroid if centroid else geoms.representative_point()).to_crs(districts.crs)
+    return points_in_polygons(points.to_numpy(), districts.geometry.to_numpy())
 
 
 def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: ValidationSpec
@@ -152,8 +175,10 @@ def calibrated_intervals(results: Results, marked: gpd.GeoDataFrame, spec: Valid
     known = known[known >= 0]
     p[known] = known_damaged
     p_boot[:, known] = known_damaged
-    intervals = count_intervals(np.where(finite, index, -1), len(districts), p=p,
-                                p_boot=p_boot, level=spec.level, tau2=tau2,
+    # every district holding a footprint counts it (districts may overlap), as in the job
+    which, district = district_members(buildings, districts, np.where(finite, index, -1))
+    intervals = count_intervals(np.where(finite[which], district, -1), len(districts),
+                                p=p[which], p_boot=p_boot[:, which], level=spec.level, tau2=tau2,
                                 tau2_blocks=n_blocks,
                                 method="calibrated", assumptions=record["assumptions"],
                                 seed=spec.seed)

@@ -32,7 +32,11 @@ from ruinmap.cluster.outputs.tables import write_district_tables
 from ruinmap.cluster.storage.confined import open_input
 from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.cluster.validation.config import ValidationSpec
-from ruinmap.cluster.validation.counts import add_count_intervals, calibrated_intervals
+from ruinmap.cluster.validation.counts import (
+    add_count_intervals,
+    calibrated_intervals,
+    district_members,
+)
 from ruinmap.cluster.validation.figure import draw_validation_figure
 from ruinmap.cluster.validation.join import Marked, mark_at_labels, mark_footprints
 from ruinmap.cluster.validation.labels import Labels, read_labels
@@ -96,10 +100,23 @@ def _check_overlap(labels: Labels, results: Results) -> None:
             "file's CRS is wrong, pass --labels-crs")
 
 
-def _district_counts(marked: Marked, threshold: float) -> pd.DataFrame:
-    frame = pd.DataFrame({"district_id": marked.frame["district_id"].astype(object),
-                          "damaged": marked.frame["damaged"].to_numpy(bool),
-                          "predicted": marked.frame["score"].to_numpy() > threshold})
+def _district_counts(marked: Marked, threshold: float,
+                     districts: gpd.GeoDataFrame | None) -> pd.DataFrame:
+    units = marked.frame
+    ids = units["district_id"].astype(object)
+    district_ids = ids.to_numpy(object)
+    rows = np.arange(len(units))
+    if districts is not None and "district_id" in districts:
+        # every district holding a unit counts it (districts may overlap)
+        order = {str(d): i for i, d in enumerate(districts["district_id"])}
+        first = np.array([order.get(str(d), -1) if d is not None and d == d else -1
+                          for d in ids], np.int64)
+        rows, which = district_members(units, districts, first,
+                                       centroid=marked.unit == "footprints")
+        district_ids = districts["district_id"].astype(object).to_numpy()[which]
+    frame = pd.DataFrame({"district_id": district_ids,
+                          "damaged": units["damaged"].to_numpy(bool)[rows],
+                          "predicted": units["score"].to_numpy()[rows] > threshold})
     frame = frame[frame["district_id"].notna()]
     grouped = frame.groupby("district_id", sort=False)
     table = pd.DataFrame({
@@ -147,7 +164,7 @@ def validate(results_dir: str | Path, spec: ValidationSpec, *,
     if not (~damaged).any():
         log.warning("%s: no undamaged %s among the labels: AUC and precision cannot be "
                     "measured, only recall", labels.path, marked.unit)
-    per_district = _district_counts(marked, results.threshold)
+    per_district = _district_counts(marked, results.threshold, results.districts)
     intervals, calibration = calibrated_intervals(results, marked.frame, spec)
     report: dict[str, Any] = {
         "format": FORMAT, "format_version": 1,
