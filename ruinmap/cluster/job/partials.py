@@ -146,8 +146,8 @@ def tile_partial(
 
 
 def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
-                     row_area: np.ndarray, n_post: np.ndarray | None, *, threshold: float, n_classes: int,
-                     edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
+                     row_area: np.ndarray, n_post: np.ndarray | None, *, threshold: float,
+                     n_classes: int, edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
     """The `d_*` fields of a partial from one label image (n_districts rows each)."""
     area = np.broadcast_to(np.asarray(row_area, np.float64)[:, np.newaxis], score.shape)
     district = label_stats(labels, score, n_districts, edges)
