@@ -20,6 +20,7 @@ from ruinmap.cluster.methods.params import (
     MAX_DATES,
     MAX_RADIUS_M,
     MethodParamsBase,
+    floor_power,
     metres_to_px,
     spec_path,
 )
@@ -154,9 +155,8 @@ class PwttParams(MethodParamsBase):
 
 def _log_sigma0(image: np.ndarray, size: int, enl: float) -> np.ndarray:
     filtered = lee_filter(image, size=size, enl=enl)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logged = np.log(filtered)
-    # zero or negative power is nodata, never -inf
+    # zero power is data (darker than the sensor resolves): floored, never -inf or nodata
+    logged = np.log(floor_power(filtered))
     logged[~np.isfinite(logged)] = np.nan
     return logged
 
@@ -170,7 +170,8 @@ def pwtt_score(
     Sentinel-1 imagery", arXiv:2405.06323 (2024), and github.com/oballinger/PWTT code/pwtt.py.
 
     1. Every image, per polarisation: Lee filter of linear sigma0 (`lee_size` x `lee_size`,
-       `lee_enl` looks; the paper's 3x3, ENL 5), then the natural log.
+       `lee_enl` looks; the paper's 3x3, ENL 5), then the natural log (zero power raised to
+       `params.POWER_FLOOR`, -60 dB: zero is data, not nodata).
     2. Per relative orbit and per polarisation: Welch's t between the pre and the post stack
        of that orbit (`welch_t`), NaN where a pixel has fewer than `min_pre` (3) pre or
        `min_post` (2) post observations; |t| (the reference takes abs(t): a rise and a drop
