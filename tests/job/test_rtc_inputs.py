@@ -36,13 +36,35 @@ def test_product_scores_as_the_power_original(job_city: City, job_run: JobResult
     pre, post = write_products(job_city, tmp_path / "images", kind, scale)
     spec = make_job_spec(job_city, tmp_path / "out",
                          inputs={"pre": [pre], "post": [post]})
-    result = run_job(spec, client=dask_client, progress=False, ingest_options=SMALL)
+    # the products (COGs, map...) once, for job.json; the score is in the job's store
+    with_products = (kind, scale) == ("hyp3", "d")
+    result = run_job(spec, client=dask_client, progress=False, ingest_options=SMALL,
+                     write_products=with_products)
     expected = _score(job_run)
     got = _score(result)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4, equal_nan=True)
-    report = json.loads((tmp_path / "out" / "job.json").read_text())
-    images = [r for r in report["inputs"] if r.get("side") in ("pre", "post")]
-    assert {r["scale"]["scale"] for r in images} == {
-        {"p": "power", "a": "amplitude", "d": "db"}[scale]}
-    assert all(r["scale"]["evidence"] for r in images)
+    assert not result.warnings
+    if with_products:
+        report = json.loads((tmp_path / "out" / "job.json").read_text())
+        images = [r for r in report["inputs"] if r.get("side") in ("pre", "post")]
+        assert {r["scale"]["scale"] for r in images} == {"db"}
+        assert all("scale letter 'd'" in r["scale"]["evidence"] for r in images)
+        assert {r["product"] for r in images} == {"hyp3-rtc"}
+
+
+def test_a_district_mostly_without_score_is_warned_of_naming_causes(
+        job_city: City, dask_client: Client, tmp_path: Path) -> None:
+    # shadow over the left half of every date: the districts there lose their score
+    def shadow(shape: tuple[int, int]) -> np.ndarray:
+        flags = np.ones(shape, np.uint8)
+        flags[:, : shape[1] // 2] = 1 + 16
+        return flags
+
+    pre, post = write_products(job_city, tmp_path / "images", "hyp3", "p", mask=shadow)
+    spec = make_job_spec(job_city, tmp_path / "out", inputs={"pre": [pre], "post": [post]})
+    result = run_job(spec, client=dask_client, progress=False, ingest_options=SMALL,
+                     write_products=False)
+    [warning] = result.warnings
+    assert "valid score on less than 50%" in warning
+    assert "layover/shadow masks" in warning

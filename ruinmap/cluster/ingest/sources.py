@@ -239,7 +239,7 @@ def build_acquisitions(
     acquisitions = []
     for group in groups:
         names = _file_band_names(group)
-        if len(group) > 1 and all(f.product.polarisation for f in group):
+        if all(f.product.polarisation and f.product.group for f in group):
             names = tuple(f.product.polarisation for f in group)
         dates = [f.date for f in group if f.date is not None]
         acquisitions.append(
