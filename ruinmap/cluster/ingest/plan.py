@@ -147,12 +147,12 @@ def same_inputs(sides: Sequence[tuple[str, Sequence[Location]]]
     return repeated
 
 
-def _without_ancillary(paths: list[Location], what: str) -> list[Location]:
+def _without_ancillary(paths: list[Location], what: str, report: bool) -> list[Location]:
     """`paths` less the layers of RTC products beside their backscatter (a HyP3 folder's
     `_ls_map.tif`, `_area.tif`...: a glob `*.tif` catches them), each skipped with a line."""
     kept = [p for p in paths if not is_ancillary_layer(str(p))]
     for p in paths:
-        if is_ancillary_layer(str(p)):
+        if report and is_ancillary_layer(str(p)):
             log.info("%s: a layer of its RTC product (mask, area, DEM...), not backscatter; "
                      "not ingested as a date", p)
     if not kept:
@@ -178,17 +178,21 @@ def check_grid_size(grid: Grid) -> None:
         )
 
 
-def plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
+def plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions, *,
+                report: bool = True) -> InputPlan:
     """Inspect the inputs and decide acquisitions, band names and the target grid.
 
-    Reads headers only; raises InputError/SpecError for every bad input, before anything
-    is written. s3:// inputs are read through GDAL's /vsis3/ (`storage.s3.gdal_options`).
+    Reads headers, and a decimated sample of each SAR file (its scale, its nodata share:
+    `ingest.scale`); raises InputError/SpecError for every bad input, before anything is
+    written. `report`: log the scale decisions, the product layers skipped and large nodata
+    shares. s3:// inputs are read through GDAL's /vsis3/ (`storage.s3.gdal_options`).
     """
     with gdal_env([*_as_list(pre), *_as_list(post)]):
-        return _plan_inputs(pre, post, options)
+        return _plan_inputs(pre, post, options, report)
 
 
-def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
+def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions,
+                 report: bool) -> InputPlan:
     if options.resampling not in RESAMPLING_METHODS:
         raise SpecError(
             f"--resampling {options.resampling!r}: use one of {', '.join(RESAMPLING_METHODS)}"
@@ -199,7 +203,7 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
         ("pre", pre, options.pre_dates),
         ("post", post, options.post_dates),
     ):
-        paths = _without_ancillary(expand_side(patterns, f"--{side}"), f"--{side}")
+        paths = _without_ancillary(expand_side(patterns, f"--{side}"), f"--{side}", report)
         given_dates = user_dates(dates, paths, f"--{side}-dates")
         files = []
         for path, user_date in zip(paths, given_dates, strict=True):
@@ -224,7 +228,8 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
     acquisitions = {side: [_with_scales(acq, bands, scale, options) for acq in
                            acquisitions[side]] for side in SIDES}
     every = acquisitions["pre"] + acquisitions["post"]
-    _log_scales([f for acq in every for f in acq.files])
+    if report:
+        _log_scales([f for acq in every for f in acq.files], options)
     reference = first_given["pre"].grid  # the first --pre file, whatever its date
     footprints = [(f.path, f.grid) for acq in every for f in acq.files]
     grid = target_grid(
@@ -273,24 +278,40 @@ def _masked_share(mask: MaskLayer, confine_to: tuple[str, ...] | None) -> float:
     return float(mask_pixels(mask.kind, values).mean())
 
 
-def _log_scales(files: Sequence[SourceFile]) -> None:
-    """One line per product kind and scale decided from metadata or the spec (the ones
-    decided from values have a line each, with their evidence)."""
+def _log_scales(files: Sequence[SourceFile], options: IngestOptions) -> None:
+    """One line per product kind and scale decided from metadata or the spec, one per file
+    decided from its values (with the evidence), and a warning per file with a large nodata
+    or masked share."""
     groups: dict[tuple[str, str, str, str], list[str]] = {}
     for f in files:
-        if f.scale is None or f.scale.by == "values":
+        if f.scale is None:
             continue
-        key = (f.product.kind, f.scale.scale, f.scale.by, f.scale.evidence)
-        groups.setdefault(key, []).append(f.path)
+        if f.scale.by != "values":
+            key = (f.product.kind, f.scale.scale, f.scale.by, f.scale.evidence)
+            groups.setdefault(key, []).append(f.path)
+        elif f.product.is_sar or f.scale.scale != "as-is":
+            log.info("%s: %s read as %s, decided from its values: %s", f.path, f.product.kind,
+                     f.scale.scale, f.scale.evidence)
     for (kind, scale, by, evidence), paths in groups.items():
         log.info("%d %s file(s) read as %s (decided by %s: %s), e.g. %s", len(paths), kind,
                  scale, by, evidence, paths[0])
+    for f in files:
+        parts = []
+        if (f.nodata_fraction or 0.0) > LARGE_NODATA_SHARE:
+            nodata = f.nodata if options.nodata is None else options.nodata
+            parts.append(f"{f.nodata_fraction:.0%} nodata (its nodata value {nodata!r} or NaN)")
+        if f.product.mask is not None and (f.masked_fraction or 0.0) > LARGE_NODATA_SHARE:
+            parts.append(f"{f.masked_fraction:.0%} masked by {f.product.mask.path}")
+        if parts:
+            log.warning("%s: %s of a decimated read; such pixels get no score (zero is data "
+                        "unless the file's nodata value says otherwise)", f.path,
+                        " and ".join(parts))
 
 
 def _with_scales(acq: Acquisition, bands: Sequence[str], requested: str,
                  options: IngestOptions) -> Acquisition:
     """`acq` with every file's scale decided, and its nodata and masked shares (decimated
-    reads), each decision logged and a large nodata share warned of."""
+    reads)."""
     files = []
     for f, names in file_band_names(acq, bands):
         is_sar = f.product.is_sar or any(n.upper() in POLARISATIONS for n in names)
@@ -307,21 +328,6 @@ def _with_scales(acq: Acquisition, bands: Sequence[str], requested: str,
             mask_source = inspect_source(as_location(f.product.mask.path), acq.side, None,
                                          options.confine_to)
         nodata_share = None if sample is None else sample.nodata_fraction
-        f = replace(f, scale=decision, nodata_fraction=nodata_share, masked_fraction=masked,
-                    mask_source=mask_source)
-        if decision.by == "values" and (is_sar or decision.scale != "as-is"):
-            log.info("%s: %s (%s) read as %s, decided from its values: %s", f.path,
-                     f.product.kind, ",".join(names), decision.scale, decision.evidence)
-        lost = max(nodata_share or 0.0, masked or 0.0)
-        if lost > LARGE_NODATA_SHARE:
-            parts = []
-            if nodata_share is not None:
-                parts.append(f"{nodata_share:.0%} nodata (its nodata value "
-                             f"{f.nodata if options.nodata is None else options.nodata!r} or NaN)")
-            if masked is not None:
-                parts.append(f"{masked:.0%} masked by {f.product.mask.path}")  # type: ignore[union-attr]
-            log.warning("%s: %s of a decimated read; such pixels get no score (zero is data "
-                        "unless the file's nodata value says otherwise)", f.path,
-                        " and ".join(parts))
-        files.append(f)
+        files.append(replace(f, scale=decision, nodata_fraction=nodata_share,
+                             masked_fraction=masked, mask_source=mask_source))
     return replace(acq, files=tuple(files))

@@ -84,7 +84,8 @@ def imagery_header(files: SpecFiles, options: IngestOptions) -> ImageryHeader:
     planned as the ingest will plan them (no pixel read)."""
     if files.store is not None:
         return ImageryHeader.of_store_attrs(read_store_attrs(files.store))
-    inputs = plan_inputs(list(files.pre), list(files.post), options)
+    # the ingest plans them again and prints its decisions (scales, nodata shares) then
+    inputs = plan_inputs(list(files.pre), list(files.post), options, report=False)
     return ImageryHeader.of_plan(inputs, options)
 
 
