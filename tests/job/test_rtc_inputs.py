@@ -45,6 +45,10 @@ def test_product_scores_as_the_power_original(job_city: City, job_run: JobResult
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4, equal_nan=True)
     assert not result.warnings
+    if kind in ("hyp3", "opera"):  # their mask layers mark nothing here
+        assert (result.districts["masked_fraction"] == 0).all()
+    else:
+        assert "masked_fraction" not in result.districts
     if with_products:
         report = json.loads((tmp_path / "out" / "job.json").read_text())
         images = [r for r in report["inputs"] if r.get("side") in ("pre", "post")]
@@ -68,3 +72,8 @@ def test_a_district_mostly_without_score_is_warned_of_naming_causes(
     [warning] = result.warnings
     assert "valid score on less than 50%" in warning
     assert "layover/shadow masks" in warning
+    # the left half of the grid is shadow on every date: districts there are masked whole,
+    # those on the right not at all
+    masked = result.districts["masked_fraction"].to_numpy()
+    assert ((masked >= 0) & (masked <= 1)).all()
+    assert masked.max() > 0.9 and masked.min() < 0.1

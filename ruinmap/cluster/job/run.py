@@ -44,6 +44,7 @@ from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
+from ruinmap.cluster.job.masked import district_masked_fraction
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.outdir import claim_output_dir
 from ruinmap.cluster.job.plan import JobPlan, plan_job
@@ -129,6 +130,10 @@ def run_job(
         with phase("merging the tiles' results", enabled=progress):
             result = _merge(plan, polygons, pending, timings, dashboard)
         timings["merge_s"] = time.perf_counter() - t0
+        masked = district_masked_fraction(plan.store.sources, plan.grid,
+                                          polygons.district_geoms)
+        if masked is not None:  # only where the imagery came with layover/shadow masks
+            result.districts["masked_fraction"] = masked
         # nodata over most of a district with imagery is never a silent empty row
         sparse = sparse_district_warning(spec, result.districts, polygons.district_geoms,
                                          plan.grid, plan.store.sources, plan.store.n_times)
