@@ -180,3 +180,20 @@ def test_zero_is_data_unless_the_file_says_nodata(tmp_path: Path, dask_client: C
             strip = side_array(ds, "pre").values[0, 0, :20]
         assert np.isnan(strip).all() == zero_is_nodata
         assert (strip == 0).all() != zero_is_nodata
+
+
+def test_a_large_nodata_share_is_warned_of_naming_the_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(2)
+    values = rng.gamma(5, 0.02, (1, 64, 64)).astype(np.float32)
+    holed = values.copy()
+    holed[0, :40] = 0.0  # the file says 0 is nodata: 62% of it is empty
+    write_geotiff(tmp_path / "pre_VV.tif", holed, descriptions=["VV"], nodata=0.0)
+    write_geotiff(tmp_path / "post_VV.tif", values, descriptions=["VV"])
+    with caplog.at_level("INFO", logger="ruinmap"):
+        plan_inputs(str(tmp_path / "pre_VV.tif"), str(tmp_path / "post_VV.tif"),
+                    IngestOptions())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "pre_VV.tif: 62% nodata" in warnings[0]
+    assert any("read as power, decided from its values" in r.getMessage()
+               for r in caplog.records)

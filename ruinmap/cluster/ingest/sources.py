@@ -54,7 +54,7 @@ class SourceFile:
     product: Product = field(default_factory=lambda: Product(kind="geotiff"))
     # how its values are read (decided in `plan.plan_inputs`, None before)
     scale: ScaleDecision | None = None
-    # share of a decimated read that is nodata, and of it masked by the product's mask layer
+    # shares of a decimated read that are nodata, and masked by the product's mask layer
     nodata_fraction: float | None = None
     masked_fraction: float | None = None
     # the header of the product's mask layer (`product.mask`), inspected in `plan_inputs`
