@@ -118,7 +118,14 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
         default=None,
         help="nodata value of every input, overriding the files' own",
     )
-    p.add_argument("--bands", metavar="NAME,NAME", help="band names (default: descriptions)")
+    p.add_argument("--bands", metavar="NAME,NAME",
+                   help="band names (default: descriptions, else b1..bN)")
+    p.add_argument(
+        "--scale",
+        default="auto",
+        help="scale of SAR inputs: auto (default: metadata, else the values), power, "
+        "amplitude or db; converted to linear power",
+    )
     p.add_argument(
         "--stack-bands",
         action="store_true",
@@ -178,6 +185,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
             nodata=args.nodata,
             bands=_names(args.bands),
             stack_bands=args.stack_bands,
+            scale=args.scale,
             pre_dates=_names(args.pre_dates),
             post_dates=_names(args.post_dates),
             overwrite=args.overwrite,

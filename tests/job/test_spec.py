@@ -540,3 +540,19 @@ def test_file_problems_are_reported_together(job_dir: Path) -> None:
     with pytest.raises(SpecError, match=r"job.toml: 2 problems:\n  inputs\.pre\[0\]:.*\n  "
                                         r"districts\.id:"):
         validate_spec_files(spec)
+
+
+@pytest.mark.parametrize(("given", "scale"), [("auto", "auto"), ("dB", "db"),
+                                              ("Amplitude", "amplitude"), ("power", "power")])
+def test_inputs_scale_is_parsed(job_dir: Path, given: str, scale: str) -> None:
+    assert _parse(job_dir, inputs__scale=given).inputs.scale == scale
+
+
+def test_unknown_inputs_scale_is_refused(job_dir: Path) -> None:
+    with pytest.raises(SpecError, match=r"inputs\.scale.*auto, power, amplitude or db"):
+        _parse(job_dir, inputs__scale="linear")
+
+
+def test_inputs_bands_name_the_bands(job_dir: Path) -> None:
+    assert _parse(job_dir, inputs__bands="VV, VH").inputs.bands == ("VV", "VH")
+    assert _parse(job_dir).inputs.bands is None

@@ -170,3 +170,14 @@ def test_orbit_of_each_date_comes_from_spec_globs_then_file_tags(tmp_path: Path)
     assert override == (5, *tagged[1:])
     assert date_orbits({"sources": []}, "pre", 4, PwttParams()) == (0, 0, 0, 0)
     assert date_orbits({"sources": sources}, "pre", 4, LogRatioParams()) == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("method", ["pwtt", "log-ratio"])
+def test_zero_power_is_data_not_nodata(method: str) -> None:
+    pre, post = _stacks(5, 3, seed=4, nan_fraction=0.0)
+    post[:, :, 24:34, 4:14] = 0.0  # darker than the sensor resolves after the event
+    params = PwttParams() if method == "pwtt" else LogRatioParams(radius_m=10.0)
+    score = compute_score(pre, post, params, _context(5, 3))
+    block = score[26:32, 6:12]
+    assert np.isfinite(block).all()
+    assert block.mean() > 3.3 if method == "pwtt" else block.mean() > 30  # a drop to -60 dB

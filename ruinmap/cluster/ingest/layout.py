@@ -17,6 +17,7 @@ import numpy as np
 from ruinmap import __version__
 from ruinmap.cluster.ingest.options import IngestOptions
 from ruinmap.cluster.ingest.plan import InputPlan
+from ruinmap.cluster.ingest.sources import SourceFile
 from ruinmap.cluster.storage.arrays import Compression
 from ruinmap.cluster.storage.store import FORMAT_VERSION, SIDES, STORE_FORMAT
 
@@ -96,6 +97,7 @@ class StoreLayout:
                             "dtype": f.dtype,
                             "nodata": f.nodata,
                             "crs_wkt": f.grid.crs_wkt if f.grid.crs_wkt != grid.crs_wkt else None,
+                            **_product_attrs(f),
                         }
                     )
                     first_band += f.count
@@ -112,8 +114,33 @@ class StoreLayout:
             "shards": [1, len(bands), self.shard, self.shard],
             "resampling": self.options.resampling,
             "nodata": self.options.nodata,
+            "scale": self.options.scale,
             "complete": False,
         }
+
+
+def _product_attrs(f: SourceFile) -> dict[str, Any]:
+    """What the ingest made of a source: the product, its scale decision and evidence, the
+    mask layer, orbit, pass, and the nodata / masked shares of a decimated read."""
+    product = f.product
+    attrs: dict[str, Any] = {
+        "product": product.kind,
+        "scale": None if f.scale is None else f.scale.to_attrs(),
+        "mask": None if product.mask is None else {"path": product.mask.path,
+                                                   "kind": product.mask.kind},
+        "nodata_fraction": f.nodata_fraction,
+        "masked_fraction": f.masked_fraction,
+    }
+    if product.polarisation is not None:
+        attrs["polarisation"] = product.polarisation
+    if product.orbit is not None and product.kind == "opera-rtc-s1":
+        # the track in an OPERA name; methods.pwtt.date_orbits reads it (others: tags, globs)
+        attrs["orbit"] = product.orbit
+    if product.pass_direction is not None:
+        attrs["pass_direction"] = product.pass_direction
+    if product.radiometry is not None:
+        attrs["radiometry"] = product.radiometry
+    return attrs
 
 
 _VOLATILE = ("complete", "ruinmap_version", "store_id")

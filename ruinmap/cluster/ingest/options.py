@@ -38,6 +38,9 @@ class IngestOptions:
     Sentinel-2 files). pre_dates/post_dates: one date per file, overriding tags and names.
     overwrite: replace an existing ruinmap store instead of resuming it or leaving a complete
     one alone. durable: fsync every shard before recording it (off only for benchmarks).
+    scale: "auto" (default), "power", "amplitude" or "db": the scale of the SAR inputs, which
+    the ingest converts to linear power (`ingest.scale`); auto decides per file from its
+    metadata, else its values.
     confine_to: real paths of the folders every local input must lie in, checked where each
     file is opened (the header on the client, every read on the workers, the vector files in
     `run_job`), see `storage.confined`; None (the command line) reads any file.
@@ -59,6 +62,7 @@ class IngestOptions:
     overwrite: bool = False
     durable: bool = True
     confine_to: tuple[str, ...] | None = None
+    scale: str = "auto"
 
 
 def choose_shard(chunk: int, shard: int | None, band_count: int) -> int:

@@ -8,33 +8,59 @@ larger than the Dask config `ruinmap.limits.max-pixels` (`check_grid_size`).
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+import rasterio
+
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.target import target_grid
 from ruinmap.cluster.ingest.options import IngestOptions
+from ruinmap.cluster.ingest.products import (
+    POLARISATIONS,
+    MaskLayer,
+    is_ancillary_layer,
+    mask_pixels,
+    refuse_safe,
+)
+from ruinmap.cluster.ingest.scale import (
+    SAMPLE_SIDE,
+    FileSample,
+    check_scale,
+    decide_scale,
+    sample_file,
+)
 from ruinmap.cluster.ingest.sources import (
     Acquisition,
     SourceFile,
     build_acquisitions,
+    check_polarisations,
     common_bands,
     inspect_source,
     user_dates,
 )
 from ruinmap.cluster.ingest.warp import RESAMPLING_METHODS
 from ruinmap.cluster.settings import env_name, int_setting
+from ruinmap.cluster.storage.confined import confined_raster_path
 from ruinmap.cluster.storage.globs import expand_inputs
 from ruinmap.cluster.storage.location import Location, as_location, gdal_env
 from ruinmap.cluster.storage.store import SIDES
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["MAX_PIXELS_KEY", "InputPlan", "check_grid_size", "expand_side", "plan_inputs",
-           "same_inputs"]
+__all__ = ["LARGE_NODATA_SHARE", "MAX_PIXELS_KEY", "InputPlan", "check_grid_size",
+           "converted_bands", "expand_side", "file_band_names", "plan_inputs", "same_inputs"]
+
+log = logging.getLogger(__name__)
 
 #: The Dask config key (`ruinmap.yaml`) of the largest grid an ingest plans, in pixels
 MAX_PIXELS_KEY = "limits.max-pixels"
+#: a file whose decimated read is nodata (its nodata value, NaN or its mask) on more than this
+#: share of pixels is reported with a warning
+LARGE_NODATA_SHARE = 0.3
 
 Patterns = Sequence[str | os.PathLike[str]] | str | os.PathLike[str]
 
@@ -66,6 +92,8 @@ def expand_side(patterns: Patterns, what: str) -> list[Location]:
     """
     if not _as_list(patterns):
         raise InputError(f"{what}: no files given")
+    for pattern in _as_list(patterns):
+        refuse_safe(os.fspath(pattern))  # a .SAFE folder is not even a file
     files, expansions = expand_inputs(patterns)
     for found in expansions:
         if found.reason is None:
@@ -119,6 +147,20 @@ def same_inputs(sides: Sequence[tuple[str, Sequence[Location]]]
     return repeated
 
 
+def _without_ancillary(paths: list[Location], what: str, report: bool) -> list[Location]:
+    """`paths` less the layers of RTC products beside their backscatter (a HyP3 folder's
+    `_ls_map.tif`, `_area.tif`...: a glob `*.tif` catches them), each skipped with a line."""
+    kept = [p for p in paths if not is_ancillary_layer(str(p))]
+    for p in paths:
+        if report and is_ancillary_layer(str(p)):
+            log.info("%s: a layer of its RTC product (mask, area, DEM...), not backscatter; "
+                     "not ingested as a date", p)
+    if not kept:
+        raise InputError(f"{what}: every file is a layer of an RTC product (mask, area, "
+                         f"DEM...), e.g. {paths[0]}; give the backscatter files (..._VV.tif)")
+    return kept
+
+
 def check_grid_size(grid: Grid) -> None:
     """SpecError when `grid` has more pixels than the Dask config `ruinmap.limits.max-pixels`.
 
@@ -136,17 +178,21 @@ def check_grid_size(grid: Grid) -> None:
         )
 
 
-def plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
+def plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions, *,
+                report: bool = True) -> InputPlan:
     """Inspect the inputs and decide acquisitions, band names and the target grid.
 
-    Reads headers only; raises InputError/SpecError for every bad input, before anything
-    is written. s3:// inputs are read through GDAL's /vsis3/ (`storage.s3.gdal_options`).
+    Reads headers, and a decimated sample of each SAR file (its scale, its nodata share:
+    `ingest.scale`); raises InputError/SpecError for every bad input, before anything is
+    written. `report`: log the scale decisions, the product layers skipped and large nodata
+    shares. s3:// inputs are read through GDAL's /vsis3/ (`storage.s3.gdal_options`).
     """
     with gdal_env([*_as_list(pre), *_as_list(post)]):
-        return _plan_inputs(pre, post, options)
+        return _plan_inputs(pre, post, options, report)
 
 
-def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> InputPlan:
+def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions,
+                 report: bool) -> InputPlan:
     if options.resampling not in RESAMPLING_METHODS:
         raise SpecError(
             f"--resampling {options.resampling!r}: use one of {', '.join(RESAMPLING_METHODS)}"
@@ -157,7 +203,7 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
         ("pre", pre, options.pre_dates),
         ("post", post, options.post_dates),
     ):
-        paths = expand_side(patterns, f"--{side}")
+        paths = _without_ancillary(expand_side(patterns, f"--{side}"), f"--{side}", report)
         given_dates = user_dates(dates, paths, f"--{side}-dates")
         files = []
         for path, user_date in zip(paths, given_dates, strict=True):
@@ -167,6 +213,7 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
             files.append(info)
         first_given[side] = files[0]
         acquisitions[side] = build_acquisitions(files, side, stack_bands=options.stack_bands)
+        check_polarisations(acquisitions[side])
     repeated = same_inputs([(side, [as_location(f.path) for a in acquisitions[side]
                                      for f in a.files]) for side in SIDES])
     if repeated:
@@ -175,7 +222,14 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
         raise InputError(f"{second}: given as --{side_b} and already as --{side_a}{also}; "
                          "each date is one file, given once")
     every = acquisitions["pre"] + acquisitions["post"]
+    check_polarisations(every)
     bands = common_bands(every, options.bands)
+    scale = check_scale(options.scale, "--scale / inputs.scale")
+    acquisitions = {side: [_with_scales(acq, bands, scale, options) for acq in
+                           acquisitions[side]] for side in SIDES}
+    every = acquisitions["pre"] + acquisitions["post"]
+    if report:
+        _log_scales([f for acq in every for f in acq.files], options)
     reference = first_given["pre"].grid  # the first --pre file, whatever its date
     footprints = [(f.path, f.grid) for acq in every for f in acq.files]
     grid = target_grid(
@@ -188,3 +242,92 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
     )
     check_grid_size(grid)
     return InputPlan(acquisitions, bands, grid)
+
+
+def file_band_names(acq: Acquisition, bands: Sequence[str]
+                    ) -> list[tuple[SourceFile, tuple[str, ...]]]:
+    """Each file of `acq` with the store's names of its bands."""
+    out: list[tuple[SourceFile, tuple[str, ...]]] = []
+    first = 0
+    for f in acq.files:
+        out.append((f, tuple(bands[first:first + f.count])))
+        first += f.count
+    return out
+
+
+def converted_bands(names: Sequence[str]) -> tuple[bool, ...]:
+    """Which bands a scale conversion applies to: all but angles (a GEE export's `angle`)."""
+    return tuple(name.lower() != "angle" for name in names)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_sample(path: str, bands: tuple[int, ...], nodata: float | None,
+                   confine_to: tuple[str, ...] | None, size: int, mtime_ns: int) -> FileSample:
+    # keyed by size and mtime: `ruinmap run` plans the inputs twice (checks, then ingest)
+    return sample_file(path, bands, nodata, confine_to)
+
+
+@functools.lru_cache(maxsize=256)
+def _masked_share(mask: MaskLayer, confine_to: tuple[str, ...] | None) -> float:
+    """The share of a mask layer's pixels (decimated read) that it masks."""
+    with confined_raster_path(as_location(mask.path), confine_to) as name, \
+            rasterio.open(name) as src:
+        step = max(1, int(np.ceil(max(src.width, src.height) / SAMPLE_SIDE)))
+        values = src.read(1, out_shape=(max(1, src.height // step), max(1, src.width // step)),
+                          out_dtype=np.float64, resampling=rasterio.enums.Resampling.nearest)
+    return float(mask_pixels(mask.kind, values).mean())
+
+
+def _log_scales(files: Sequence[SourceFile], options: IngestOptions) -> None:
+    """One line per product kind and scale decided from metadata or the spec, one per file
+    decided from its values (with the evidence), and a warning per file with a large nodata
+    or masked share."""
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    for f in files:
+        if f.scale is None:
+            continue
+        if f.scale.by != "values":
+            key = (f.product.kind, f.scale.scale, f.scale.by, f.scale.evidence)
+            groups.setdefault(key, []).append(f.path)
+        elif f.product.is_sar or f.scale.scale != "as-is":
+            log.info("%s: %s read as %s, decided from its values: %s", f.path, f.product.kind,
+                     f.scale.scale, f.scale.evidence)
+    for (kind, scale, by, evidence), paths in groups.items():
+        log.info("%d %s file(s) read as %s (decided by %s: %s), e.g. %s", len(paths), kind,
+                 scale, by, evidence, paths[0])
+    for f in files:
+        parts = []
+        if (f.nodata_fraction or 0.0) > LARGE_NODATA_SHARE:
+            nodata = f.nodata if options.nodata is None else options.nodata
+            parts.append(f"{f.nodata_fraction:.0%} nodata (its nodata value {nodata!r} or NaN)")
+        if f.product.mask is not None and (f.masked_fraction or 0.0) > LARGE_NODATA_SHARE:
+            parts.append(f"{f.masked_fraction:.0%} masked by {f.product.mask.path}")
+        if parts:
+            log.warning("%s: %s of a decimated read; such pixels get no score (zero is data "
+                        "unless the file's nodata value says otherwise)", f.path,
+                        " and ".join(parts))
+
+
+def _with_scales(acq: Acquisition, bands: Sequence[str], requested: str,
+                 options: IngestOptions) -> Acquisition:
+    """`acq` with every file's scale decided, and its nodata and masked shares (decimated
+    reads)."""
+    files = []
+    for f, names in file_band_names(acq, bands):
+        is_sar = f.product.is_sar or any(n.upper() in POLARISATIONS for n in names)
+        indexes = tuple(i + 1 for i, c in enumerate(converted_bands(names)) if c)
+        sample = None
+        if indexes:
+            sample = _cached_sample(f.path, indexes, options.nodata if options.nodata is not None
+                                    else f.nodata, options.confine_to, f.size_bytes, f.mtime_ns)
+        decision = decide_scale(f.path, requested, f.product.scale, f.product.scale_evidence,
+                                sample, is_sar=is_sar)
+        masked, mask_source = None, None
+        if f.product.mask is not None:
+            masked = _masked_share(f.product.mask, options.confine_to)
+            mask_source = inspect_source(as_location(f.product.mask.path), acq.side, None,
+                                         options.confine_to)
+        nodata_share = None if sample is None else sample.nodata_fraction
+        files.append(replace(f, scale=decision, nodata_fraction=nodata_share,
+                             masked_fraction=masked, mask_source=mask_source))
+    return replace(acq, files=tuple(files))

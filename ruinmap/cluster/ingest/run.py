@@ -38,9 +38,15 @@ from ruinmap.cluster.ingest.layout import (
     unit_key,
 )
 from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
-from ruinmap.cluster.ingest.plan import InputPlan, Patterns, plan_inputs
+from ruinmap.cluster.ingest.plan import (
+    InputPlan,
+    Patterns,
+    converted_bands,
+    file_band_names,
+    plan_inputs,
+)
 from ruinmap.cluster.ingest.shards import ShardTask, write_unit
-from ruinmap.cluster.ingest.sources import sha256_of
+from ruinmap.cluster.ingest.sources import SourceFile, sha256_of
 from ruinmap.cluster.ingest.warp import SourceRead
 from ruinmap.cluster.storage.arrays import (
     Compression,
@@ -245,6 +251,20 @@ def _verified_shards(out: Location, store_id: str, units: Sequence[Unit]) -> set
     return verified_units(ledger, files, kind="shard") if files else set()
 
 
+def _source_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
+    """How a worker reads `f` onto `grid`: its scale converted, its mask layer applied."""
+    mask = None
+    if f.mask_source is not None:
+        m = f.mask_source
+        mask = SourceRead(m.path, m.count, m.dtype, m.nodata, m.grid, pixel_offset(m.grid, grid))
+    return SourceRead(
+        f.path, f.count, f.dtype, f.nodata, f.grid, pixel_offset(f.grid, grid),
+        scale="power" if f.scale is None else f.scale.scale,
+        converted=converted_bands(names),
+        mask_kind=None if f.product.mask is None else f.product.mask.kind, mask=mask,
+    )
+
+
 def _write_store(
     client: Client,
     out: Location,
@@ -293,11 +313,8 @@ def _write_store(
         nodata=options.nodata,
         reads={
             side: tuple(
-                tuple(
-                    SourceRead(f.path, f.count, f.dtype, f.nodata, f.grid,
-                               pixel_offset(f.grid, inputs.grid))
-                    for f in acq.files
-                )
+                tuple(_source_read(f, names, inputs.grid)
+                      for f, names in file_band_names(acq, inputs.bands))
                 for acq in inputs.acquisitions[side]
             )
             for side in SIDES

@@ -15,7 +15,7 @@ from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest.layout import unit_key
-from ruinmap.cluster.ingest.warp import SourceRead, read_window
+from ruinmap.cluster.ingest.warp import SourceRead, read_source_window
 from ruinmap.cluster.settings import WORKER_ENV
 from ruinmap.cluster.storage.arrays import open_array, shard_file, write_shard
 from ruinmap.cluster.storage.checksums import file_checksum
@@ -56,9 +56,10 @@ def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
     # the GDAL settings of s3:// inputs are the client's, applied here on the worker
     gdal_cache = int(WORKER_ENV["GDAL_CACHEMAX"]) * 2**20
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache, **task.gdal_options):
+        # each file's mask layer applied as nodata, its values converted to linear power
         parts = [
-            read_window(read, grid, window, resampling=task.resampling, nodata=task.nodata,
-                        confine_to=task.confine_to)
+            read_source_window(read, grid, window, resampling=task.resampling,
+                               nodata=task.nodata, confine_to=task.confine_to)[0]
             for read in task.reads[side][t]
         ]
     block = parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -8,7 +8,7 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,20 @@ import rasterio
 from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid
-from ruinmap.cluster.ingest.dates import acquisition_date, parse_date_text
+from ruinmap.cluster.ingest.dates import acquisition_date, date_from_name, parse_date_text
+from ruinmap.cluster.ingest.products import (
+    Product,
+    polarisation_order,
+    recognise_product,
+    refuse_safe,
+)
+from ruinmap.cluster.ingest.scale import ScaleDecision
 from ruinmap.cluster.storage.confined import Roots, confined_raster_path, open_confined
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["Acquisition", "SourceFile", "build_acquisitions", "common_bands", "inspect_source",
-           "sha256_of", "user_dates"]
+__all__ = ["Acquisition", "SourceFile", "build_acquisitions", "check_polarisations",
+           "common_bands", "inspect_source", "sha256_of", "user_dates"]
 
 _HASH_BLOCK = 8 * 2**20
 
@@ -43,11 +50,21 @@ class SourceFile:
     date_source: str
     size_bytes: int
     mtime_ns: int
+    # what the file is (an RTC product, a GEE export...), from its name and tags
+    product: Product = field(default_factory=lambda: Product(kind="geotiff"))
+    # how its values are read (decided in `plan.plan_inputs`, None before)
+    scale: ScaleDecision | None = None
+    # shares of a decimated read that are nodata, and masked by the product's mask layer
+    nodata_fraction: float | None = None
+    masked_fraction: float | None = None
+    # the header of the product's mask layer (`product.mask`), inspected in `plan_inputs`
+    mask_source: SourceFile | None = None
 
 
 @dataclass(frozen=True)
 class Acquisition:
-    """One date of one side: one file, or several stacked along bands (`stack_bands`)."""
+    """One date of one side: one file, several stacked along bands (`stack_bands`), or the
+    per-polarisation files of one RTC product (`Product.group`), bands in VV, VH order."""
 
     side: str
     files: tuple[SourceFile, ...]
@@ -68,6 +85,7 @@ def inspect_source(path: Location, side: str, user_nodata: float | None = None,
     cannot be read), no CRS or no geotransform (each named), georeferenced by GCPs only,
     unsupported data type, or a user nodata value that does not fit the data type.
     """
+    refuse_safe(str(path))
     with confined_raster_path(path, confine_to) as name:
         return _inspect(path, name, side, user_nodata)
 
@@ -114,18 +132,26 @@ def _inspect(path: Location, name: str | Location, side: str,
         tags = dict(src.tags())
         date, date_source = acquisition_date(tags, path.name)
         size_bytes, mtime_ns = path.size_and_mtime()
+        nodata = None if src.nodata is None else float(src.nodata)
+        descriptions = tuple(d or None for d in src.descriptions)
+        product = recognise_product(str(path), tags, descriptions, nodata, dtype.name)
+        if date is None and product.group is not None:
+            # Planetary Computer's iw-vv.rtc.tiff: the date is in the product's folder name
+            date = date_from_name(str(path.parent))
+            date_source = "name" if date is not None else date_source
         return SourceFile(
             path=str(path),
             side=side,
             grid=Grid.of(src.crs, src.transform, src.width, src.height),
             count=src.count,
             dtype=dtype.name,
-            nodata=None if src.nodata is None else float(src.nodata),
-            descriptions=tuple(d or None for d in src.descriptions),
+            nodata=nodata,
+            descriptions=descriptions,
             date=date,
             date_source=date_source,
             size_bytes=size_bytes,
             mtime_ns=mtime_ns,
+            product=product,
         )
 
 
@@ -209,10 +235,12 @@ def build_acquisitions(
             by_day.setdefault(np.asarray(f.date).astype("datetime64[D]").item(), []).append(f)
         groups = [sorted(g, key=lambda f: Path(f.path).name) for g in by_day.values()]
     else:
-        groups = [[f] for f in files]
+        groups = _product_groups(files)
     acquisitions = []
     for group in groups:
         names = _file_band_names(group)
+        if all(f.product.polarisation and f.product.group for f in group):
+            names = tuple(f.product.polarisation for f in group)
         dates = [f.date for f in group if f.date is not None]
         acquisitions.append(
             Acquisition(
@@ -225,6 +253,50 @@ def build_acquisitions(
     if all(a.date is not None for a in acquisitions):
         acquisitions.sort(key=lambda a: a.date)  # type: ignore[arg-type, return-value]
     return acquisitions
+
+
+def _product_groups(files: Sequence[SourceFile]) -> list[list[SourceFile]]:
+    """Each file alone, except the per-polarisation files of one RTC product (one
+    `Product.group`), which are one acquisition, bands in VV, VH, HH, HV order."""
+    groups: list[list[SourceFile]] = []
+    by_key: dict[str, list[SourceFile]] = {}
+    for f in files:
+        key = f.product.group
+        if key is None or f.product.polarisation is None:
+            groups.append([f])
+        elif key in by_key:
+            repeated = [g for g in by_key[key]
+                        if g.product.polarisation == f.product.polarisation]
+            if repeated:
+                raise InputError(f"{f.path}: polarisation {f.product.polarisation} of "
+                                 f"{key} is given twice (also as {repeated[0].path})")
+            by_key[key].append(f)
+        else:
+            by_key[key] = [f]
+            groups.append(by_key[key])
+    for group in groups:
+        group.sort(key=lambda f: polarisation_order(f.product.polarisation))
+    return groups
+
+
+def check_polarisations(acquisitions: Sequence[Acquisition]) -> None:
+    """InputError naming a date whose RTC product lacks a polarisation the others have (a
+    `_VH.tif` missing beside its `_VV.tif`)."""
+    grouped = [a for a in acquisitions if a.files[0].product.group is not None
+               and a.files[0].product.polarisation is not None]
+    if not grouped:
+        return
+    every = sorted({p for a in grouped for p in a.band_names}, key=polarisation_order)
+    for acq in grouped:
+        missing = [p for p in every if p not in acq.band_names]
+        if missing:
+            when = "undated" if acq.date is None else str(acq.date)[:10]
+            raise InputError(
+                f"{acq.files[0].path}: the {acq.side}-event date {when} has only "
+                f"polarisation(s) {', '.join(acq.band_names)}, other dates have "
+                f"{', '.join(every)}; give its {', '.join(missing)} file(s) "
+                f"(..._{missing[0]}.tif beside it) or leave the date out"
+            )
 
 
 def common_bands(

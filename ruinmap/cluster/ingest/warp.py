@@ -15,10 +15,12 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.ingest.products import mask_pixels
+from ruinmap.cluster.ingest.scale import to_power
 from ruinmap.cluster.storage.confined import Roots, confined_raster_path
 from ruinmap.errors import InputError
 
-__all__ = ["RESAMPLING_METHODS", "SourceRead", "read_window"]
+__all__ = ["RESAMPLING_METHODS", "SourceRead", "read_source_window", "read_window"]
 
 # float32 holds every integer of magnitude up to 2**24 exactly.
 FLOAT32_EXACT_INT = 2**24
@@ -52,6 +54,13 @@ class SourceRead:
     nodata: float | None
     grid: Grid
     offset: tuple[int, int] | None  # pixel_offset(grid, target) when it passes through
+    # the scale its values are in (`ingest.scale`), converted to linear power on the bands
+    # `converted` marks (None: all)
+    scale: str = "power"
+    converted: tuple[bool, ...] | None = None
+    # the product's layover/shadow mask layer (`products.MaskLayer.kind`, how to read it)
+    mask_kind: str | None = None
+    mask: SourceRead | None = None
 
 
 def _check_float32_exact(
@@ -152,3 +161,26 @@ def read_window(
         raise InputError(
             f"{what}: read failed ({cause}); the file may be truncated or corrupt"
         ) from None
+
+
+def read_source_window(
+    source: SourceRead, target: Grid, window: Window, *, resampling: str, nodata: float | None,
+    confine_to: Roots | None = None,
+) -> tuple[np.ndarray, int]:
+    """`read_window`, then the product's mask layer applied as nodata (read with nearest
+    resampling: its values are classes) and the values converted to linear power.
+
+    Returns the float32 block (bands, rows, cols) and the number of pixels the mask turned
+    to nodata that had data. Zero stays data: only the file's nodata value (or `nodata`),
+    NaN and the mask make nodata.
+    """
+    block = read_window(source, target, window, resampling=resampling, nodata=nodata,
+                        confine_to=confine_to)
+    masked_count = 0
+    if source.mask is not None and source.mask_kind is not None:
+        layer = read_window(source.mask, target, window, resampling="nearest", nodata=None,
+                            confine_to=confine_to)
+        masked = mask_pixels(source.mask_kind, layer[0])
+        masked_count = int((masked & np.isfinite(block).any(axis=0)).sum())
+        block[:, masked] = np.nan
+    return to_power(block, source.scale, source.converted), masked_count

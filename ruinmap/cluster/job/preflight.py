@@ -19,7 +19,7 @@ job writes nothing and fails the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,12 @@ from ruinmap.cluster.methods import scorer_for
 from ruinmap.cluster.storage.store import SIDES, read_store_attrs
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["MAX_HALO_PX", "ImageryHeader", "check_job_fits", "check_result_not_empty",
-           "imagery_header"]
+__all__ = ["MAX_HALO_PX", "SPARSE_VALID_SHARE", "ImageryHeader", "check_job_fits",
+           "check_result_not_empty", "imagery_header", "sparse_district_warning"]
+
+#: a district whose valid score covers less than this share of its area inside the imagery
+#: is warned of after the merge (`sparse_district_warning`)
+SPARSE_VALID_SHARE = 0.5
 
 #: The largest focal reach a tile reads around itself, pixels: a 2048 px tile then reads at
 #: most a 10240 px square per band and date
@@ -81,7 +85,8 @@ def imagery_header(files: SpecFiles, options: IngestOptions) -> ImageryHeader:
     planned as the ingest will plan them (no pixel read)."""
     if files.store is not None:
         return ImageryHeader.of_store_attrs(read_store_attrs(files.store))
-    inputs = plan_inputs(list(files.pre), list(files.post), options)
+    # the ingest plans them again and prints its decisions (scales, nodata shares) then
+    inputs = plan_inputs(list(files.pre), list(files.post), options, report=False)
     return ImageryHeader.of_plan(inputs, options)
 
 
@@ -176,3 +181,63 @@ def check_result_not_empty(spec: JobSpec, districts: pd.DataFrame,
         f"no district of {len(districts)} has a valid score (valid_km2 is 0 everywhere): "
         f"{cause}. The (empty) products are in {spec.output.dir}"
     )
+
+
+def _likely_causes(spec: JobSpec, sources: Sequence[Mapping[str, Any]],
+                   n_dates: Mapping[str, int]) -> list[str]:
+    """What the store's provenance says could leave pixels without a score."""
+    causes = []
+    by_values = sorted({str(s.get("path")) for s in sources
+                        if (s.get("scale") or {}).get("decided_by") == "values"})
+    if by_values:
+        scales = sorted({str((s.get("scale") or {}).get("scale")) for s in sources
+                         if str(s.get("path")) in by_values})
+        causes.append(f"a wrong scale: {len(by_values)} file(s) read as {'/'.join(scales)} "
+                      f"from their values alone (e.g. {by_values[0]}); if that is wrong, set "
+                      "inputs.scale")
+    params = spec.method_params
+    min_pre, min_post = getattr(params, "min_pre", 1), getattr(params, "min_post", 1)
+    causes.append(f"too few valid dates per pixel: the method needs {min_pre} pre and "
+                  f"{min_post} post dates at each pixel (the imagery has {n_dates['pre']} and "
+                  f"{n_dates['post']}, fewer where a date is nodata)")
+    masked = [s for s in sources if (s.get("masked_fraction") or 0) > 0]
+    if masked:
+        peak = max(masked, key=lambda s: s["masked_fraction"])
+        causes.append(f"layover/shadow masks: {len(masked)} file(s) masked, up to "
+                      f"{peak['masked_fraction']:.0%} of {peak.get('path')}")
+    empty = [s for s in sources if (s.get("nodata_fraction") or 0) > 0.3]
+    if empty:
+        peak = max(empty, key=lambda s: s["nodata_fraction"])
+        causes.append(f"nodata in the images: {len(empty)} file(s) over 30% nodata, up to "
+                      f"{peak['nodata_fraction']:.0%} of {peak.get('path')}")
+    return causes
+
+
+def sparse_district_warning(spec: JobSpec, districts: pd.DataFrame, geoms: np.ndarray,
+                            grid: Grid, sources: Sequence[Mapping[str, Any]],
+                            n_dates: Mapping[str, int]) -> str | None:
+    """A warning naming the districts whose valid score covers less than
+    `SPARSE_VALID_SHARE` of their area inside the imagery, and the likely causes; None when
+    every district with imagery is mostly scored.
+
+    `geoms`: the districts in the grid's CRS (as the table's rows); the share of each inside
+    the imagery's footprint scales its (equal-area) `area_km2`.
+    """
+    area = np.asarray(districts["area_km2"], np.float64)
+    valid = np.asarray(districts["valid_km2"], np.float64)
+    footprint = shapely.box(*grid.bounds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = np.asarray(shapely.area(shapely.intersection(geoms, footprint)), np.float64)
+        share_inside = np.nan_to_num(inside / np.asarray(shapely.area(geoms), np.float64))
+    with_imagery = area * share_inside
+    sparse = (with_imagery > 0) & (valid < SPARSE_VALID_SHARE * with_imagery)
+    if not sparse.any():
+        return None
+    ids = np.asarray(districts["district_id"]).astype(str)[sparse]
+    shown = ", ".join(f"{i} ({v:.2f} of {w:.2f} km2)" for i, v, w in
+                      zip(ids[:5], valid[sparse][:5], with_imagery[sparse][:5], strict=True))
+    more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    causes = "; ".join(_likely_causes(spec, sources, n_dates))
+    return (f"warning: {len(ids)} of {len(districts)} district(s) have a valid score on less "
+            f"than {SPARSE_VALID_SHARE:.0%} of their area inside the imagery: {shown}{more} "
+            f"(valid_km2 of the area with imagery). Likely causes: {causes}")

@@ -270,13 +270,20 @@ def _write_h3(plan: JobPlan, result: JobResult, products: _Products, score: obje
     products.written["grid_h3_parquet"] = products.final(out / "grid_h3.parquet")
 
 
+_PRODUCT_KEYS = ("product", "polarisation", "scale", "mask", "nodata_fraction",
+                 "masked_fraction", "orbit", "pass_direction", "radiometry")
+
+
 def _input_records(plan: JobPlan) -> list[dict[str, object]]:
     records: list[dict[str, object]] = []
     for source in plan.store.sources:
         path = str(source.get("path"))  # a local path or an s3:// URL, as ingested
-        records.append({"path": path, "size": source.get("size_bytes"),
-                        "sha256": source.get("sha256"), "side": source.get("side"),
-                        "date": source.get("time")})
+        record = {"path": path, "size": source.get("size_bytes"),
+                  "sha256": source.get("sha256"), "side": source.get("side"),
+                  "date": source.get("time")}
+        # what the ingest made of it: product, scale decision and its evidence, mask, shares
+        record.update({key: source[key] for key in _PRODUCT_KEYS if key in source})
+        records.append(record)
     records.append(input_record(plan.files.districts.path))
     if plan.files.buildings is not None:
         records.append(input_record(plan.files.buildings.path))
@@ -304,5 +311,5 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
             "damaged_km2": float(np.nansum(table["damaged_km2"])),
             "post_end": max((str(s.get("time")) for s in plan.store.sources
                              if s.get("side") == "post" and s.get("time")), default=None),
-        }, "count_intervals": result.count_intervals},
+        }, "count_intervals": result.count_intervals, "warnings": result.warnings},
     )

@@ -27,6 +27,7 @@ parameters, the imagery, the polygons or the grid starts the tiles over.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -43,11 +44,17 @@ from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
+from ruinmap.cluster.job.masked import district_masked_fraction
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.outdir import claim_output_dir
 from ruinmap.cluster.job.plan import JobPlan, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
-from ruinmap.cluster.job.preflight import check_job_fits, check_result_not_empty, imagery_header
+from ruinmap.cluster.job.preflight import (
+    check_job_fits,
+    check_result_not_empty,
+    imagery_header,
+    sparse_district_warning,
+)
 from ruinmap.cluster.job.products import write_products as write_all_products
 from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
@@ -95,7 +102,7 @@ def run_job(
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    options = ingest_options or IngestOptions()
+    options = _with_spec_inputs(ingest_options or IngestOptions(), spec)
     # every file the job opens in this thread is confined like the workers' reads
     with confinement(options.confine_to):
         with phase("checking the job and reading the inputs' headers", enabled=progress):
@@ -123,6 +130,16 @@ def run_job(
         with phase("merging the tiles' results", enabled=progress):
             result = _merge(plan, polygons, pending, timings, dashboard)
         timings["merge_s"] = time.perf_counter() - t0
+        masked = district_masked_fraction(plan.store.sources, plan.grid,
+                                          polygons.district_geoms)
+        if masked is not None:  # only where the imagery came with layover/shadow masks
+            result.districts["masked_fraction"] = masked
+        # nodata over most of a district with imagery is never a silent empty row
+        sparse = sparse_district_warning(spec, result.districts, polygons.district_geoms,
+                                         plan.grid, plan.store.sources, plan.store.n_times)
+        if sparse is not None:
+            log.warning("%s", sparse)
+            result.warnings.append(sparse)
         if write_products:
             with phase("writing the products (COGs, tables, figures, STAC)", enabled=progress):
                 _write(result, plan, polygons)
@@ -134,6 +151,17 @@ def run_job(
                     _validate(result)
         timings["total_s"] = time.perf_counter() - started
         return result
+
+
+def _with_spec_inputs(options: IngestOptions, spec: JobSpec) -> IngestOptions:
+    """`options` with the spec's `inputs.scale` and `inputs.bands` (the spec wins where it
+    sets them)."""
+    changes: dict[str, object] = {}
+    if spec.inputs.scale != "auto":
+        changes["scale"] = spec.inputs.scale
+    if spec.inputs.bands is not None:
+        changes["bands"] = tuple(spec.inputs.bands)
+    return dataclasses.replace(options, **changes) if changes else options  # type: ignore[arg-type]
 
 
 def _check(spec: JobSpec, options: IngestOptions,

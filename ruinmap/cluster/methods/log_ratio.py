@@ -15,6 +15,7 @@ from ruinmap.cluster.methods.params import (
     Direction,
     MethodParamsBase,
     PixelSize,
+    floor_power,
     metres_to_px,
 )
 from ruinmap.kernels import focal_mean, log_ratio
@@ -50,12 +51,14 @@ def log_ratio_score(
 
     r = 10 log10(mean_post / mean_pre) dB over each side's valid dates (`log_ratio`; Bazi,
     Bruzzone & Melgani 2005, IEEE TGRS 43(4)), NaN where a side has fewer than `min_pre` /
-    `min_post` valid dates; score = |r| (`direction = "both"`), -r ("decrease") or r
+    `min_post` valid dates (a mean of zero is raised to `params.POWER_FLOOR`, -60 dB: zero
+    power is data); score = |r| (`direction = "both"`), -r ("decrease") or r
     ("increase"), then a circular focal mean of radius `radius_m`.
     """
     band = band_indices(context.bands, [params.band or context.bands[0]], "band")[0]
-    ratio = log_ratio(nanmean_min(pre[:, band], params.min_pre),
-                      nanmean_min(post[:, band], params.min_post))
+    # zero mean power is data (darker than the sensor resolves): floored, not nodata
+    ratio = log_ratio(floor_power(nanmean_min(pre[:, band], params.min_pre)),
+                      floor_power(nanmean_min(post[:, band], params.min_post)))
     ratio[~np.isfinite(ratio)] = np.nan
     return focal_mean(directed(ratio, params.direction),
                       metres_to_px(params.radius_m, context.pixel_size_m))

@@ -15,13 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal, overload
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ruinmap.cluster.storage.location import URL_SCHEMES
 from ruinmap.errors import SpecError
 
-__all__ = ["DEFAULT_CLASS_NAMES", "MAX_ABS_SCORE", "MAX_DATES", "MAX_RADIUS_M", "Direction",
-           "MethodParamsBase", "PixelSize", "SpecModel", "metres_to_px", "spec_path"]
+__all__ = ["DEFAULT_CLASS_NAMES", "MAX_ABS_SCORE", "MAX_DATES", "MAX_RADIUS_M", "POWER_FLOOR",
+           "Direction", "MethodParamsBase", "PixelSize", "SpecModel", "floor_power",
+           "metres_to_px", "spec_path"]
 
 Direction = Literal["decrease", "increase", "both"]
 
@@ -37,6 +39,18 @@ MAX_RADIUS_M = 10_000.0
 MAX_DATES = 1_000
 #: |threshold| and |class_thresholds| (t statistics, dB, index units, standard deviations)
 MAX_ABS_SCORE = 1e6
+#: linear power a zero (or negative) value is raised to before a logarithm: -60 dB, below any
+#: Sentinel-1 noise floor (about -22 dB). Zero is data (a pixel darker than the sensor
+#: resolves, an 8-bit amplitude of 0), never nodata: only the files' nodata values, NaN and
+#: the products' masks are nodata (README "Inputs: RTC products and scales")
+POWER_FLOOR = 1e-6
+
+
+def floor_power(power: np.ndarray) -> np.ndarray:
+    """`power` with values below `POWER_FLOOR` (zero, negative) raised to it; NaN stays NaN.
+    A new float32 array."""
+    # a comparison with NaN is False, so NaN passes through
+    return np.where(power < POWER_FLOOR, np.float32(POWER_FLOOR), power).astype(np.float32)
 
 
 #: A pixel's ground size in metres: one number (square pixels) or (y, x), the ground length of

@@ -29,6 +29,7 @@ from ruinmap.cluster.methods.params import (
     MAX_RADIUS_M,
     MethodParamsBase,
     PixelSize,
+    floor_power,
     metres_to_px,
     spec_path,
 )
@@ -250,9 +251,8 @@ class PwttParams(MethodParamsBase):
 
 def _log_sigma0(image: np.ndarray, size: int, enl: float, is_filtered: bool) -> np.ndarray:
     filtered = lee_filter(image, size=size, enl=enl) if is_filtered else image
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logged = np.log(filtered, dtype=np.float32)
-    # zero or negative power is nodata, never -inf
+    # zero power is data (darker than the sensor resolves): floored, never -inf or nodata
+    logged = np.log(floor_power(filtered))
     logged[~np.isfinite(logged)] = np.nan
     return logged
 
@@ -353,7 +353,8 @@ def pwtt_statistic(pre: np.ndarray, post: np.ndarray, params: PwttParams,
     (line numbers below are of pwtt/__init__.py there).
 
     1. Every image, per polarisation: with `lee_mode` 'per_image' a Lee filter of linear
-       sigma0 (`lee_size`, `lee_enl`; :62-103, :416-417), then the natural log (:418).
+       sigma0 (`lee_size`, `lee_enl`; :62-103, :416-417), then the natural log (:418; zero
+       power raised to `params.POWER_FLOOR`, -60 dB: zero is data, not nodata).
     2. Per relative orbit with post dates (the reference's orbit list, :402-408):
        - statistic 't': per polarisation |t| of `ttest` (Welch with Welch-Satterthwaite df,
          or pooled with df = n_pre + n_post - 2; variances per `variance`; :125-150), NaN

@@ -24,6 +24,30 @@ class InputsSpec(SpecModel):
         default=None,
         description="an existing store written by `ruinmap ingest`, instead of pre/post",
     )
+    scale: str = Field(
+        default="auto",
+        description="scale of the SAR inputs: auto (from metadata, else the values), power, "
+        "amplitude or db; the ingest converts them to linear power",
+    )
+    bands: tuple[str, ...] | None = Field(
+        default=None,
+        description="names of the images' bands, in order (default: the band descriptions, "
+        "else b1..bN)",
+    )
+
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, value: str) -> str:
+        text = value.strip().lower()
+        text = "db" if text in ("decibel", "decibels") else text
+        if text not in ("auto", "power", "amplitude", "db"):
+            raise ValueError(f"{value!r}: use auto, power, amplitude or db")
+        return text
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _bands_list(cls, value: Any) -> Any:
+        return tuple(v.strip() for v in value.split(",")) if isinstance(value, str) else value
 
     @field_validator("pre", "post", mode="before")
     @classmethod
