@@ -378,8 +378,9 @@ def make_city(
     if destroyed_at is not None:
         post_dates = [d for d, _, post in schedule if post]
         truth["destroyed_index"] = destroyed_at
-        truth["destroyed_date"] = pd.to_datetime(
-            [post_dates[i] if i >= 0 else None for i in destroyed_at])
+        truth["destroyed_date"] = np.array(
+            [np.datetime64(post_dates[i]) if i >= 0 else np.datetime64("NaT")
+             for i in destroyed_at], dtype="datetime64[ns]")
     truth_buildings_path = out_dir / "truth_buildings.parquet"
     truth.to_parquet(truth_buildings_path)
     table = district_truth(district_ids, names, plan, truth["area_m2"].to_numpy())

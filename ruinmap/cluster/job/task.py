@@ -18,6 +18,7 @@ import shapely
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.job.dating import date_tile, dating_enabled
 from ruinmap.cluster.job.integrity import layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
@@ -66,13 +67,15 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
     read_s = time.perf_counter() - started
     padded = compute_score(pre, post, params, plan.context)
+    # the date layers read the same padded window (method_params.dating)
+    dated = date_tile(plan, tile, pre, post, (dr, dc)) if dating_enabled(params) else {}
     del pre, post
     score = np.ascontiguousarray(padded[dr : dr + tile.height, dc : dc + tile.width])
     del padded
     classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": _write_layer(plan, "score", tile, score),
-                 "damage": _write_layer(plan, "damage", tile, classes)}
+                 "damage": _write_layer(plan, "damage", tile, classes), **dated}
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
