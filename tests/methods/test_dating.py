@@ -14,7 +14,13 @@ import rasterio
 from ruinmap.cluster.geo.rasterize import footprint_labels
 from ruinmap.cluster.job.dating import building_dates
 from ruinmap.cluster.methods import LogRatioParams, PwttParams, ScoreContext
-from ruinmap.cluster.methods.dating import date_window, dating_magnitude
+from ruinmap.cluster.methods.dating import (
+    advance_dates,
+    date_window,
+    dating_baseline,
+    dating_magnitude,
+    dating_state,
+)
 from ruinmap.kernels import lee_filter
 from ruinmap.kernels.dating import STATUS_NONE
 from ruinmap.synthetic import City, make_city
@@ -154,3 +160,20 @@ def test_building_dates_take_the_lower_median_confirmed_first() -> None:
     assert got.to_dict("list") == {"date": [3, 4, -1], "earliest": [2, 3, -1],
                                    "status": [2, 1, 0]}
     assert isinstance(got, pd.DataFrame)
+
+
+@pytest.mark.parametrize("rule", ["two_exceedance", "cusum"])
+def test_appending_a_date_equals_dating_the_whole_series(rule: str) -> None:
+    # monitoring: the new date's magnitude needs only the pre-event baseline and that date
+    pre, post = _stacks(6, 7, shape=(12, 10), seed=4)
+    params = PwttParams(dating=True, dating_rule=rule, dating_cusum_persistence=2)
+    whole = date_window(pre, post, params, _context((0,) * 6, (0,) * 7))
+    state = dating_state(params, (12, 10))
+    baseline = dating_baseline(pre, params, _context((0,) * 6, ()))
+    advance_dates(dating_magnitude(pre, post[:6], params, _context((0,) * 6, (0,) * 6),
+                                   baseline), state, params, 0)
+    # the new date against the kept baseline: the pre images are not needed again
+    advance_dates(dating_magnitude(pre[:0], post[6:], params, _context((), (0,)), baseline),
+                  state, params, 6)
+    for got, want in zip((state.date, state.earliest, state.status), whole, strict=True):
+        np.testing.assert_array_equal(got, want)

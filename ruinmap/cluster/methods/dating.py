@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -31,13 +32,17 @@ from ruinmap.cluster.methods.base import ScoreContext, band_indices
 from ruinmap.cluster.methods.params import MAX_DATES, MethodParamsBase, SpecModel
 from ruinmap.kernels import lee_filter, to_db
 from ruinmap.kernels.dating import (
+    CusumState,
+    ExceedanceState,
     cusum_init,
     cusum_update,
     two_exceedance_init,
     two_exceedance_update,
 )
 
-__all__ = ["DatingParams", "DatingRule", "date_window", "dating_enabled", "dating_magnitude"]
+__all__ = ["DatingBaseline", "DatingParams", "DatingRule", "DatingState", "advance_dates",
+           "date_window", "dating_baseline", "dating_enabled", "dating_magnitude",
+           "dating_state"]
 
 DatingRule = Literal["two_exceedance", "cusum"]
 
@@ -105,34 +110,49 @@ def _bands(params: MethodParamsBase, bands: Sequence[str]) -> list[int]:
     return band_indices(bands, [band], "band")
 
 
-def _normalised(pre: np.ndarray, post: np.ndarray, pre_orbits: np.ndarray,
-                post_orbits: np.ndarray, min_pre: int, robust: bool
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(z_pre, z_post) of one band, each date against its own orbit's pre-event baseline;
-    NaN where that orbit has fewer than `min_pre` valid pre dates at the pixel."""
-    z_pre = np.full(pre.shape, np.nan, np.float32)
-    z_post = np.full(post.shape, np.nan, np.float32)
-    for orbit in np.unique(np.concatenate([pre_orbits, post_orbits])):
-        ref = pre[pre_orbits == orbit]
-        count = np.isfinite(ref).sum(axis=0)
-        if robust:
-            centre = np.nanmedian(ref, axis=0)
-            mad = np.nanmedian(np.abs(ref - centre), axis=0)
-            sd = np.nanstd(ref, axis=0)
-            scale = np.where(mad > 0, MAD_TO_SD * mad, np.where(sd > 0, sd, 1.0))
-        else:
-            centre = np.nanmean(ref, axis=0)
-            scale = np.maximum(np.nanstd(ref, axis=0, ddof=1), SD_FLOOR)
-        scale = np.where(count >= min_pre, scale, np.nan)
-        z_pre[pre_orbits == orbit] = (ref - centre) / scale
-        z_post[post_orbits == orbit] = (post[post_orbits == orbit] - centre) / scale
-    return z_pre, z_post
+@dataclass(frozen=True, eq=False)
+class DatingBaseline:
+    """The pre-event baseline of a window: per band and orbit (`orbits`, the pre dates'),
+    the centre and scale of x (NaN where the orbit has fewer than `dating_min_pre` valid pre
+    dates at the pixel) and, for cusum, the inverse (y, x, pol, pol) covariance of the pre z.
+
+    Computed once from the pre dates, it is all a new post date needs besides its own image:
+    monitoring keeps it with the detector's state."""
+
+    orbits: tuple[int, ...]
+    centre: np.ndarray  # (band, orbit, y, x) float32
+    scale: np.ndarray
+    inverse: np.ndarray | None
 
 
-def _mahalanobis(z_pre: np.ndarray, z_post: np.ndarray) -> np.ndarray:
-    """sqrt(z' S^-1 z) per post date and pixel, S the (pol, pol) covariance of the pre z.
+def _centre_scale(ref: np.ndarray, min_pre: int, robust: bool) -> tuple[np.ndarray, np.ndarray]:
+    count = np.isfinite(ref).sum(axis=0)
+    if robust:
+        centre = np.nanmedian(ref, axis=0)
+        mad = np.nanmedian(np.abs(ref - centre), axis=0)
+        sd = np.nanstd(ref, axis=0)
+        scale = np.where(mad > 0, MAD_TO_SD * mad, np.where(sd > 0, sd, 1.0))
+    else:
+        centre = np.nanmean(ref, axis=0)
+        scale = np.maximum(np.nanstd(ref, axis=0, ddof=1), SD_FLOOR)
+    return centre, np.where(count >= min_pre, scale, np.nan)
 
-    z_pre, z_post: (pol, time, y, x). NaN where a pixel's covariance or a date is missing."""
+
+def _normalise(x: np.ndarray, orbits: np.ndarray, band: int,
+               baseline: DatingBaseline) -> np.ndarray:
+    """z of the dates `x` (time, y, x) of one band, each against its own orbit's baseline;
+    NaN for an orbit without pre dates."""
+    z = np.full(x.shape, np.nan, np.float32)
+    for k, orbit in enumerate(baseline.orbits):
+        at = orbits == orbit
+        if at.any():
+            z[at] = (x[at] - baseline.centre[band, k]) / baseline.scale[band, k]
+    return z
+
+
+def _inverse_covariance(z_pre: np.ndarray) -> np.ndarray:
+    """S^-1 per pixel (y, x, pol, pol), S the covariance of the pre z (pol, time, y, x) plus
+    COV_RIDGE I; NaN where fewer than 2 dates have every polarisation."""
     n_pol = z_pre.shape[0]
     centred = z_pre - np.nanmean(z_pre, axis=1, keepdims=True)
     valid = np.all(np.isfinite(centred), axis=0)
@@ -143,32 +163,78 @@ def _mahalanobis(z_pre: np.ndarray, z_post: np.ndarray) -> np.ndarray:
     cov[count < 2] = np.nan
     inverse = np.linalg.inv(np.where(np.isfinite(cov), cov, np.eye(n_pol)))
     inverse[count < 2] = np.nan
-    quad = np.einsum("ptyx,yxpq,qtyx->tyx", z_post, inverse, z_post)
-    return np.sqrt(np.clip(quad, 0.0, None)).astype(np.float32)
+    return inverse
+
+
+def dating_baseline(pre: np.ndarray, params: MethodParamsBase,
+                    context: ScoreContext) -> DatingBaseline:
+    """The pre-event baseline of a window (`DatingBaseline`; module doc for the formulas)."""
+    assert isinstance(params, DatingParams)
+    pre_orbits = np.asarray(context.pre_orbits)
+    orbits = tuple(int(o) for o in np.unique(pre_orbits))
+    robust = params.dating_rule == "cusum"
+    bands = _bands(params, context.bands)
+    shape = (len(bands), len(orbits), *pre.shape[2:])
+    centre, scale = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    series = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels are expected
+        for b, band in enumerate(bands):
+            x = _series(pre, band, params)
+            for k, orbit in enumerate(orbits):
+                centre[b, k], scale[b, k] = _centre_scale(x[pre_orbits == orbit],
+                                                          params.dating_min_pre, robust)
+            series.append(x)
+        baseline = DatingBaseline(orbits, centre, scale, None)
+        if not robust:
+            return baseline
+        z_pre = np.stack([_normalise(x, pre_orbits, b, baseline)
+                          for b, x in enumerate(series)])
+        return DatingBaseline(orbits, centre, scale, _inverse_covariance(z_pre))
 
 
 def dating_magnitude(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase,
-                     context: ScoreContext) -> np.ndarray:
-    """(post time, y, x) float32: the per-date magnitude the rule tests (module doc)."""
+                     context: ScoreContext, baseline: DatingBaseline | None = None
+                     ) -> np.ndarray:
+    """(post time, y, x) float32: the per-date magnitude the rule tests (module doc), against
+    `baseline` (default: computed from `pre`)."""
     assert isinstance(params, DatingParams)
-    pre_orbits = np.asarray(context.pre_orbits)
+    if baseline is None:
+        baseline = dating_baseline(pre, params, context)
     post_orbits = np.asarray(context.post_orbits)
-    robust = params.dating_rule == "cusum"
-    z_pre_all, z_post_all = [], []
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels are expected
-        for band in _bands(params, context.bands):
-            z_pre, z_post = _normalised(_series(pre, band, params), _series(post, band, params),
-                                        pre_orbits, post_orbits, params.dating_min_pre, robust)
-            z_pre_all.append(z_pre)
-            z_post_all.append(z_post)
-        if robust:
-            return _mahalanobis(np.stack(z_pre_all), np.stack(z_post_all))
+        warnings.simplefilter("ignore", RuntimeWarning)
+        z_post = [_normalise(_series(post, band, params), post_orbits, b, baseline)
+                  for b, band in enumerate(_bands(params, context.bands))]
+        if baseline.inverse is not None:
+            z = np.stack(z_post)
+            quad = np.einsum("ptyx,yxpq,qtyx->tyx", z, baseline.inverse, z)
+            return np.sqrt(np.clip(quad, 0.0, None)).astype(np.float32)
         # fmax: a polarisation without a baseline does not mask the other's |z|
-        magnitude = np.abs(z_post_all[0])
-        for z in z_post_all[1:]:
+        magnitude = np.abs(z_post[0])
+        for z in z_post[1:]:
             magnitude = np.fmax(magnitude, np.abs(z))
         return magnitude
+
+
+DatingState = ExceedanceState | CusumState
+
+
+def dating_state(params: MethodParamsBase, shape: tuple[int, int]) -> DatingState:
+    """The per-pixel state of the rule of `params` before any post-event date."""
+    assert isinstance(params, DatingParams)
+    return cusum_init(shape) if params.dating_rule == "cusum" else two_exceedance_init(shape)
+
+
+def advance_dates(magnitude: np.ndarray, state: DatingState, params: MethodParamsBase,
+                  offset: int) -> DatingState:
+    """Advance `state` (in place) over the magnitudes of the post dates `offset`, ... in time
+    order: appending dates costs work in the new dates only (monitoring)."""
+    assert isinstance(params, DatingParams)
+    if isinstance(state, CusumState):
+        return cusum_update(magnitude, state, offset, params.dating_cusum_k,
+                            params.dating_cusum_h, params.dating_cusum_persistence)
+    return two_exceedance_update(magnitude, state, offset, params.dating_z_crit)
 
 
 def date_window(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase,
@@ -177,14 +243,7 @@ def date_window(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase,
     """(date, earliest, status) of every pixel of a padded window: indices into the
     post-event dates in time order (`post_order`: the store's post index of each, default
     the store's order), -1 none, and the status (0 none, 1 uncertain, 2 confirmed)."""
-    assert isinstance(params, DatingParams)
     order = np.arange(post.shape[0]) if post_order is None else np.asarray(post_order)
     magnitude = dating_magnitude(pre, post, params, context)[order]
-    shape = magnitude.shape[1:]
-    if params.dating_rule == "cusum":
-        cusum = cusum_update(magnitude, cusum_init(shape), 0, params.dating_cusum_k,
-                             params.dating_cusum_h, params.dating_cusum_persistence)
-        return cusum.date, cusum.earliest, cusum.status
-    state = two_exceedance_update(magnitude, two_exceedance_init(shape), 0,
-                                  params.dating_z_crit)
+    state = advance_dates(magnitude, dating_state(params, magnitude.shape[1:]), params, 0)
     return state.date, state.earliest, state.status
