@@ -147,7 +147,7 @@ def two_exceedance_reference(z: np.ndarray, z_crit: float = 2.576
     status = np.zeros(shape, np.uint8)
     for i, j in np.ndindex(shape):
         index = np.flatnonzero(~np.isnan(z[:, i, j]))
-        above = z[index, i, j] > z_crit
+        above = z[index, i, j].astype(np.float64) > z_crit  # as the kernel: in float64
         consecutive = above & np.concatenate([[False], above[:-1]])
         if consecutive.any():
             first = int(np.argmax(consecutive)) - 1  # the row before the second of the pair

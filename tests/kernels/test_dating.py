@@ -98,3 +98,13 @@ def test_cusum_dates_to_change_point_not_alarm() -> None:
 def test_series_must_match_the_state(bad: np.ndarray) -> None:
     with pytest.raises(InputError):
         two_exceedance_update(bad, two_exceedance_init((3, 3)), 0)
+
+
+@pytest.mark.parametrize(("z_crit", "status"), [(2.5759999, STATUS_CONFIRMED),
+                                                (2.576, STATUS_NONE)])
+def test_exceedance_compares_in_float64(z_crit: float, status: int) -> None:
+    # float32(2.576) = 2.5759999752...: above 2.5759999, not above 2.576
+    z = np.full((2, 1, 1), 2.576, np.float32)
+    state = two_exceedance_update(z, two_exceedance_init((1, 1)), 0, z_crit)
+    assert state.status[0, 0] == status
+    assert two_exceedance_reference(z, z_crit)[2][0, 0] == status
