@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -46,7 +46,10 @@ from ruinmap.synthetic.layout import Layout, make_districts, make_layout
 from ruinmap.synthetic.radar import (
     LandCover,
     RadarModel,
+    Radiometry,
+    Scene,
     building_terms,
+    debris_fraction,
     make_radiometry,
     make_scene,
     render,
@@ -285,6 +288,7 @@ def make_city(
     destroyed_fraction: float = 0.12,
     new_fraction: float = 0.02,
     oversample: int | None = None,
+    dated_destruction: bool = False,
     radar: RadarModel | None = None,
     centre_lonlat: tuple[float, float] = ALEPPO_LONLAT,
     compress: str | None = None,
@@ -297,8 +301,12 @@ def make_city(
     `destroyed_fraction` of the buildings are destroyed (clustered, see damage.py) and
     `new_fraction` are built between the pre and post dates. Fine cover fractions use
     `oversample` x finer rasterization (default 4, 2 above size 2048). Deterministic for a
-    seed. Raises InputError for arguments it cannot honour, or when `out_dir` already holds a
-    city and `overwrite` is False.
+    seed. With `dated_destruction`, every destroyed building falls on a post-event date of
+    its own (uniform over the post dates, its own random stream: the buildings, the damage
+    and the default city do not move): it stands intact in the images before, its rubble
+    and debris show from that acquisition on, and the truth gains `destroyed_index` (the
+    post-event acquisition, -1 intact) and `destroyed_date`. Raises InputError for arguments
+    it cannot honour, or when `out_dir` already holds a city and `overwrite` is False.
     """
     out_dir = Path(out_dir)
     grid_crs = CRS.from_user_input(crs)
@@ -326,20 +334,30 @@ def make_city(
     schedule = _schedule(n_pre, n_post, orbits, event_date, revisit_days)
     masks = _nodata_masks(size, schedule, _rng(seed, "nodata"))
     cross = tuple(p in _CROSS_POL for p in polarisations)
+    destroyed_at = (_destruction_indices(plan.destroyed, n_post, _rng(seed, "destruction-dates"))
+                    if dated_destruction else None)
     terms: dict[tuple[int, bool], np.ndarray] = {}
+    staged = _StagedDestruction(layout, radiometry, scene, plan, destroyed_at, size,
+                                pixel_size_m, oversample, model)
     pre_files: list[Path] = []
     post_files: list[Path] = []
     orbit_of: dict[Path, int] = {}
+    post_index = -1
     for (day, orbit, is_post), mask in zip(schedule, masks, strict=True):
-        if (orbit, is_post) not in terms:
-            terms[(orbit, is_post)] = building_terms(scene, radiometry, plan.is_new, orbit,
-                                                     is_post, model)
-        bands = render(
-            scene, layout, radiometry, terms[(orbit, is_post)],
-            day=float((day - event_date).days), orbit=orbit, is_post=is_post, cross_pol=cross,
-            model=model,
-            rng=_rng(seed, f"acquisition-{day.isoformat()}"),
-        )
+        post_index += int(is_post)
+        if destroyed_at is not None and is_post:
+            bands = staged.render(day, event_date, orbit, post_index, cross,
+                                  _rng(seed, f"acquisition-{day.isoformat()}"))
+        else:
+            if (orbit, is_post) not in terms:
+                terms[(orbit, is_post)] = building_terms(scene, radiometry, plan.is_new, orbit,
+                                                         is_post, model)
+            bands = render(
+                scene, layout, radiometry, terms[(orbit, is_post)],
+                day=float((day - event_date).days), orbit=orbit, is_post=is_post,
+                cross_pol=cross, model=model,
+                rng=_rng(seed, f"acquisition-{day.isoformat()}"),
+            )
         bands[:, mask] = np.nan
         path = out_dir / ("post" if is_post else "pre") / (
             f"S1_{day:%Y%m%d}_{'_'.join(polarisations)}.tif"
@@ -357,6 +375,12 @@ def make_city(
     )
     truth = _building_truth(buildings_xy, layout, plan, district_ids, radiometry.drop_db[0],
                             grid_crs)
+    if destroyed_at is not None:
+        post_dates = [d for d, _, post in schedule if post]
+        truth["destroyed_index"] = destroyed_at
+        truth["destroyed_date"] = np.array(
+            [np.datetime64(post_dates[i]) if i >= 0 else np.datetime64("NaT")
+             for i in destroyed_at], dtype="datetime64[ns]")
     truth_buildings_path = out_dir / "truth_buildings.parquet"
     truth.to_parquet(truth_buildings_path)
     table = district_truth(district_ids, names, plan, truth["area_m2"].to_numpy())
@@ -394,6 +418,48 @@ def make_city(
         buildings=truth,
         districts=table,
     )
+
+
+def _destruction_indices(destroyed: np.ndarray, n_post: int,
+                         rng: np.random.Generator) -> np.ndarray:
+    """The post-event acquisition each destroyed building first appears destroyed in (uniform
+    over the post dates), -1 for the others."""
+    at = np.full(destroyed.size, -1, np.int64)
+    at[destroyed] = rng.integers(0, n_post, int(destroyed.sum()))
+    return at
+
+
+class _StagedDestruction:
+    """Post-event images of a city destroyed over several dates: the building terms and the
+    debris of the buildings destroyed by each post-event acquisition (one stage per index)."""
+
+    def __init__(self, layout: Layout, radiometry: Radiometry, scene: Scene, plan: DamagePlan,
+                 destroyed_at: np.ndarray | None, size: int, pixel_size_m: float,
+                 oversample: int, model: RadarModel) -> None:
+        self.layout, self.radiometry, self.scene, self.plan = layout, radiometry, scene, plan
+        self.destroyed_at = destroyed_at
+        self.size, self.pixel_size_m, self.oversample, self.model = (
+            size, pixel_size_m, oversample, model)
+        self._scenes: dict[int, Scene] = {}
+        self._terms: dict[tuple[int, int], tuple[Radiometry, np.ndarray]] = {}
+
+    def render(self, day: date, event_date: date, orbit: int, post_index: int,
+               cross: tuple[bool, ...], rng: np.random.Generator) -> np.ndarray:
+        assert self.destroyed_at is not None
+        down = (self.destroyed_at >= 0) & (self.destroyed_at <= post_index)
+        if post_index not in self._scenes:
+            self._scenes = {post_index: replace(self.scene, debris=debris_fraction(
+                self.layout, down, self.size, self.pixel_size_m, self.oversample, self.model))}
+        scene = self._scenes[post_index]
+        if (orbit, post_index) not in self._terms:
+            # only the buildings already down lose their double bounce
+            radiometry = replace(self.radiometry, drop_db=self.radiometry.drop_db * down)
+            self._terms = {(orbit, post_index): (radiometry, building_terms(
+                scene, radiometry, self.plan.is_new, orbit, True, self.model))}
+        radiometry, terms = self._terms[(orbit, post_index)]
+        return render(scene, self.layout, radiometry, terms,
+                      day=float((day - event_date).days), orbit=orbit, is_post=True,
+                      cross_pol=cross, model=self.model, rng=rng)
 
 
 def _to_crs(

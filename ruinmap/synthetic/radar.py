@@ -25,7 +25,7 @@ from rasterio.features import rasterize
 
 from ruinmap.synthetic.layout import FieldKind, Layout
 
-__all__ = ["LandCover", "RadarModel", "Scene", "make_scene", "render"]
+__all__ = ["LandCover", "RadarModel", "Scene", "debris_fraction", "make_scene", "render"]
 
 
 class LandCover:
@@ -104,6 +104,28 @@ def _lognormal_db(
     noise = rng.standard_normal(shape, dtype=np.float32)
     noise *= np.float32(sd_db * np.log(10.0) / 10.0)
     return np.exp(noise, out=noise)
+
+
+def debris_fraction(
+    layout: Layout, destroyed: np.ndarray, size: int, pixel_size_m: float, oversample: int,
+    model: RadarModel,
+) -> np.ndarray:
+    """`Scene.debris` for another set of destroyed buildings: the fraction of each pixel's
+    ground (not under a building) within `model.debris_m` of a destroyed one, rasterized
+    `oversample` x finer as `make_scene` does (a city destroyed on several dates has one
+    debris field per date)."""
+    k = oversample
+    extent = size * pixel_size_m
+    transform = Affine(pixel_size_m / k, 0.0, 0.0, 0.0, -pixel_size_m / k, extent)
+    shape = (size * k, size * k)
+    if not destroyed.any():
+        return np.zeros((size, size), np.float32)
+    debris_geoms = shapely.buffer(layout.buildings[destroyed], model.debris_m, quad_segs=2)
+    buried = rasterize([(g, 1) for g in debris_geoms], out_shape=shape, transform=transform,
+                       fill=0, dtype=np.uint8).astype(bool)
+    has_building = rasterize([(g, 1) for g in layout.buildings], out_shape=shape,
+                             transform=transform, fill=0, dtype=np.uint8).astype(bool)
+    return _block_fraction(buried & ~has_building, k)
 
 
 def _block_fraction(mask: np.ndarray, k: int) -> np.ndarray:

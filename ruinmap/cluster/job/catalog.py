@@ -55,6 +55,12 @@ _ASSETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
                        ("metadata",)),
     "damage_qml": ("text/xml", "QGIS style of damage.tif", ("style",)),
     "grid_qml": ("text/xml", "QGIS style of grid.tif", ("style",)),
+    "damage_date_tif": (COG, "Damage date and earliest date of its bracket per pixel (days "
+                        "since 1970-01-01, -9999 = never)", ("data",)),
+    "districts_timeseries_csv": ("text/csv", "Damage per district by post-event date (CSV)",
+                                 ("data",)),
+    "districts_timeseries_png": ("image/png", "Damage per district by date (line chart)",
+                                 ("visual",)),
     "job_json": ("application/json", "What was run: spec, inputs, timings", ("metadata",)),
 }
 
@@ -88,6 +94,8 @@ def _bands(key: str, plan: JobPlan) -> tuple[StacBand, ...]:
         return (StacBand("float32", float("nan")),)
     if key == "damage_tif":
         return (StacBand("uint8", 255),)
+    if key == "damage_date_tif":
+        return (StacBand("int32", -9999),) * 2
     if key == "grid_tif":
         return (StacBand("float32", float("nan")),) * 2
     return ()

@@ -29,6 +29,7 @@ import geopandas as gpd
 import numpy as np
 
 from ruinmap.cluster.job.catalog import stac_names, write_catalog
+from ruinmap.cluster.job.dating import dating_enabled, dating_products
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.result import JobResult
@@ -213,6 +214,12 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         products.written.update({f"districts_{ext}": products.final(out / f"districts.{ext}")
                                  for ext in ("parquet", "geojson", "csv", "gpkg")})
         products.written["districts_hxl"] = products.final(out / "districts_hxl.csv")
+    if dating_enabled(params):
+        # before the building tables: they gain the damage_date columns
+        for key, path in dating_products(plan, polygons, result.buildings, out).items():
+            products.publish(path)
+            products.written[key] = products.final(path)
+        products.changed = True
     if result.buildings is not None:
         buildings = result.buildings
         products.write("buildings_parquet", out / "buildings.parquet",

@@ -42,6 +42,7 @@ from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
+from ruinmap.cluster.job.dating import dated_series, dating_enabled, prepare_dating_arrays
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
 from ruinmap.cluster.job.masked import district_masked_fraction
@@ -121,6 +122,9 @@ def run_job(
                 plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
                 prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid,
                                  store.chunk, plan.tile_px, extra_layers(plan.params))
+                if dating_enabled(plan.params):
+                    dated_series(plan)  # undated or too few post dates: before any work
+                    prepare_dating_arrays(plan, store.chunk)
             t0 = time.perf_counter()
             pending = _run_tiles(cl, plan, polygons, progress, on_progress)
             timings["tiles_s"] = time.perf_counter() - t0

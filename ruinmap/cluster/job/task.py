@@ -21,6 +21,7 @@ from affine import Affine
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
 from ruinmap.cluster.geo.units import pixel_area_m2
+from ruinmap.cluster.job.dating import date_tile, dating_enabled
 from ruinmap.cluster.job.integrity import layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
@@ -92,6 +93,8 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
     read_s = time.perf_counter() - started
     padded = compute_layers(pre, post, params, plan.context)
+    # the date layers read the same padded window (method_params.dating)
+    dated = date_tile(plan, tile, pre, post, (dr, dc)) if dating_enabled(params) else {}
     del pre, post
     crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
     score = np.ascontiguousarray(padded.score[crop])
@@ -102,7 +105,8 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": _write_layer(plan, "score", tile, score),
                  "damage": _write_layer(plan, "damage", tile, classes),
-                 **{name: _write_layer(plan, name, tile, layer) for name, layer in extra.items()}}
+                 **{name: _write_layer(plan, name, tile, layer) for name, layer in extra.items()},
+                 **dated}
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine

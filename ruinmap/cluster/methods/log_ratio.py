@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, directed, nanmean_min
+from ruinmap.cluster.methods.dating import DatingParams
 from ruinmap.cluster.methods.params import (
     MAX_DATES,
     MAX_RADIUS_M,
@@ -24,7 +25,7 @@ from ruinmap.kernels.focal import focal_halo
 __all__ = ["LOG_RATIO", "LogRatioParams", "LogRatioScorer", "log_ratio_score"]
 
 
-class LogRatioParams(MethodParamsBase):
+class LogRatioParams(MethodParamsBase, DatingParams):
     """Log ratio of mean post to mean pre backscatter, in dB: r = 10 log10(mean_post / mean_pre).
 
     The score is -r (`direction = "decrease"`), r ("increase") or |r| ("both"), focal-mean

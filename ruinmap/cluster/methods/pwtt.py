@@ -23,6 +23,7 @@ from ruinmap.cluster.methods.base import (
     Scorer,
     band_indices,
 )
+from ruinmap.cluster.methods.dating import DatingParams
 from ruinmap.cluster.methods.params import (
     MAX_ABS_SCORE,
     MAX_DATES,
@@ -72,7 +73,7 @@ MAX_MEDIAN_M = 1_000.0
 MAX_ORBIT = 10_000
 
 
-class PwttParams(MethodParamsBase):
+class PwttParams(MethodParamsBase, DatingParams):
     """Pixel-wise t-test on Sentinel-1 (Ballinger 2024, "Open access battle damage detection via
     pixel-wise t-test on Sentinel-1 imagery", arXiv:2405.06323).
 

@@ -65,6 +65,13 @@ OUTPUTS: dict[str, tuple[str, str, str]] = {
     "districts_png": ("districts.png", "image/png", "Damage per district, bar chart (PNG)"),
     "score_hist_png": ("score_hist.png", "image/png",
                        "Histogram of the damage score with threshold and classes (PNG)"),
+    "damage_date_tif": ("damage_date.tif", COG,
+                        "Damage date and earliest date of its bracket per pixel (COG, int32 "
+                        "days since 1970-01-01), with method_params.dating"),
+    "districts_timeseries_csv": ("districts_timeseries.csv", "text/csv",
+                                 "Damage per district by post-event date (CSV), with dating"),
+    "districts_timeseries_png": ("districts_timeseries.png", "image/png",
+                                 "Damage per district by date, line chart (PNG), with dating"),
     "job_json": ("job.json", "application/json", "What was run: spec, inputs, timings"),
     "stac_collection": ("stac/collection.json", "application/json",
                         "STAC Collection of the results (self-contained)"),

@@ -1,0 +1,236 @@
+"""Damage dating in a job (`method_params.dating = true`): the per-pixel date layers written
+tile by tile, and the dated products.
+
+Tiles: `date_tile` dates the same padded window the score reads (`methods.dating.date_window`)
+and writes the tile's shard of three layers in the job's store: `damage_date_index` and
+`damage_date_earliest_index` (int16 indices into the post-event dates in time order, -1
+none) and `damage_date_status` (uint8: 0 none, 1 uncertain, 2 confirmed).
+
+Products (`dating_products`): `damage_date.tif` (band 1 the date, band 2 the bracket's
+earliest date, int32 days since `EPOCH`, nodata where never), the buildings' `damage_date`,
+`damage_date_earliest` and `damage_date_status` (the lower median of the dates of the
+footprint's pixels, confirmed dates first; see `building_dates`), and the per-district time
+series `districts_timeseries.csv` with its figure `districts_timeseries.png`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.job.integrity import layer_shard
+from ruinmap.cluster.job.plan import JobPlan
+from ruinmap.cluster.job.polygons import Polygons
+from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.methods.dating import DatingParams, date_window, dating_enabled
+from ruinmap.cluster.outputs.timeseries import (
+    EPOCH,
+    district_timeseries,
+    render_timeseries_chart,
+    write_date_cog,
+)
+from ruinmap.cluster.storage.arrays import consolidate, create_array, open_array, write_shard
+from ruinmap.cluster.storage.checksums import file_checksum
+from ruinmap.errors import SpecError
+from ruinmap.kernels.dating import STATUS_CONFIRMED, STATUS_NONE, STATUS_UNCERTAIN
+
+__all__ = ["DATING_ARRAYS", "STATUS_NAMES", "DatedSeries", "building_dates", "date_tile",
+           "dated_series", "dating_enabled", "dating_products", "prepare_dating_arrays"]
+
+#: name -> (dtype, fill value) of the per-pixel date layers
+DATING_ARRAYS = {"damage_date_index": (np.int16, -1),
+                 "damage_date_earliest_index": (np.int16, -1),
+                 "damage_date_status": (np.uint8, STATUS_NONE)}
+STATUS_NAMES = {STATUS_NONE: "none", STATUS_UNCERTAIN: "uncertain",
+                STATUS_CONFIRMED: "confirmed"}
+_MARKER = "dating.json"
+
+
+@dataclass(frozen=True)
+class DatedSeries:
+    """The post-event dates in time order (`order[i]`: the store's post index of the i-th)
+    and the last pre-event date (where a bracket opens before the first post date)."""
+
+    post_dates: tuple[date, ...]
+    order: tuple[int, ...]
+    last_pre: date | None
+
+
+def _side_dates(plan: JobPlan, side: str) -> dict[int, date]:
+    found: dict[int, date] = {}
+    for source in plan.store.sources:
+        if source.get("side") == side and source.get("time") and \
+                source.get("time_index") is not None:
+            found.setdefault(int(source["time_index"]), date.fromisoformat(
+                str(source["time"])[:10]))
+    return found
+
+
+def dated_series(plan: JobPlan) -> DatedSeries:
+    """The job's post-event dates in time order; SpecError when they cannot be dated."""
+    n_post = plan.store.n_times["post"]
+    post = _side_dates(plan, "post")
+    if len(post) < n_post:
+        raise SpecError("method_params.dating: some post-event images carry no acquisition "
+                        "date (file name or metadata); date them, or set dating = false")
+    if n_post < 2:
+        raise SpecError("method_params.dating needs at least 2 post-event dates (the rule "
+                        f"confirms a change on two consecutive ones); the job has {n_post}")
+    order = sorted(range(n_post), key=lambda t: (post[t], t))
+    pre = _side_dates(plan, "pre")
+    return DatedSeries(tuple(post[t] for t in order), tuple(order),
+                       max(pre.values()) if pre else None)
+
+
+def prepare_dating_arrays(plan: JobPlan, chunk: int) -> None:
+    """(Re)create the empty date layers unless this job (its signature) made them: a tile
+    whose dates are all fill writes no shard, so another job's shards must not survive."""
+    marker = plan.work_dir.join(_MARKER)
+    store = plan.layers
+    if all(store.join(name, "zarr.json").is_file() for name in DATING_ARRAYS):
+        try:
+            if json.loads(marker.read_bytes())["signature"] == plan.signature:
+                return
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    for name, (dtype, fill) in DATING_ARRAYS.items():
+        create_array(store, name, shape=plan.grid.shape, dtype=dtype, chunks=(chunk, chunk),
+                     shards=(plan.tile_px, plan.tile_px), fill_value=fill,
+                     dimension_names=("y", "x"), attributes={"grid_mapping": "spatial_ref"})
+    consolidate(store)
+    marker.write_durably(json.dumps({"signature": plan.signature}).encode())
+
+
+def _write(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
+    store = plan.layers
+    array = open_array(store, name, "r+", plan.signature)
+    shard = array.shards[0] if array.shards else array.chunks[0]
+    selection = (slice(tile.row0, tile.row0 + tile.height),
+                 slice(tile.col0, tile.col0 + tile.width))
+    write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
+    return file_checksum(layer_shard(plan, name, tile))
+
+
+def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray, post: np.ndarray,
+              origin: tuple[int, int]) -> dict[str, str | None]:
+    """Date the padded window (pre, post) of `tile` whose first pixel is at `origin` inside
+    it; write the tile's shards of the date layers; returns {layer: sha256 of its shard}."""
+    series = dated_series(plan)
+    date_idx, earliest, status = date_window(pre, post, plan.params, plan.context,
+                                             series.order)
+    dr, dc = origin
+    crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
+    layers = {"damage_date_index": date_idx[crop].astype(np.int16),
+              "damage_date_earliest_index": earliest[crop].astype(np.int16),
+              "damage_date_status": status[crop].astype(np.uint8)}
+    return {name: _write(plan, name, tile, np.ascontiguousarray(data))
+            for name, data in layers.items()}
+
+
+def _days(series: DatedSeries) -> tuple[np.ndarray, int]:
+    """Days since EPOCH of each post date, and of the last pre date (-1 index)."""
+    days = np.array([(d - EPOCH).days for d in series.post_dates], np.int64)
+    before = (series.last_pre - EPOCH).days if series.last_pre else int(days[0]) - 1
+    return days, before
+
+
+def _to_days(index: np.ndarray, days: np.ndarray, before: int) -> np.ndarray:
+    return np.where(index >= 0, days[np.clip(index, 0, days.size - 1)], before)
+
+
+def building_dates(labels: np.ndarray, date_idx: np.ndarray, earliest: np.ndarray,
+                   status: np.ndarray, n_buildings: int) -> pd.DataFrame:
+    """Per building (0-based, `labels` = index + 1, 0 none): its date index, earliest index
+    and status.
+
+    A building is confirmed when the lower median over its footprint's pixels of the
+    confirmed date (never = after every date) is a date: that date; else uncertain when the
+    lower median of any date (confirmed or uncertain) is one; else none. Its earliest is the
+    earliest bracket among its pixels dated so.
+    """
+    inside = labels > 0
+    frame = pd.DataFrame({"b": labels[inside] - 1, "date": date_idx[inside].astype(np.int64),
+                          "earliest": earliest[inside].astype(np.int64),
+                          "status": status[inside]})
+    never = 2**31  # after every date; exact as a float (the quantile computes in floats)
+    out = pd.DataFrame({"date": np.full(n_buildings, -1), "earliest": np.full(n_buildings, -1),
+                        "status": np.full(n_buildings, STATUS_NONE, np.uint8)})
+    for level in (STATUS_UNCERTAIN, STATUS_CONFIRMED):  # confirmed last: it wins
+        key = frame["date"].where(frame["status"] >= level, never)
+        median = key.groupby(frame["b"]).quantile(0.5, interpolation="lower")
+        dated = median[median < never]
+        out.loc[dated.index, "date"] = dated.to_numpy()
+        out.loc[dated.index, "status"] = level
+        same = frame[(frame["status"] >= level)
+                     & (frame["date"].to_numpy() == median.reindex(frame["b"]).to_numpy())]
+        first = same.groupby("b")["earliest"].min()
+        out.loc[first.index.intersection(dated.index), "earliest"] = first
+    return out
+
+
+def dating_products(plan: JobPlan, polygons: Polygons, buildings: gpd.GeoDataFrame | None,
+                    out: Path) -> dict[str, Path]:
+    """Write damage_date.tif, districts_timeseries.csv and .png into `out` and add the date
+    columns to `buildings` (in place); returns {product key: path}."""
+    series = dated_series(plan)
+    grid, params = plan.grid, plan.params
+    assert isinstance(params, DatingParams)
+    date_idx = np.asarray(open_array(plan.layers, "damage_date_index", "r", plan.signature)[...])
+    earliest = np.asarray(open_array(plan.layers, "damage_date_earliest_index", "r",
+                                     plan.signature)[...])
+    status = np.asarray(open_array(plan.layers, "damage_date_status", "r", plan.signature)[...])
+    days, before = _days(series)
+    written = {"damage_date_tif": write_date_cog(
+        out / "damage_date.tif", _to_days(date_idx, days, before),
+        _to_days(earliest, days, before), status != STATUS_NONE, transform=grid.affine,
+        crs=grid.crs_wkt, tags={"method": plan.spec.method,
+                                "dating_rule": params.dating_rule})}
+
+    building_table = None
+    if buildings is not None and polygons.building_geoms is not None:
+        labels = footprint_labels(polygons.building_geoms, grid.affine, grid.shape)
+        dated = building_dates(labels, date_idx, earliest, status, len(buildings))
+        if polygons.building_scored is not None:  # too small to score: not dated either
+            dated.loc[~polygons.building_scored, ["date", "earliest", "status"]] = (
+                -1, -1, STATUS_NONE)
+        as_date = pd.to_datetime(pd.Series(np.asarray(series.post_dates, dtype="datetime64[D]")))
+        before_date = pd.Timestamp(EPOCH) + pd.Timedelta(days=before)
+        has_date = dated["status"].to_numpy() != STATUS_NONE
+        pick = np.clip(dated["date"].to_numpy(), 0, len(as_date) - 1)
+        buildings["damage_date"] = np.where(has_date, as_date.to_numpy()[pick],
+                                            np.datetime64("NaT"))
+        early = dated["earliest"].to_numpy()
+        buildings["damage_date_earliest"] = np.where(
+            has_date, np.where(early >= 0, as_date.to_numpy()[np.clip(early, 0, None)],
+                               np.datetime64(before_date)), np.datetime64("NaT"))
+        buildings["damage_date_status"] = [STATUS_NAMES[int(s)] for s in dated["status"]]
+        building_table = pd.DataFrame({
+            "district": polygons.building_district, "date": dated["date"].to_numpy(),
+            "status": dated["status"].to_numpy(),
+            "damaged": (buildings["damaged"].fillna(False).to_numpy(bool)
+                        if "damaged" in buildings else np.ones(len(buildings), bool))})
+
+    districts = labels_on_window(polygons.district_geoms,
+                                 np.arange(1, len(polygons.district_ids) + 1), grid.affine,
+                                 grid.shape)
+    score = np.asarray(open_array(plan.layers, "score", "r", plan.signature)[...])
+    damaged_px = (score > plan.params.threshold) & (status == STATUS_CONFIRMED)
+    table = district_timeseries(
+        series.post_dates, polygons.district_ids, polygons.district_names,
+        pixel_district=districts[damaged_px] - 1, pixel_date=date_idx[damaged_px],
+        pixel_area_km2=plan.pixel_size_m ** 2 / 1e6, buildings=building_table)
+    csv = out / "districts_timeseries.csv"
+    table.to_csv(csv, index=False)
+    written["districts_timeseries_csv"] = csv
+    written["districts_timeseries_png"] = render_timeseries_chart(
+        out / "districts_timeseries.png", table,
+        title=f"Damage by date ({plan.spec.method}, {params.dating_rule})")
+    return written
+
