@@ -36,9 +36,11 @@ def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
 
 
 def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:
-    """{role: file} of every file `tile` writes: `partial`, `score`, `damage`."""
+    """{role: file} of every file `tile` writes: `partial`, `score`, `damage` (not with an
+    automatic threshold: the second pass writes `damage`, `classes.verified_class_tiles`)."""
+    layers = ("score",) if plan.spec.method_params.is_automatic else LAYERS
     return {"partial": plan.partial(tile), **{name: layer_shard(plan, name, tile)
-                                              for name in LAYERS}}
+                                              for name in layers}}
 
 
 def verified_tiles(plan: JobPlan) -> set[str]:

@@ -4,7 +4,10 @@ results.
 A tile task reduces its cropped score and classes to a `TilePartial`: `LabelStats` of the
 score per district, class and damaged pixel counts per district, per-footprint sums for the
 footprints it was sent (by their global index), and additive damage-grid partials (score sum,
-valid count, damaged count) per global grid cell it touches. Partials are small, add up
+valid count, damaged count) per global grid cell it touches; with an automatic threshold
+also the histogram of its valid scores over the job-wide fixed bins (`s_hist`, see
+`kernels.thresholds`; empty otherwise), and no classes yet (`job.classes` counts them in a
+second pass once the threshold is chosen). Partials are small, add up
 exactly (sums to float64 rounding), and are stored as one `.npz` per tile (`save_partial`,
 locally or in object storage, written whole or not at all) that holds its own tile key, so a
 resumed job merges the partials of tiles finished in an earlier run with the new ones
@@ -23,9 +26,10 @@ from ruinmap.cluster.storage.checksums import digest
 from ruinmap.cluster.storage.location import as_location
 from ruinmap.errors import StoreError
 from ruinmap.kernels import block_reduce, label_stats
+from ruinmap.kernels.thresholds import SCORE_HIST_LIMIT
 
-__all__ = ["DISTRICT_BINS", "TILE_KEY", "TilePartial", "load_partial", "partial_bytes",
-           "partial_problem", "save_partial", "score_edges", "tile_partial"]
+__all__ = ["DISTRICT_BINS", "TILE_KEY", "TilePartial", "automatic_score_edges", "load_partial",
+           "partial_bytes", "partial_problem", "save_partial", "score_edges", "tile_partial"]
 
 #: Histogram bins of the per-district score (for p90): fine enough that the estimate is within
 #: 1/512 of the score range of the exact quantile.
@@ -37,6 +41,14 @@ def score_edges(class_thresholds: tuple[float, ...]) -> np.ndarray:
     """Histogram edges of the score: symmetric around 0 out to 4x the top class threshold."""
     top = 4.0 * max(abs(t) for t in class_thresholds) or 1.0
     return np.linspace(-top, top, DISTRICT_BINS + 1)
+
+
+def automatic_score_edges() -> np.ndarray:
+    """Per-district histogram edges for a score of unknown scale (an automatic threshold):
+    DISTRICT_BINS equal steps in asinh(score) over +-SCORE_HIST_LIMIT, so p90 is within
+    about 6 % of its value (|p90| > 1) wherever the score lies."""
+    top = np.arcsinh(SCORE_HIST_LIMIT)
+    return np.sinh(np.linspace(-top, top, DISTRICT_BINS + 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,6 +79,8 @@ class TilePartial:
     g_sum: np.ndarray
     g_count: np.ndarray
     g_damaged: np.ndarray
+    # the job-wide score histogram's counts (SCORE_HIST_BINS), with an automatic threshold
+    s_hist: np.ndarray
 
 
 def tile_partial(
@@ -84,6 +98,7 @@ def tile_partial(
     centroid_rc: np.ndarray,
     origin: tuple[int, int],
     cell_px: int,
+    hist_edges: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
@@ -91,7 +106,7 @@ def tile_partial(
     `building_index` (the global footprint indices sent to this tile); `centroid_index` /
     `centroid_rc`: footprints whose centroid pixel (row, col in the tile) lies in this tile.
     `origin` is the tile's (row0, col0) in the image; grid cells are `cell_px` pixels aligned
-    to the image origin.
+    to the image origin. `hist_edges`: count the valid scores into these bins (`s_hist`).
     """
     district = label_stats(district_labels, score, n_districts, edges)
     valid = classes != 255
@@ -110,6 +125,10 @@ def tile_partial(
     row0, col0 = origin
     offset = (row0 % cell_px, col0 % cell_px)
     g_count = block_reduce(score, cell_px, "count", block_offset=offset)
+    s_hist = np.zeros(0, np.int64)
+    if hist_edges is not None:
+        everywhere = np.ones(score.shape, np.uint8)  # every pixel: NaN ones count nowhere
+        s_hist = label_stats(everywhere, score, 1, hist_edges).hist[0].astype(np.int64)
     return TilePartial(
         d_count=district.count, d_sum=district.sum, d_sum_sq=district.sum_sq,
         d_min=district.min, d_max=district.max, d_hist=district.hist,
@@ -122,6 +141,7 @@ def tile_partial(
         g_count=np.rint(g_count).astype(np.int64),
         g_damaged=np.rint(block_reduce(score, cell_px, "count_above", threshold,
                                        block_offset=offset)).astype(np.int64),
+        s_hist=s_hist,
     )  # fmt: skip
 
 

@@ -32,3 +32,5 @@ class JobResult:
     dashboard: str | None = None
     count_intervals: dict[str, Any] | None = None  # method, level, assumptions
     validation: dict[str, Any] | None = None  # validation.json, when the spec had labels
+    # an automatic threshold: rule, value, class edges, histogram (`ThresholdChoice.report`)
+    threshold_choice: dict[str, Any] | None = None

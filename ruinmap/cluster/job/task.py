@@ -7,10 +7,16 @@ dask/dask#3671), scores it, crops the halo off, writes its own shards of `score`
 the tile in the ledger last, with the sha256 of its three files. So a recorded tile's outputs
 and partial are whole and durable, and a re-run can tell if they changed since
 (`integrity`); anything else is redone.
+
+With an automatic threshold (`threshold = "otsu"`, ...) the classes are not known yet: the
+task writes only `score`, its partial counts the score's histogram (`s_hist`) and no damaged
+pixels, and the second pass (`classes.run_class_tile`) writes `damage` and the class counts
+once the client has chosen the threshold.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -28,6 +34,8 @@ from ruinmap.cluster.storage.arrays import open_array, write_shard
 from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels import classify
+from ruinmap.kernels.classify import NODATA_CLASS
+from ruinmap.kernels.thresholds import score_hist_edges
 
 __all__ = ["read_window_stack", "run_tile"]
 
@@ -69,10 +77,15 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     del pre, post
     score = np.ascontiguousarray(padded[dr : dr + tile.height, dc : dc + tile.width])
     del padded
-    classes = classify(score, params.class_thresholds)
+    automatic = params.is_automatic
+    if automatic:  # classes wait for the chosen threshold (second pass): all 0 here
+        classes = np.where(np.isnan(score), NODATA_CLASS, 0).astype(np.uint8)
+    else:
+        classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
-    checksums = {"score": _write_layer(plan, "score", tile, score),
-                 "damage": _write_layer(plan, "damage", tile, classes)}
+    checksums = {"score": _write_layer(plan, "score", tile, score)}
+    if not automatic:
+        checksums["damage"] = _write_layer(plan, "damage", tile, classes)
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
@@ -82,11 +95,14 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
     partial = tile_partial(
         score, classes,
-        threshold=params.threshold, n_classes=len(params.class_thresholds) + 1,
+        # an automatic job counts no damaged pixel here: the second pass counts them
+        threshold=math.inf if automatic else params.fixed_threshold,
+        n_classes=len(params.class_edges_given) + 1,
         edges=plan.edges, district_labels=districts, n_districts=plan.n_districts,
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
+        hist_edges=score_hist_edges() if automatic else None,
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started

@@ -10,7 +10,13 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, nanmean_min
-from ruinmap.cluster.methods.params import MAX_DATES, MAX_RADIUS_M, MethodParamsBase, metres_to_px
+from ruinmap.cluster.methods.params import (
+    MAX_DATES,
+    MAX_RADIUS_M,
+    MethodParamsBase,
+    ThresholdRule,
+    metres_to_px,
+)
 from ruinmap.cluster.storage.store import SIDES, StoreInfo
 from ruinmap.errors import InputError
 from ruinmap.kernels import cva_magnitude, focal_mean
@@ -35,7 +41,10 @@ class CvaParams(MethodParamsBase):
                          description="fewest valid pre dates per pixel")
     min_post: int = Field(default=1, ge=1, le=MAX_DATES,
                           description="fewest valid post dates per pixel")
-    threshold: float = Field(default=2.0, description="standard deviations when standardized")
+    threshold: float | ThresholdRule = Field(
+        default=2.0,
+        description="standard deviations when standardized; or a rule (README)",
+    )
     class_thresholds: tuple[float, ...] = Field(default=(1.5, 2.0, 3.0, 4.0))
 
     @field_validator("bands")

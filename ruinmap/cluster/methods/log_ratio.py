@@ -14,6 +14,7 @@ from ruinmap.cluster.methods.params import (
     MAX_RADIUS_M,
     Direction,
     MethodParamsBase,
+    ThresholdRule,
     metres_to_px,
 )
 from ruinmap.kernels import focal_mean, log_ratio
@@ -38,7 +39,10 @@ class LogRatioParams(MethodParamsBase):
                          description="fewest valid pre dates per pixel")
     min_post: int = Field(default=1, ge=1, le=MAX_DATES,
                           description="fewest valid post dates per pixel")
-    threshold: float = Field(default=3.0, description="dB")
+    threshold: float | ThresholdRule = Field(
+        default=3.0,
+        description="dB; or a rule (README)",
+    )
     class_thresholds: tuple[float, ...] = Field(default=(1.5, 3.0, 4.5, 6.0), description="dB")
 
 
