@@ -34,3 +34,4 @@ class JobResult:
     validation: dict[str, Any] | None = None  # validation.json, when the spec had labels
     # an automatic threshold: rule, value, class edges, histogram (`ThresholdChoice.report`)
     threshold_choice: dict[str, Any] | None = None
+    classes_run: int = 0  # tiles whose classes the second pass (re)made in this run

@@ -130,7 +130,7 @@ def run_job(
                                  store.chunk, plan.tile_px)
             t0 = time.perf_counter()
             pending = _run_tiles(cl, plan, polygons, progress, on_progress)
-            choice = None
+            choice, classes_run = None, []
             if plan.params.is_automatic:
                 with phase("choosing the threshold from the score's histogram",
                            enabled=progress):
@@ -139,13 +139,14 @@ def run_job(
                     choice.threshold, choice.class_thresholds))
                 log.info("threshold %s: %g, class edges %s", choice.rule, choice.threshold,
                          choice.class_thresholds)
-                _run_class_tiles(cl, plan, polygons, pending, progress)
+                classes_run = _run_class_tiles(cl, plan, polygons, pending, progress)
             timings["tiles_s"] = time.perf_counter() - t0
             with phase("closing the Dask cluster", enabled=progress):
                 cluster.close()  # a local cluster takes a second or two to stop
         t0 = time.perf_counter()
         with phase("merging the tiles' results", enabled=progress):
             result = _merge(plan, polygons, pending, timings, dashboard, choice)
+            result.classes_run = len(classes_run)
         timings["merge_s"] = time.perf_counter() - t0
         if write_products:
             with phase("writing the products (COGs, tables, figures, STAC)", enabled=progress):
@@ -306,7 +307,8 @@ def _validate(result: JobResult) -> None:
 def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
     # a re-run of a finished job whose products are all written rewrites nothing
     store = plan.layers
-    rewrite = result.tiles_run > 0 or not products_are_current(plan.work_dir, plan.signature)
+    rewrite = (result.tiles_run > 0 or result.classes_run > 0
+               or not products_are_current(plan.work_dir, plan.signature))
     if rewrite or not store.join("grid_mean_score", "zarr.json").is_file():
         write_grid_layers(store, plan.grid, plan.cell_px, result.grid_fraction,
                           result.grid_mean)
