@@ -44,7 +44,7 @@ dir = "out/aleppo"
 [cluster]
 address = "local"
 [method_params]
-threshold = 3.0
+threshold = 3.3
 """
 
 
@@ -105,7 +105,7 @@ def test_valid_spec_parses_with_documented_defaults(job_dir: Path) -> None:
     assert spec.cluster.is_local
     params = spec.method_params
     assert isinstance(params, PwttParams)
-    assert params.threshold == 3.0
+    assert params.threshold == 3.3
     assert params.polarisations == ("VV", "VH")
     assert (params.lee_size, params.lee_enl, params.min_pre, params.min_post) == (3, 5.0, 3, 2)
     assert params.radii_m == (50.0, 100.0, 150.0)
@@ -235,13 +235,57 @@ def test_class_thresholds_must_not_be_empty(job_dir: Path) -> None:
         _parse(job_dir, method_params={"class_thresholds": []})
 
 
+@pytest.mark.parametrize("method", ["pwtt", "log-ratio", "nd-change", "cva"])
+def test_default_threshold_is_one_of_the_default_class_edges(job_dir: Path, method: str):
+    params = _parse(job_dir, method=method, method_params={}).method_params
+    assert params.fixed_threshold in params.class_thresholds
+    k = params.damaged_class
+    assert params.class_thresholds[k - 1] == params.threshold
+
+
+def test_fixed_threshold_that_is_not_a_class_edge_is_refused(job_dir: Path) -> None:
+    with pytest.raises(SpecError, match=r"threshold 3 is not one of class_thresholds.*add it"):
+        _parse(job_dir, method_params={"threshold": 3.0})
+
+
+@pytest.mark.parametrize("rule", ["otsu", "kittler-illingworth", "gmm"])
+def test_automatic_threshold_parses_with_class_multiples(job_dir: Path, rule: str) -> None:
+    params = _parse(job_dir, method_params={"threshold": rule}).method_params
+    assert params.is_automatic and params.threshold == rule
+    assert params.class_multiples == (0.5, 1.0, 1.5, 2.0)
+    assert params.class_labels == DEFAULT_CLASS_NAMES
+    chosen = params.with_threshold(2.0, (1.0, 2.0, 3.0, 4.0))
+    assert not chosen.is_automatic and chosen.damaged_class == 2
+
+
+def test_unknown_threshold_rule_is_refused(job_dir: Path) -> None:
+    with pytest.raises(SpecError, match="threshold"):
+        _parse(job_dir, method_params={"threshold": "otsu-ish"})
+
+
+def test_automatic_threshold_with_class_thresholds_is_refused(job_dir: Path) -> None:
+    with pytest.raises(SpecError, match="class_thresholds are derived from threshold"):
+        _parse(job_dir, method_params={"threshold": "otsu", "class_thresholds": [1.0, 2.0]})
+
+
+@pytest.mark.parametrize("multiples", [[0.5, 2.0], [1.0, 0.5], [-1.0, 1.0]])
+def test_class_multiples_must_hold_one_and_ascend(job_dir: Path, multiples: list[float]):
+    with pytest.raises(SpecError, match="class_multiples"):
+        _parse(job_dir, method_params={"threshold": "otsu", "class_multiples": multiples})
+
+
+def test_class_names_must_match_class_multiples(job_dir: Path) -> None:
+    with pytest.raises(SpecError, match="class_names has 2 names but class_multiples has 4"):
+        _parse(job_dir, method_params={"threshold": "gmm", "class_names": ["a", "b"]})
+
+
 def test_class_names_must_match_thresholds(job_dir: Path) -> None:
     with pytest.raises(SpecError, match="class_names has 2 names but class_thresholds has 4"):
         _parse(job_dir, method_params={"class_names": ["a", "b"]})
 
 
 def test_class_labels_fall_back_to_numbered_names(job_dir: Path) -> None:
-    spec = _parse(job_dir, method_params={"class_thresholds": [1.0, 2.0]})
+    spec = _parse(job_dir, method_params={"threshold": 2.0, "class_thresholds": [1.0, 2.0]})
     assert spec.method_params.class_labels == ("class 1", "class 2")
 
 
@@ -256,7 +300,7 @@ def test_class_labels_fall_back_to_numbered_names(job_dir: Path) -> None:
         ({"radii_m": [50, -1]}, "radii must be positive"),
         ({"polarisations": ["VV", "VV"]}, "names repeat"),
         ({"orbits": {"*.tif": 0}}, "must be an integer from 1 to 10000"),
-        ({"threshold": "high"}, "threshold: Input should be a valid number"),
+        ({"threshold": "high"}, "threshold: must be a number or one of otsu"),
     ],
 )
 def test_bad_pwtt_parameters_are_refused(job_dir: Path, params: dict, message: str) -> None:

@@ -43,9 +43,14 @@ def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
 
 
 def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:
-    """{role: file} of every file `tile` writes: `partial` and one per `plan_layers`."""
+    """{role: file} of every file `tile` writes: `partial` and one per `plan_layers` (not
+    `damage` with an automatic threshold: the second pass writes it,
+    `classes.verified_class_tiles`)."""
+    layers = plan_layers(plan)
+    if plan.spec.method_params.is_automatic:
+        layers = tuple(name for name in layers if name != "damage")
     return {"partial": plan.partial(tile), **{name: layer_shard(plan, name, tile)
-                                              for name in plan_layers(plan)}}
+                                              for name in layers}}
 
 
 def verified_tiles(plan: JobPlan) -> set[str]:

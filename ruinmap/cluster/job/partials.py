@@ -6,9 +6,11 @@ score per district, class and damaged pixel counts per district (and their areas
 of the grid's centre: a lon/lat grid's pixels shrink with latitude), per-footprint sums for the
 footprints it was sent (by their global index), the sum and count of the method's `n_post`
 layer over each district's valid pixels (zeros for methods without one), and additive
-damage-grid partials (score sum, valid count, damaged count) per global grid cell it touches.
-Partials are small, add up exactly (sums to float64 rounding), and are stored as one `.npz`
-per tile (`save_partial`,
+damage-grid partials (score sum, valid count, damaged count) per global grid cell it touches;
+with an automatic threshold also the histogram of its valid scores over the job-wide fixed
+bins (`s_hist`, see `kernels.thresholds`; empty otherwise), and no classes yet (`job.classes`
+counts them in a second pass once the threshold is chosen). Partials are small, add up
+exactly (sums to float64 rounding), and are stored as one `.npz` per tile (`save_partial`,
 locally or in object storage, written whole or not at all) that holds its own tile key, so a
 resumed job merges the partials of tiles finished in an earlier run with the new ones
 (`merge`), after checking each is whole (its checksum in the ledger) and its tile's.
@@ -26,9 +28,21 @@ from ruinmap.cluster.storage.checksums import digest
 from ruinmap.cluster.storage.location import as_location
 from ruinmap.errors import StoreError
 from ruinmap.kernels import block_reduce, label_stats
+from ruinmap.kernels.thresholds import SCORE_HIST_LIMIT
 
-__all__ = ["DISTRICT_BINS", "TILE_KEY", "TilePartial", "load_partial", "partial_bytes",
-           "partial_problem", "save_partial", "score_edges", "tile_partial"]
+__all__ = [
+    "DISTRICT_BINS",
+    "TILE_KEY",
+    "TilePartial",
+    "automatic_score_edges",
+    "district_fields",
+    "load_partial",
+    "partial_bytes",
+    "partial_problem",
+    "save_partial",
+    "score_edges",
+    "tile_partial",
+]
 
 #: Histogram bins of the per-district score (for p90): fine enough that the estimate is within
 #: 1/512 of the score range of the exact quantile.
@@ -40,6 +54,14 @@ def score_edges(class_thresholds: tuple[float, ...]) -> np.ndarray:
     """Histogram edges of the score: symmetric around 0 out to 4x the top class threshold."""
     top = 4.0 * max(abs(t) for t in class_thresholds) or 1.0
     return np.linspace(-top, top, DISTRICT_BINS + 1)
+
+
+def automatic_score_edges() -> np.ndarray:
+    """Per-district histogram edges for a score of unknown scale (an automatic threshold):
+    DISTRICT_BINS equal steps in asinh(score) over +-SCORE_HIST_LIMIT, so p90 is within
+    about 6 % of its value (|p90| > 1) wherever the score lies."""
+    top = np.arcsinh(SCORE_HIST_LIMIT)
+    return np.sinh(np.linspace(-top, top, DISTRICT_BINS + 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +99,8 @@ class TilePartial:
     g_sum: np.ndarray
     g_count: np.ndarray
     g_damaged: np.ndarray
+    # the job-wide score histogram's counts (SCORE_HIST_BINS), with an automatic threshold
+    s_hist: np.ndarray
 
 
 def tile_partial(
@@ -96,6 +120,7 @@ def tile_partial(
     cell_px: int,
     n_post: np.ndarray | None = None,
     row_area: np.ndarray | None = None,
+    hist_edges: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
@@ -108,7 +133,46 @@ def tile_partial(
     to the image origin. `n_post`: the method's post-date count layer (pwtt), or None.
     `row_area`: each row's pixel area over the grid-centre pixel's
     (`geo.units.pixel_area_m2`; None: all 1, as on a projected grid).
+    `hist_edges`: count the valid scores into these bins (`s_hist`).
     """
+    d_fields = district_fields(score, classes, district_labels, row_area, n_post,
+                               threshold=threshold, n_classes=n_classes, edges=edges,
+                               n_districts=n_districts)
+
+    k = len(building_index)
+    building = label_stats(building_labels, score, k, _BUILDING_EDGES)
+    members = np.bincount(building_labels.ravel(), minlength=k + 1)[1:]
+    rows, cols = centroid_rc[:, 0], centroid_rc[:, 1]
+    centroid_score = score[rows, cols].astype(np.float64)
+
+    row0, col0 = origin
+    offset = (row0 % cell_px, col0 % cell_px)
+    g_count = block_reduce(score, cell_px, "count", block_offset=offset)
+    s_hist = np.zeros(0, np.int64)
+    if hist_edges is not None:
+        everywhere = np.ones(score.shape, np.uint8)  # every pixel: NaN ones count nowhere
+        s_hist = label_stats(everywhere, score, 1, hist_edges).hist[0].astype(np.int64)
+    return TilePartial(
+        **d_fields,
+        b_index=np.asarray(building_index, np.int64), b_count=building.count,
+        b_sum=building.sum, b_max=building.max, b_members=members.astype(np.int64),
+        b_centroid_index=np.asarray(centroid_index, np.int64), b_centroid_score=centroid_score,
+        g_origin=np.array([row0 // cell_px, col0 // cell_px], np.int64),
+        g_sum=block_reduce(score, cell_px, "sum", block_offset=offset).astype(np.float64),
+        g_count=np.rint(g_count).astype(np.int64),
+        g_damaged=np.rint(block_reduce(score, cell_px, "count_above", threshold,
+                                       block_offset=offset)).astype(np.int64),
+        s_hist=s_hist,
+    )  # fmt: skip
+
+
+def district_fields(score: np.ndarray, classes: np.ndarray, district_labels: np.ndarray,
+                    row_area: np.ndarray | None, n_post: np.ndarray | None, *, threshold: float,
+                    n_classes: int, edges: np.ndarray, n_districts: int
+                    ) -> dict[str, np.ndarray]:
+    """The `d_*` fields of a partial (n_districts rows each) from one label image or a
+    (layers, rows, cols) stack of them (see `tile_partial`); also the second pass's class
+    counts (`job.classes`)."""
     if row_area is None:
         row_area = np.ones(score.shape[0])
     layers = district_labels if district_labels.ndim == 3 else district_labels[np.newaxis]
@@ -122,27 +186,7 @@ def tile_partial(
                                 n_classes=n_classes, edges=edges, n_districts=n_districts)
         for name, values in more.items():
             d_fields[name][rows] = values[rows]
-
-    k = len(building_index)
-    building = label_stats(building_labels, score, k, _BUILDING_EDGES)
-    members = np.bincount(building_labels.ravel(), minlength=k + 1)[1:]
-    rows, cols = centroid_rc[:, 0], centroid_rc[:, 1]
-    centroid_score = score[rows, cols].astype(np.float64)
-
-    row0, col0 = origin
-    offset = (row0 % cell_px, col0 % cell_px)
-    g_count = block_reduce(score, cell_px, "count", block_offset=offset)
-    return TilePartial(
-        **d_fields,
-        b_index=np.asarray(building_index, np.int64), b_count=building.count,
-        b_sum=building.sum, b_max=building.max, b_members=members.astype(np.int64),
-        b_centroid_index=np.asarray(centroid_index, np.int64), b_centroid_score=centroid_score,
-        g_origin=np.array([row0 // cell_px, col0 // cell_px], np.int64),
-        g_sum=block_reduce(score, cell_px, "sum", block_offset=offset).astype(np.float64),
-        g_count=np.rint(g_count).astype(np.int64),
-        g_damaged=np.rint(block_reduce(score, cell_px, "count_above", threshold,
-                                       block_offset=offset)).astype(np.int64),
-    )  # fmt: skip
+    return d_fields
 
 
 def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,

@@ -15,7 +15,7 @@ import numpy as np
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.units import pixel_sides_metres
-from ruinmap.cluster.job.partials import score_edges
+from ruinmap.cluster.job.partials import automatic_score_edges, score_edges
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
 from ruinmap.cluster.job.tiles import Tile, plan_tiles, tile_size
@@ -47,6 +47,8 @@ class JobPlan:
     edges: np.ndarray  # histogram edges of the per-district score
     n_districts: int
     signature: str  # of the method, its parameters, the store, the polygons, grid and tiles
+    # the parameters with an automatic threshold chosen (`job.thresholds`), once it is
+    chosen: MethodParams | None = None
 
     @property
     def grid(self) -> Grid:
@@ -54,7 +56,7 @@ class JobPlan:
 
     @property
     def params(self) -> MethodParams:
-        return self.spec.method_params
+        return self.spec.method_params if self.chosen is None else self.chosen
 
     @property
     def ledger(self) -> Ledger:
@@ -129,6 +131,7 @@ def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int
         cell_px=max(1, round(spec.grid.cell_size / pixel_m)),
         tile_px=tile_px, tiles=tuple(plan_tiles(grid.height, grid.width, tile_px)),
         halo=scorer.halo_px(params, sides), context=scorer.context(params, store, sides),
-        edges=score_edges(params.class_thresholds), n_districts=n_districts,
+        edges=automatic_score_edges() if params.is_automatic
+        else score_edges(params.class_thresholds), n_districts=n_districts,
         signature=_signature(spec, files, store.attrs.get("store_id"), tile_px),
     )  # fmt: skip

@@ -170,7 +170,7 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
                                   title=f"{title}: by district", credit=credit)
         if products.due(out / "score_hist.png"):
             render_score_histogram(
-                out / "score_hist.png", score_histogram(score), threshold=params.threshold,
+                out / "score_hist.png", score_histogram(score), threshold=params.fixed_threshold,
                 class_edges=params.class_thresholds, class_names=params.class_labels,
                 score_label=score_label, title=f"{title}: score of every pixel",
                 credit=credit)
@@ -268,7 +268,7 @@ def _write_h3(plan: JobPlan, result: JobResult, products: _Products, score: obje
 
     def write() -> None:
         grid = h3_grid(score, plan.grid.affine, plan.grid.crs_wkt,  # type: ignore[arg-type]
-                       int(plan.spec.grid.h3_resolution or 0), plan.params.threshold,
+                       int(plan.spec.grid.h3_resolution or 0), plan.params.fixed_threshold,
                        buildings=result.buildings)
         write_h3_grid(grid, out)
         products.publish(out / "grid_h3.parquet")
@@ -305,7 +305,8 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
     write_job_report(
         out / "job.json",
         spec=spec.to_json_dict(),
-        parameters=spec.method_params.model_dump(mode="json"),
+        # as applied: an automatic threshold chosen, its class edges (the spec keeps the rule)
+        parameters=plan.params.model_dump(mode="json"),
         inputs=records,
         timings=result.timings,
         outputs={**{k: str(v) for k, v in written.items()}, "store": str(result.store),
@@ -318,5 +319,6 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
             "damaged_km2": float(np.nansum(table["damaged_km2"])),
             "post_end": max((str(s.get("time")) for s in plan.store.sources
                              if s.get("side") == "post" and s.get("time")), default=None),
-        }, "count_intervals": result.count_intervals, "warnings": result.warnings},
+        }, "count_intervals": result.count_intervals, "warnings": result.warnings,
+            "threshold_choice": result.threshold_choice},
     )

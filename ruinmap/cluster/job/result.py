@@ -33,3 +33,6 @@ class JobResult:
     count_intervals: dict[str, Any] | None = None  # method, level, assumptions
     validation: dict[str, Any] | None = None  # validation.json, when the spec had labels
     warnings: list[str] = field(default_factory=list)  # also in job.json
+    # an automatic threshold: rule, value, class edges, histogram (`ThresholdChoice.report`)
+    threshold_choice: dict[str, Any] | None = None
+    classes_run: int = 0  # tiles whose classes the second pass (re)made in this run

@@ -14,6 +14,10 @@
    writes `score` and `damage` into the job's own store (`output.dir/store.zarr`, also when
    the imagery comes from `inputs.store`, which is only read), saves its partial and records
    itself in the job's ledger (`<output.dir>/.ruinmap-job/`, see `workdir`);
+   With an automatic threshold (`threshold = "otsu"`, ...) the tiles write no classes; the
+   client adds their score histograms, chooses the threshold (`thresholds`), and a second,
+   cheap pass (`_run_class_tiles`, `classes.run_class_tile`) classifies the stored score,
+   with its own ledger, so it resumes too;
 5. `_merge`: the partials of every tile (this run's and earlier runs') into the per-district
    table, per-building scores and the damage grid;
 6. `_write`: the grid layers and the products (`products`); then a result without a valid
@@ -42,6 +46,14 @@ from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
+from ruinmap.cluster.job.classes import (
+    class_ledger,
+    class_task_prefix,
+    job_histogram,
+    merge_class_partials,
+    run_class_tile,
+    verified_class_tiles,
+)
 from ruinmap.cluster.job.dating import dated_series, dating_enabled, prepare_dating_arrays
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
@@ -61,6 +73,7 @@ from ruinmap.cluster.job.result import JobResult
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
+from ruinmap.cluster.job.thresholds import ThresholdChoice, threshold_choice
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.job.workdir import STORE_NAME, prepare_work_dir, products_are_current
 from ruinmap.cluster.methods import check_bands, extra_layers
@@ -127,12 +140,23 @@ def run_job(
                     prepare_dating_arrays(plan, store.chunk)
             t0 = time.perf_counter()
             pending = _run_tiles(cl, plan, polygons, progress, on_progress)
+            choice, classes_run = None, []
+            if plan.params.is_automatic:
+                with phase("choosing the threshold from the score's histogram",
+                           enabled=progress):
+                    choice = threshold_choice(plan.params, job_histogram(plan))
+                plan = dataclasses.replace(plan, chosen=plan.params.with_threshold(
+                    choice.threshold, choice.class_thresholds))
+                log.info("threshold %s: %g, class edges %s", choice.rule, choice.threshold,
+                         choice.class_thresholds)
+                classes_run = _run_class_tiles(cl, plan, polygons, pending, progress)
             timings["tiles_s"] = time.perf_counter() - t0
             with phase("closing the Dask cluster", enabled=progress):
                 cluster.close()  # a local cluster takes a second or two to stop
         t0 = time.perf_counter()
         with phase("merging the tiles' results", enabled=progress):
-            result = _merge(plan, polygons, pending, timings, dashboard)
+            result = _merge(plan, polygons, pending, timings, dashboard, choice)
+            result.classes_run = len(classes_run)
         timings["merge_s"] = time.perf_counter() - t0
         masked = district_masked_fraction(plan.store.sources, plan.grid,
                                           polygons.district_geoms)
@@ -218,8 +242,32 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
     return pending
 
 
+def _run_class_tiles(client: Client, plan: JobPlan, polygons: Polygons,
+                     recomputed: list[Tile], progress: bool | None) -> list[Tile]:
+    """The second pass of an automatic threshold: classes of every tile the class ledger
+    does not hold whole with `plan`'s chosen edges (`classes`); returns those it ran."""
+    wait_for_stragglers(client, class_task_prefix(plan))
+    class_ledger(plan.work_dir).clean()
+    done = verified_class_tiles(plan, recomputed)
+    pending = [t for t in plan.tiles if t.key not in done]
+    if not pending:
+        return pending
+    with phase("starting the classes on the workers", enabled=progress):
+        vectors = tile_vectors(pending, plan.grid, polygons)
+        [plan_future] = client.scatter([plan], broadcast=True)
+        futures = [
+            client.submit(run_class_tile, plan_future, tile, vec,
+                          key=f"{class_task_prefix(plan)}{tile.iy}-{tile.ix}",
+                          pure=False, retries=1)
+            for tile, vec in zip(pending, vectors, strict=True)
+        ]
+    for future in track(futures, "classes", enabled=progress):
+        future.result()
+    return pending
+
+
 def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict[str, float],
-           dashboard: str | None) -> JobResult:
+           dashboard: str | None, choice: ThresholdChoice | None = None) -> JobResult:
     params = plan.params
     n_buildings = 0 if polygons.building_geoms is None else len(polygons.building_geoms)
     merged = merge_partials(
@@ -227,10 +275,16 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         n_districts=plan.n_districts, n_classes=len(params.class_thresholds) + 1,
         edges=plan.edges, n_buildings=n_buildings, grid_shape=plan.cell_grid.shape,
     )  # fmt: skip
+    if choice is not None:  # the classes come from the second pass
+        totals = merge_class_partials(plan, plan.cell_grid.shape)
+        merged = dataclasses.replace(
+            merged, district_classes=totals.classes, district_damaged=totals.damaged,
+            district_class_area=totals.class_area, district_damaged_area=totals.damaged_area,
+            g_damaged=totals.g_damaged)
     buildings = None
     b_scores = None
     if polygons.building_frame is not None and polygons.building_scored is not None:
-        b_scores = building_scores(merged, threshold=params.threshold,
+        b_scores = building_scores(merged, threshold=params.fixed_threshold,
                                    class_thresholds=params.class_thresholds,
                                    scored=polygons.building_scored)
         buildings = polygons.building_frame.copy()
@@ -253,8 +307,8 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
     if b_scores is not None and polygons.building_district is not None:
         found = unvalidated_intervals(
             b_scores["mean_score"].to_numpy(np.float64), polygons.building_district,
-            len(polygons.district_ids), method=plan.spec.method, threshold=params.threshold,
-            members=polygons.building_pairs)
+            len(polygons.district_ids), method=plan.spec.method,
+            threshold=params.fixed_threshold, members=polygons.building_pairs)
         table = add_count_intervals(table, found)
         intervals = {"method": found.method, "level": found.level,
                      "assumptions": found.assumptions}
@@ -264,6 +318,7 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         grid_fraction=fraction, grid_mean=mean, tiles_total=len(plan.tiles),
         tiles_run=len(pending), timings=timings, dashboard=dashboard,
         count_intervals=intervals,
+        threshold_choice=None if choice is None else choice.report(),
     )  # fmt: skip
 
 
@@ -287,7 +342,8 @@ def _validate(result: JobResult) -> None:
 def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
     # a re-run of a finished job whose products are all written rewrites nothing
     store = plan.layers
-    rewrite = result.tiles_run > 0 or not products_are_current(plan.work_dir, plan.signature)
+    rewrite = (result.tiles_run > 0 or result.classes_run > 0
+               or not products_are_current(plan.work_dir, plan.signature))
     if rewrite or not store.join("grid_mean_score", "zarr.json").is_file():
         write_grid_layers(store, plan.grid, plan.cell_px, result.grid_fraction,
                           result.grid_mean)

@@ -8,10 +8,16 @@ reduces the tile to a `TilePartial` saved beside the ledger, and records
 the tile in the ledger last, with the sha256 of its files. So a recorded tile's outputs
 and partial are whole and durable, and a re-run can tell if they changed since
 (`integrity`); anything else is redone.
+
+With an automatic threshold (`threshold = "otsu"`, ...) the classes are not known yet: the
+task writes only `score`, its partial counts the score's histogram (`s_hist`) and no damaged
+pixels, and the second pass (`classes.run_class_tile`) writes `damage` and the class counts
+once the client has chosen the threshold.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -32,6 +38,8 @@ from ruinmap.cluster.storage.arrays import open_array, write_shard
 from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels import classify
+from ruinmap.kernels.classify import NODATA_CLASS
+from ruinmap.kernels.thresholds import score_hist_edges
 
 __all__ = ["district_label_layers", "read_window_stack", "run_tile"]
 
@@ -101,12 +109,17 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     extra = {name: np.ascontiguousarray(layer[crop], dtype=np.float32)
              for name, layer in padded.extra.items()}
     del padded
-    classes = classify(score, params.class_thresholds)
+    automatic = params.is_automatic
+    if automatic:  # classes wait for the chosen threshold (second pass): all 0 here
+        classes = np.where(np.isnan(score), NODATA_CLASS, 0).astype(np.uint8)
+    else:
+        classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": _write_layer(plan, "score", tile, score),
-                 "damage": _write_layer(plan, "damage", tile, classes),
                  **{name: _write_layer(plan, name, tile, layer) for name, layer in extra.items()},
                  **dated}
+    if not automatic:
+        checksums["damage"] = _write_layer(plan, "damage", tile, classes)
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
@@ -115,12 +128,14 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
     partial = tile_partial(
         score, classes,
-        threshold=params.threshold, n_classes=len(params.class_thresholds) + 1,
+        # an automatic job counts no damaged pixel here: the second pass counts them
+        threshold=math.inf if automatic else params.fixed_threshold,
+        n_classes=len(params.class_edges_given) + 1,
         edges=plan.edges, district_labels=districts, n_districts=plan.n_districts,
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px, n_post=extra.get("n_post"),
-        row_area=_row_area(plan, tile),
+        row_area=_row_area(plan, tile), hist_edges=score_hist_edges() if automatic else None,
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started

@@ -5,6 +5,8 @@
 - `ledger/`: the finished tiles (`storage.ledger`), each recorded after its data, with the
   sha256 of its files (verified by `integrity` before the tile is trusted);
 - `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates and its tile key;
+- `class-ledger/` and `partials/classes_<iy>_<ix>.npz`: the second pass of a job with an
+  automatic threshold (`classes`);
 - `products.json`: the signature of the job whose products were last written completely.
 
 Nothing else belongs here (`WORK_ENTRIES`; `outdir.claim_output_dir` refuses a work folder
@@ -35,7 +37,7 @@ STORE_NAME = "store.zarr"
 JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
 # every name ruinmap writes at the top of the work folder (add new ones here)
-WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials")
+WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials", "class-ledger")
 
 
 def tile_ledger(work_dir: Location) -> Ledger:

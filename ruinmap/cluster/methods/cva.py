@@ -15,6 +15,7 @@ from ruinmap.cluster.methods.params import (
     MAX_RADIUS_M,
     MethodParamsBase,
     PixelSize,
+    ThresholdRule,
     metres_to_px,
 )
 from ruinmap.cluster.storage.store import SIDES, StoreInfo
@@ -41,7 +42,10 @@ class CvaParams(MethodParamsBase):
                          description="fewest valid pre dates per pixel")
     min_post: int = Field(default=1, ge=1, le=MAX_DATES,
                           description="fewest valid post dates per pixel")
-    threshold: float = Field(default=2.0, description="standard deviations when standardized")
+    threshold: float | ThresholdRule = Field(
+        default=2.0,
+        description="standard deviations when standardized; or a rule (README)",
+    )
     class_thresholds: tuple[float, ...] = Field(default=(1.5, 2.0, 3.0, 4.0))
 
     @field_validator("bands")

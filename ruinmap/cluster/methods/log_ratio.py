@@ -16,6 +16,7 @@ from ruinmap.cluster.methods.params import (
     Direction,
     MethodParamsBase,
     PixelSize,
+    ThresholdRule,
     floor_power,
     metres_to_px,
 )
@@ -41,7 +42,10 @@ class LogRatioParams(MethodParamsBase, DatingParams):
                          description="fewest valid pre dates per pixel")
     min_post: int = Field(default=1, ge=1, le=MAX_DATES,
                           description="fewest valid post dates per pixel")
-    threshold: float = Field(default=3.0, description="dB")
+    threshold: float | ThresholdRule = Field(
+        default=3.0,
+        description="dB; or a rule (README)",
+    )
     class_thresholds: tuple[float, ...] = Field(default=(1.5, 3.0, 4.5, 6.0), description="dB")
 
 

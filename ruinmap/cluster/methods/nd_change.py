@@ -15,6 +15,7 @@ from ruinmap.cluster.methods.params import (
     Direction,
     MethodParamsBase,
     PixelSize,
+    ThresholdRule,
     metres_to_px,
 )
 from ruinmap.kernels import focal_mean, nd_change
@@ -52,7 +53,10 @@ class NdChangeParams(MethodParamsBase):
                          description="fewest valid pre dates per pixel")
     min_post: int = Field(default=1, ge=1, le=MAX_DATES,
                           description="fewest valid post dates per pixel")
-    threshold: float = Field(default=0.2, description="normalized-difference units")
+    threshold: float | ThresholdRule = Field(
+        default=0.2,
+        description="normalized-difference units; or a rule (README)",
+    )
     class_thresholds: tuple[float, ...] = Field(default=(0.1, 0.2, 0.3, 0.4))
 
     @model_validator(mode="before")

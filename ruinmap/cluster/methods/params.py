@@ -3,6 +3,9 @@
 A method's parameters are a frozen pydantic model (`MethodParamsBase` and its own fields),
 checked once when the job spec is parsed: a damage `threshold`, ascending
 `class_thresholds` cutting the score into `class_names`, and the smallest building scored.
+A fixed `threshold` must be one of the class edges, so "damaged" (score > threshold) is
+always "class >= k" for the edge k it is; an automatic one (`THRESHOLD_RULES`, chosen from the
+job's score histogram, `job.thresholds`) gets the edges `class_multiples` x threshold.
 `spec_path` resolves a path the user wrote against the spec file's folder.
 """
 
@@ -13,7 +16,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal, overload
+from typing import ClassVar, Literal, Self, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -21,11 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from ruinmap.cluster.storage.location import URL_SCHEMES
 from ruinmap.errors import SpecError
 
-__all__ = ["DEFAULT_CLASS_NAMES", "MAX_ABS_SCORE", "MAX_DATES", "MAX_RADIUS_M", "POWER_FLOOR",
-           "Direction", "MethodParamsBase", "PixelSize", "SpecModel", "floor_power",
-           "metres_to_px", "spec_path"]
+__all__ = ["DEFAULT_CLASS_MULTIPLES", "DEFAULT_CLASS_NAMES", "MAX_ABS_SCORE", "MAX_DATES",
+           "MAX_RADIUS_M", "POWER_FLOOR", "THRESHOLD_RULES", "Direction", "MethodParamsBase",
+           "PixelSize", "SpecModel", "ThresholdRule", "floor_power", "metres_to_px", "spec_path"]
 
 Direction = Literal["decrease", "increase", "both"]
+#: automatic thresholds, chosen from the job's score histogram (`job.thresholds`)
+ThresholdRule = Literal["otsu", "kittler-illingworth", "gmm"]
+THRESHOLD_RULES: tuple[str, ...] = ("otsu", "kittler-illingworth", "gmm")
+#: class edges around an automatic threshold t: t/2, t, 1.5 t, 2 t (the threshold is the
+#: second edge, as in log-ratio's and nd-change's fixed defaults)
+DEFAULT_CLASS_MULTIPLES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 
 #: Names of the four default damage classes, lowest score first (Ballinger 2024 uses 3.3 as
 #: the damaged/intact cut; the others bracket it).
@@ -114,8 +123,13 @@ class MethodParamsBase(SpecModel):
     """What every method shares: a damage threshold and ascending class thresholds."""
 
     method: ClassVar[str]
-    threshold: float
+    threshold: float | ThresholdRule
     class_thresholds: tuple[float, ...]
+    class_multiples: tuple[float, ...] = Field(
+        default=DEFAULT_CLASS_MULTIPLES,
+        description="with an automatic threshold t: the class edges are these multiples of t "
+        "(ascending, positive, one of them 1)",
+    )
     class_names: tuple[str, ...] | None = Field(
         default=None,
         description="one name per class threshold; default possible/likely/high-confidence/"
@@ -126,9 +140,23 @@ class MethodParamsBase(SpecModel):
         description="buildings smaller than this (m^2) get no per-building score",
     )
 
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _number_or_rule(cls, value: object) -> object:
+        # one message instead of one per member of the union
+        if isinstance(value, str) and value not in THRESHOLD_RULES:
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"must be a number or one of {', '.join(THRESHOLD_RULES)}, "
+                                 f"got {value!r}") from None
+        return value
+
     @field_validator("threshold")
     @classmethod
-    def _finite_threshold(cls, value: float) -> float:
+    def _finite_threshold(cls, value: float | str) -> float | str:
+        if isinstance(value, str):
+            return value  # a rule name (the type admits only THRESHOLD_RULES)
         if not math.isfinite(value):
             raise ValueError(f"must be a finite number, got {value}")
         if abs(value) > MAX_ABS_SCORE:
@@ -148,20 +176,81 @@ class MethodParamsBase(SpecModel):
             raise ValueError(f"must be strictly ascending, got {list(value)}")
         return value
 
+    @field_validator("class_multiples")
+    @classmethod
+    def _multiples(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(v) and 0 < v <= MAX_ABS_SCORE for v in value):
+            raise ValueError(f"must be positive finite numbers, got {list(value)}")
+        if not _strictly_ascending(value) or 1.0 not in value:
+            raise ValueError(f"must be strictly ascending and hold 1 (the threshold itself), "
+                             f"got {list(value)}")
+        return value
+
     @model_validator(mode="after")
-    def _names_match_thresholds(self) -> MethodParamsBase:
-        if self.class_names is not None and len(self.class_names) != len(self.class_thresholds):
+    def _threshold_is_a_class_edge(self) -> MethodParamsBase:
+        if self.is_automatic:
+            if "class_thresholds" in self.model_fields_set:
+                raise ValueError(
+                    f"class_thresholds are derived from threshold = \"{self.threshold}\" "
+                    "(class_multiples x the chosen threshold); remove class_thresholds, or "
+                    "set class_multiples"
+                )
+        elif self.threshold not in self.class_thresholds:
             raise ValueError(
-                f"class_names has {len(self.class_names)} names but class_thresholds has "
-                f"{len(self.class_thresholds)} values; give one name per threshold"
+                f"threshold {self.threshold:g} is not one of class_thresholds "
+                f"{list(self.class_thresholds)}: the damaged pixels (score > threshold) must "
+                "be whole classes of damage.tif; add it to class_thresholds"
             )
         return self
+
+    @model_validator(mode="after")
+    def _names_match_thresholds(self) -> MethodParamsBase:
+        edges = self.class_edges_given
+        key = "class_multiples" if self.is_automatic else "class_thresholds"
+        if self.class_names is not None and len(self.class_names) != len(edges):
+            raise ValueError(
+                f"class_names has {len(self.class_names)} names but {key} has "
+                f"{len(edges)} values; give one name per threshold"
+            )
+        return self
+
+    @property
+    def is_automatic(self) -> bool:
+        """Whether the threshold is a rule, chosen from the job's score histogram."""
+        return isinstance(self.threshold, str)
+
+    @property
+    def class_edges_given(self) -> tuple[float, ...]:
+        """class_multiples for an automatic threshold, else class_thresholds (one a class)."""
+        return self.class_multiples if self.is_automatic else self.class_thresholds
+
+    @property
+    def fixed_threshold(self) -> float:
+        """The threshold as a score (parameters with a rule are resolved first:
+        `with_threshold`)."""
+        assert not isinstance(self.threshold, str), "an automatic threshold is not chosen yet"
+        return self.threshold
+
+    @property
+    def damaged_class(self) -> int:
+        """The lowest class counted as damaged: the threshold is edge k (1-based) of
+        class_thresholds, and score > threshold is class >= k."""
+        return self.class_thresholds.index(self.fixed_threshold) + 1
+
+    def with_threshold(self, threshold: float,
+                       class_thresholds: tuple[float, ...]) -> Self:
+        """These parameters with an automatic threshold replaced by the chosen one."""
+        # model_copy skips the validators: the chosen threshold is one of the edges by
+        # construction (job.thresholds), and class_names still count them
+        return self.model_copy(update={"threshold": threshold,
+                                       "class_thresholds": class_thresholds})
 
     @property
     def class_labels(self) -> tuple[str, ...]:
         """The class names actually used: `class_names`, or the defaults."""
         if self.class_names is not None:
             return self.class_names
-        if len(self.class_thresholds) == len(DEFAULT_CLASS_NAMES):
+        n = len(self.class_edges_given)
+        if n == len(DEFAULT_CLASS_NAMES):
             return DEFAULT_CLASS_NAMES
-        return tuple(f"class {i + 1}" for i in range(len(self.class_thresholds)))
+        return tuple(f"class {i + 1}" for i in range(n))

@@ -30,6 +30,7 @@ from ruinmap.cluster.methods.params import (
     MAX_RADIUS_M,
     MethodParamsBase,
     PixelSize,
+    ThresholdRule,
     floor_power,
     metres_to_px,
     spec_path,
@@ -144,7 +145,10 @@ class PwttParams(MethodParamsBase, DatingParams):
         default=(0.25, 0.25, 0.25, 0.25),
         description="weights of (median, mean at each radius) in the score",
     )
-    threshold: float = Field(default=3.3, description="score above which a pixel is damaged")
+    threshold: float | ThresholdRule = Field(
+        default=3.3,
+        description="score above which a pixel is damaged; or a rule (README)",
+    )
     class_thresholds: tuple[float, ...] = Field(
         default=(2.0, 3.3, 4.0, 5.0),
         description="possible, likely (damaged), high confidence, severe",

@@ -19,7 +19,7 @@ the output grid, the output folder and the cluster::
     [cluster]
     address = "local"                    # embedded LocalCluster, or "tcp://host:8786"
     [method_params]                      # optional; checked against the method's own model
-    threshold = 3.0
+    threshold = 3.3
     [validation]                         # optional: ground truth, checked after the run
     labels = "truth/unosat_points.gpkg"  # see ruinmap.cluster.validation.config
 
