@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices
+from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, mask_statistic
 from ruinmap.cluster.methods.params import (
     MAX_ABS_SCORE,
     MAX_DATES,
@@ -162,7 +162,8 @@ def _log_sigma0(image: np.ndarray, size: int, enl: float) -> np.ndarray:
 
 
 def pwtt_score(
-    pre: np.ndarray, post: np.ndarray, params: PwttParams, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: PwttParams, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """The pixel-wise t-test score of Ballinger (2024), as its reference code computes it.
 
@@ -203,7 +204,8 @@ def pwtt_score(
             best = t if best is None else np.fmax(best, t)
         del pre_log, post_log
     if best is None:  # no orbit has both pre and post dates
-        return np.full(pre.shape[2:], np.nan, np.float32)
+        best = np.full(pre.shape[2:], np.nan, np.float32)
+    best = mask_statistic(best, mask, valid)  # PWTT's mask_before_smooth
     median = focal_median(best, metres_to_px(params.focal_median_m, context.pixel_size_m))
     score = np.float64(params.weights[0]) * median.astype(np.float64)
     for weight, radius_m in zip(params.weights[1:], params.radii_m, strict=True):
@@ -277,8 +279,9 @@ class PwttScorer(Scorer[PwttParams]):
         )
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: PwttParams,
-              context: ScoreContext) -> np.ndarray:
-        return pwtt_score(pre, post, params, context)
+              context: ScoreContext, mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+        return pwtt_score(pre, post, params, context, mask, valid)
 
 
 PWTT = PwttScorer()

@@ -47,9 +47,14 @@ def check_bands(params: MethodParamsBase, bands: Sequence[str]) -> None:
 
 
 def compute_score(
-    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The score of the method `params` belongs to, on a padded window (float32)."""
+    """The score of the method `params` belongs to, on a padded window (float32).
+
+    `mask` (bool, True = built-up, or None) and `valid` (filled with where the method's
+    statistic was valid): see `methods.base.mask_statistic`.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows are expected
-        return scorer_for(params).score(pre, post, params, context)
+        return scorer_for(params).score(pre, post, params, context, mask, valid)
