@@ -23,6 +23,7 @@ class Merged:
     districts: LabelStats
     district_classes: np.ndarray  # (n_districts, n_classes) pixel counts
     district_damaged: np.ndarray  # (n_districts,) pixels with score > threshold
+    district_valid: np.ndarray  # (n_districts,) pixels whose statistic was valid
     b_count: np.ndarray
     b_sum: np.ndarray
     b_max: np.ndarray
@@ -46,6 +47,7 @@ def merge_partials(
     stats = [LabelStats.empty(n_districts, edges)]
     classes = np.zeros((n_districts, n_classes), np.int64)
     damaged = np.zeros(n_districts, np.int64)
+    valid = np.zeros(n_districts, np.int64)
     b_count = np.zeros(n_buildings, np.int64)
     b_sum = np.zeros(n_buildings, np.float64)
     b_max = np.full(n_buildings, -np.inf)
@@ -59,6 +61,7 @@ def merge_partials(
                                 part.d_max, part.d_hist, edges))
         classes += part.d_classes
         damaged += part.d_damaged
+        valid += part.d_valid
         # a footprint appears at most once per tile, so plain fancy-index adds are exact
         b_count[part.b_index] += part.b_count
         b_sum[part.b_index] += part.b_sum
@@ -73,6 +76,7 @@ def merge_partials(
         stats = [merge_label_stats(stats)]  # keep one running total: memory stays flat
     return Merged(
         districts=stats[0], district_classes=classes, district_damaged=damaged,
+        district_valid=valid,
         b_count=b_count, b_sum=b_sum, b_max=b_max, b_members=b_members,
         b_centroid_score=b_centroid, g_sum=g_sum, g_count=g_count, g_damaged=g_damaged,
     )  # fmt: skip
@@ -120,8 +124,15 @@ def district_table(
     class_labels: tuple[str, ...],
     building_district: np.ndarray | None = None,
     building_damaged: pd.Series | None = None,
+    masked: bool = False,
 ) -> pd.DataFrame:
     """The per-district table (one row per district, in the file's order).
+
+    `valid_km2`: pixels whose statistic was valid (imagery to score; not the nodata pixels
+    the focal steps reach). The pixel figures (`damaged_km2`, `damaged_fraction`, scores,
+    class areas) count the scored pixels: with a built-up mask (`masked`) the built-up ones
+    only, whose area is `built_km2`, and `damaged_built_km2` / `damaged_built_fraction` say
+    so by name (NaN without a mask).
 
     `building_district`: for each footprint, the 0-based district holding its centroid (-1:
     none); `building_damaged`: its `damaged` flag (missing = not scored, not counted).
@@ -134,9 +145,12 @@ def district_table(
         "district_id": ids,
         "name": names,
         "area_km2": area_km2,
-        "valid_km2": stats.count * km2,
+        "valid_km2": merged.district_valid * km2,
+        "built_km2": stats.count * km2 if masked else np.nan,
         "damaged_km2": merged.district_damaged * km2,
         "damaged_fraction": fraction,
+        "damaged_built_km2": merged.district_damaged * km2 if masked else np.nan,
+        "damaged_built_fraction": fraction if masked else np.nan,
         "mean_score": stats.mean,
         "p90_score": label_quantile(stats, 0.9),
     })

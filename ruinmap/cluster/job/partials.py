@@ -53,6 +53,8 @@ class TilePartial:
     d_hist: np.ndarray
     d_classes: np.ndarray
     d_damaged: np.ndarray
+    # pixels whose statistic was valid (valid area), built-up or not (n_districts,)
+    d_valid: np.ndarray
     # buildings: global index, valid pixel count, sum, max, pixel centres inside (valid or
     # not), and for those whose centroid lies in the tile the score under the centroid
     b_index: np.ndarray
@@ -84,6 +86,8 @@ def tile_partial(
     centroid_rc: np.ndarray,
     origin: tuple[int, int],
     cell_px: int,
+    counted: np.ndarray | None = None,
+    observed: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
@@ -92,7 +96,19 @@ def tile_partial(
     `centroid_rc`: footprints whose centroid pixel (row, col in the tile) lies in this tile.
     `origin` is the tile's (row0, col0) in the image; grid cells are `cell_px` pixels aligned
     to the image origin.
+
+    `counted` (bool): the pixels the district and grid figures count (the built-up pixels
+    whose statistic was valid); `observed`: those whose statistic was valid, built-up or not
+    (`d_valid`, the valid area). Both default to the pixels with a score. Footprints take
+    every scored pixel.
     """
+    building_score = score
+    if counted is not None:
+        score = np.where(counted, score, np.float32(np.nan))
+        classes = np.where(counted, classes, np.uint8(255))
+    if observed is None:
+        observed = np.isfinite(score)
+    d_valid = np.bincount(district_labels[observed], minlength=n_districts + 1)[1:]
     district = label_stats(district_labels, score, n_districts, edges)
     valid = classes != 255
     flat = district_labels[valid].astype(np.int64) * n_classes + classes[valid]
@@ -102,10 +118,10 @@ def tile_partial(
     d_damaged = np.bincount(district_labels[damaged], minlength=n_districts + 1)[1:]
 
     k = len(building_index)
-    building = label_stats(building_labels, score, k, _BUILDING_EDGES)
+    building = label_stats(building_labels, building_score, k, _BUILDING_EDGES)
     members = np.bincount(building_labels.ravel(), minlength=k + 1)[1:]
     rows, cols = centroid_rc[:, 0], centroid_rc[:, 1]
-    centroid_score = score[rows, cols].astype(np.float64)
+    centroid_score = building_score[rows, cols].astype(np.float64)
 
     row0, col0 = origin
     offset = (row0 % cell_px, col0 % cell_px)
@@ -114,6 +130,7 @@ def tile_partial(
         d_count=district.count, d_sum=district.sum, d_sum_sq=district.sum_sq,
         d_min=district.min, d_max=district.max, d_hist=district.hist,
         d_classes=d_classes.astype(np.int64), d_damaged=d_damaged.astype(np.int64),
+        d_valid=d_valid.astype(np.int64),
         b_index=np.asarray(building_index, np.int64), b_count=building.count,
         b_sum=building.sum, b_max=building.max, b_members=members.astype(np.int64),
         b_centroid_index=np.asarray(centroid_index, np.int64), b_centroid_score=centroid_score,

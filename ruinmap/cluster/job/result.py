@@ -32,3 +32,4 @@ class JobResult:
     dashboard: str | None = None
     count_intervals: dict[str, Any] | None = None  # method, level, assumptions
     validation: dict[str, Any] | None = None  # validation.json, when the spec had labels
+    mask: dict[str, Any] | None = None  # the built-up mask used (`builtup.MaskChoice`)

@@ -41,6 +41,7 @@ from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
+from ruinmap.cluster.job.builtup import check_mask_covers, check_mask_not_empty, mask_choice
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
@@ -128,6 +129,7 @@ def run_job(
                 _write(result, plan, polygons)
         check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
                                plan.context.post_orbits), plan.store.n_times)
+        check_mask_not_empty(plan.mask, result.districts, spec.output.dir)
         if write_products:
             if spec.validation is not None:
                 with phase("validating against the labels", enabled=progress):
@@ -146,6 +148,9 @@ def _check(spec: JobSpec, options: IngestOptions,
         check_budget(budget, header)
     check_bands(spec.method_params, header.bands)
     check_job_fits(spec, header, frames[0])
+    choice = mask_choice(spec)
+    check_mask_covers(choice, header.grid, frames[1], options.confine_to)
+    log.info("%s", choice.describe())
     return files, frames
 
 
@@ -171,7 +176,7 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
     if not pending:
         return pending
     with phase("starting the tiles on the workers", enabled=progress):
-        vectors = tile_vectors(pending, plan.grid, polygons)
+        vectors = tile_vectors(pending, plan.grid, polygons, plan.mask_margin)
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
             client.submit(run_tile, plan_future, tile, vec, key=plan.task_key(tile),
@@ -214,6 +219,7 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         class_labels=params.class_labels,
         building_district=polygons.building_district,
         building_damaged=None if b_scores is None else b_scores["damaged"],
+        masked=plan.mask.is_applied,
     )  # fmt: skip
     intervals = None
     if b_scores is not None and polygons.building_district is not None:
@@ -229,6 +235,7 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         grid_fraction=fraction, grid_mean=mean, tiles_total=len(plan.tiles),
         tiles_run=len(pending), timings=timings, dashboard=dashboard,
         count_intervals=intervals,
+        mask={**plan.mask.to_json(), "description": plan.mask.describe()},
     )  # fmt: skip
 
 

@@ -4,7 +4,13 @@ A task reads its window plus a halo (`JobPlan.halo`, clipped at the image edge) 
 the Zarr store (a global `map_overlap` keeps neighbours' blocks alive far longer,
 dask/dask#3671), scores it, crops the halo off, writes its own shards of `score` and
 `damage` (durably), reduces the tile to a `TilePartial` saved beside the ledger, and records
-the tile in the ledger last, with the sha256 of its three files. So a recorded tile's outputs
+the tile in the ledger last, with the sha256 of its three files.
+
+With a built-up mask (`builtup`), the mask over the padded window goes to the method, which
+blanks its statistic outside it before the focal steps; the written score is then NaN outside
+the mask (PWTT never reports unmasked pixels), and the partial counts only the pixels whose
+statistic was valid and built-up: the focal steps also give a score to nodata pixels within
+their radius of valid ones, and those are not valid area. So a recorded tile's outputs
 and partial are whole and durable, and a re-run can tell if they changed since
 (`integrity`); anything else is redone.
 """
@@ -18,6 +24,7 @@ import shapely
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.integrity import layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
@@ -65,10 +72,20 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.grid, plan.signature)
     post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
     read_s = time.perf_counter() - started
-    padded = compute_score(pre, post, params, plan.context)
+    padded_shape = pre.shape[2:]
+    window = plan.grid.padded(tile.row0, tile.col0, tile.height, tile.width, plan.halo)
+    built = window_mask(plan.mask, plan.grid, window, vectors.mask_wkb, plan.pixel_size_m)
+    valid = np.empty(padded_shape, bool)
+    padded = compute_score(pre, post, params, plan.context, built, valid)
     del pre, post
-    score = np.ascontiguousarray(padded[dr : dr + tile.height, dc : dc + tile.width])
+    inner = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
+    score = np.ascontiguousarray(padded[inner])
     del padded
+    observed = valid[inner]  # the statistic was valid here: imagery to score
+    counted = observed
+    if built is not None:
+        score[~built[inner]] = np.nan  # only built-up pixels are reported, as in PWTT
+        counted = observed & built[inner]
     classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": _write_layer(plan, "score", tile, score),
@@ -87,6 +104,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
+        counted=counted, observed=observed,
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started
