@@ -75,7 +75,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     padded_shape = pre.shape[2:]
     window = plan.grid.padded(tile.row0, tile.col0, tile.height, tile.width, plan.halo)
     built = window_mask(plan.mask, plan.grid, window, vectors.mask_wkb, plan.pixel_size_m)
-    valid = np.empty(padded_shape, bool)
+    valid = np.zeros(padded_shape, bool)  # the method fills it (`mask_statistic`)
     padded = compute_score(pre, post, params, plan.context, built, valid)
     del pre, post
     inner = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
