@@ -354,6 +354,13 @@ def _add_demo(sub: argparse._SubParsersAction) -> Runner:
             f"threshold {demo.result.spec.method_params.threshold:g}; district damaged-fraction "
             f"error (MAE, {acc.n_districts} districts) {acc.district_fraction_mae:.3f}"
         )
+        area = ("built-up area" if acc.pixel_figure == "damaged_built_fraction"
+                else "valid area (no built-up mask)")
+        print(
+            f"district ranking vs the true destroyed share (Spearman, {acc.n_ranked} "
+            f"districts): by damaged buildings {acc.district_rank_buildings:.3f}, by damaged "
+            f"share of the {area} ({acc.pixel_figure}) {acc.district_rank_pixels:.3f}"
+        )
         print(f"results in {demo.result.spec.output.dir} (open map.png, districts.geojson, "
               f"damage.tif in QGIS); job file {demo.job_path}")
         print(f"hold them against the truth, with calibrated intervals on the counts: "

@@ -10,7 +10,12 @@ runs the job (pwtt by default) and scores the result against the truth:
 - F1 of the method's `damaged` flag (score > threshold) against `destroyed`;
 - per-district damaged-fraction error: mean absolute difference between the truth's
   destroyed share of footprint area and the estimated share (area of footprints flagged
-  damaged / area of footprints with a score), over districts with buildings.
+  damaged / area of footprints with a score), over districts with buildings;
+- district ranking: Spearman's rank correlation, over every district (a district without
+  buildings has a true destroyed share of 0), of the truth's destroyed share with the
+  district table's damaged-building share (`buildings_damaged_fraction`) and with its pixel
+  figure, the damaged share of the built-up area (`damaged_built_fraction`, or of the valid
+  area, `damaged_fraction`, without a mask); an analyst ranks districts by one of these.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.ingest import IngestOptions
@@ -79,6 +85,38 @@ class Accuracy:
     n_buildings: int
     n_destroyed: int
     n_districts: int
+    district_rank_buildings: float = float("nan")  # Spearman, damaged-building share
+    district_rank_pixels: float = float("nan")  # Spearman, damaged share of built-up area
+    pixel_figure: str = "damaged_built_fraction"  # the column behind district_rank_pixels
+    n_ranked: int = 0  # districts in the rank correlations
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3:
+        return float("nan")
+    return float(spearmanr(a[keep], b[keep]).statistic)
+
+
+def district_ranking(table: pd.DataFrame, city: City) -> tuple[float, float, str, int]:
+    """(rho of the damaged-building share, rho of the pixel figure, that figure's column,
+    districts) against the truth's destroyed share; districts without buildings count as 0
+    destroyed."""
+    truth = city.districts.set_index("district_id")["damaged_fraction"].fillna(0.0)
+    ours = table.set_index("district_id").reindex(truth.index)
+    figure = ("damaged_built_fraction" if "damaged_built_fraction" in ours.columns
+              and ours["damaged_built_fraction"].notna().any() else "damaged_fraction")
+    true = truth.to_numpy(np.float64)
+    by_buildings = float("nan")
+    if "buildings_damaged_fraction" in ours.columns:
+        # a district without buildings has no damaged building: 0, as the truth says
+        shares = ours["buildings_damaged_fraction"].astype(float).fillna(0.0)
+        by_buildings = _spearman(shares.to_numpy(np.float64), true)
+    pixels = ours[figure].astype(float).to_numpy(np.float64)
+    # a district with no built-up pixel has no damaged built-up area
+    if figure == "damaged_built_fraction":
+        pixels = np.where(np.isnan(pixels), 0.0, pixels)
+    return by_buildings, _spearman(pixels, true), figure, int(np.isfinite(true).sum())
 
 
 def accuracy(result: JobResult, city: City) -> Accuracy:
@@ -101,6 +139,7 @@ def accuracy(result: JobResult, city: City) -> Accuracy:
     keep = np.isfinite(districts["damaged_fraction"]) & districts["estimate"].notna()
     districts = districts[keep]
     error = np.abs(districts["estimate"] - districts["damaged_fraction"]).to_numpy(np.float64)
+    rank_b, rank_p, figure, n_ranked = district_ranking(result.districts, city)
     return Accuracy(
         building_auc=rank_auc(scored["mean_score"].to_numpy(np.float64), destroyed),
         building_f1=f1_score(damaged, destroyed),
@@ -108,6 +147,8 @@ def accuracy(result: JobResult, city: City) -> Accuracy:
         n_buildings=int(destroyed.size),
         n_destroyed=int(destroyed.sum()),
         n_districts=int(error.size),
+        district_rank_buildings=rank_b, district_rank_pixels=rank_p, pixel_figure=figure,
+        n_ranked=n_ranked,
     )
 
 

@@ -180,8 +180,11 @@ def test_district_table_counts_buildings_by_centroid_district() -> None:
         building_district=np.array([0, 0, 2]), building_damaged=scores["damaged"],
     )  # fmt: skip
     assert table["buildings"].tolist() == [2, 0, 0]  # the third is not scored
-    assert list(table.columns[:8]) == ["district_id", "name", "area_km2", "valid_km2",
-                                       "damaged_km2", "damaged_fraction", "mean_score",
-                                       "p90_score"]
+    assert list(table.columns[:11]) == ["district_id", "name", "area_km2", "valid_km2",
+                                        "built_km2", "damaged_km2", "damaged_fraction",
+                                        "damaged_built_km2", "damaged_built_fraction",
+                                        "mean_score", "p90_score"]
+    # without a built-up mask the built-up figures are missing, not zero
+    assert table[["built_km2", "damaged_built_km2", "damaged_built_fraction"]].isna().all().all()
     assert [c for c in table.columns if c.startswith("class_")] == [
         "class_1_km2", "class_2_km2", "class_3_km2", "class_4_km2"]

@@ -3,7 +3,9 @@
 Everything the job computes tile by tile (score, classes, per-district and per-building
 statistics, the damage grid) is recomputed here on the whole image at once: the score with the
 method on the whole stacks, labels by rasterizing every polygon onto the full grid with the
-same pixel-centre rule, statistics with np.bincount.
+same pixel-centre rule, statistics with np.bincount. The job has footprints, so its default
+built-up mask is the footprints buffered by 10 m: recomputed here by testing every pixel centre
+of the whole grid against the buffered footprints.
 """
 
 from __future__ import annotations
@@ -50,17 +52,45 @@ def _whole_labels(frame_geoms: np.ndarray, grid: Grid) -> np.ndarray:
                               fill=0, all_touched=False, dtype="int32")
 
 
-def test_score_equals_method_on_the_whole_image(job_run: JobResult) -> None:
-    score, damage, _ = _store_arrays(job_run)
-    store = str(job_run.store)
+def _whole_mask(result: JobResult, grid: Grid, buffer_m: float = 10.0) -> np.ndarray:
+    """The built-up mask on the whole grid: pixel centres inside a footprint buffered by
+    `buffer_m` (every footprint, scored or not; the grid is in metres)."""
+    assert result.spec.buildings is not None
+    frame = to_raster_crs(gpd.read_file(result.spec.buildings.path), grid.crs_wkt, "buildings")
+    geoms = shapely.buffer(shapely.make_valid(frame.geometry.to_numpy()), buffer_m, quad_segs=4)
+    ys, xs = np.meshgrid(grid.y_coords(), grid.x_coords(), indexing="ij")
+    pixel, _ = shapely.STRtree(geoms).query(shapely.points(xs.ravel(), ys.ravel()),
+                                            predicate="within")
+    mask = np.zeros(xs.size, bool)
+    mask[pixel] = True
+    return mask.reshape(xs.shape)
+
+
+def _whole_score(result: JobResult, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(the method's score on the whole stacks with `mask`, NaN outside it; where its
+    statistic was valid)."""
+    store = str(result.store)
     pre = zarr.open_array(store=store, path="pre", mode="r")[...]
     post = zarr.open_array(store=store, path="post", mode="r")[...]
-    params = job_run.spec.method_params
     context = ScoreContext(bands=("VV", "VH"), pre_orbits=(0,) * pre.shape[0],
                            post_orbits=(0,) * post.shape[0], pixel_size_m=10.0)
-    whole = compute_score(pre, post, params, context)
+    valid = np.empty(pre.shape[2:], bool)
+    whole = compute_score(pre, post, result.spec.method_params, context, mask, valid)
+    if mask is not None:
+        whole[~mask] = np.nan
+    return whole, valid
+
+
+def test_score_equals_method_on_the_whole_image(job_run: JobResult) -> None:
+    score, damage, grid = _store_arrays(job_run)
+    params = job_run.spec.method_params
+    assert job_run.mask is not None and job_run.mask["kind"] == "buildings"
+    mask = _whole_mask(job_run, grid)
+    whole, _ = _whole_score(job_run, mask)
     np.testing.assert_allclose(score, whole, rtol=1e-5, atol=1e-5, equal_nan=True)
-    assert np.isfinite(score).mean() > 0.9
+    # only built-up pixels are scored, and nearly all of them
+    assert not np.isfinite(score[~mask]).any()
+    assert np.isfinite(score[mask]).mean() > 0.9 and 0.1 < mask.mean() < 0.9
     near = np.zeros_like(score, dtype=bool)
     for t in params.class_thresholds:  # a float64-rounding difference may flip a class there
         near |= np.abs(whole - t) < 1e-4
@@ -74,14 +104,26 @@ def test_district_table_equals_whole_array_numpy(job_run: JobResult) -> None:
     frame = to_raster_crs(gpd.read_file(spec.districts.path), grid.crs_wkt, "districts")
     labels = _whole_labels(shapely.make_valid(frame.geometry.to_numpy()), grid)
     n = len(frame)
-    valid = np.isfinite(score)
+    mask = _whole_mask(job_run, grid)
+    _, observed = _whole_score(job_run, mask)
+    # pixel figures count built-up pixels whose statistic was valid; valid area all of
+    # those with a valid statistic
+    valid = observed & mask
+    score = np.where(valid, score, np.nan)
+    damage = np.where(valid, damage, 255)
     count = np.bincount(labels[valid], minlength=n + 1)[1:]
     total = np.bincount(labels[valid], weights=score[valid], minlength=n + 1)[1:]
     damaged = np.bincount(labels[score > params.threshold], minlength=n + 1)[1:]
     table = job_run.districts
     assert list(table["district_id"]) == list(frame["district_id"])
-    np.testing.assert_allclose(table["valid_km2"].to_numpy(), count * 100 / 1e6, rtol=1e-12)
+    np.testing.assert_allclose(table["valid_km2"].to_numpy(),
+                               np.bincount(labels[observed], minlength=n + 1)[1:] * 100 / 1e6,
+                               rtol=1e-12)
+    np.testing.assert_allclose(table["built_km2"].to_numpy(), count * 100 / 1e6, rtol=1e-12)
+    assert (table["built_km2"] < table["valid_km2"]).all()
     np.testing.assert_allclose(table["damaged_km2"].to_numpy(), damaged * 100 / 1e6, rtol=1e-12)
+    np.testing.assert_array_equal(table["damaged_built_km2"], table["damaged_km2"])
+    np.testing.assert_array_equal(table["damaged_built_fraction"], table["damaged_fraction"])
     with np.errstate(invalid="ignore", divide="ignore"):
         np.testing.assert_allclose(table["mean_score"], total / count, rtol=1e-9)
         np.testing.assert_allclose(table["damaged_fraction"], damaged / count, rtol=1e-12)
@@ -147,6 +189,9 @@ def test_building_scores_equal_whole_array_numpy(
 
 def test_grid_equals_whole_array_block_reduction(job_run: JobResult) -> None:
     score, _, grid = _store_arrays(job_run)
+    mask = _whole_mask(job_run, grid)
+    _, observed = _whole_score(job_run, mask)
+    score = np.where(observed & mask, score, np.nan)  # built-up pixels with a valid statistic
     threshold = job_run.spec.method_params.threshold
     f = 10  # 100 m cells of 10 m pixels
     rows, cols = -(-grid.height // f), -(-grid.width // f)
@@ -190,7 +235,7 @@ def test_different_chunkings_give_equal_outputs(
     a, _, _ = _store_arrays(job_run)
     b, _, _ = _store_arrays(other)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, equal_nan=True)
-    columns = ["valid_km2", "mean_score", "damaged_fraction", "buildings_damaged"]
+    columns = ["valid_km2", "built_km2", "mean_score", "damaged_fraction", "buildings_damaged"]
     pd.testing.assert_frame_equal(job_run.districts[columns], other.districts[columns],
                                   rtol=1e-5)
 

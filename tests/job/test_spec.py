@@ -600,3 +600,69 @@ def test_unknown_inputs_scale_is_refused(job_dir: Path) -> None:
 def test_inputs_bands_name_the_bands(job_dir: Path) -> None:
     assert _parse(job_dir, inputs__bands="VV, VH").inputs.bands == ("VV", "VH")
     assert _parse(job_dir).inputs.bands is None
+
+
+# --------------------------------------------------------------------------- [mask]
+
+
+def test_mask_defaults_to_the_footprints_when_the_job_has_them(job_dir: Path) -> None:
+    from ruinmap.cluster.job.builtup import mask_choice
+
+    spec = load_spec(job_dir / "job.toml")
+    assert spec.mask is None
+    choice = mask_choice(spec)
+    assert (choice.kind, choice.chosen_by, choice.buffer_m) == ("buildings", "default", 10.0)
+    assert "footprints buffered by 10 m (the default)" in choice.describe()
+    without = mask_choice(_parse(job_dir, buildings=_DELETE))
+    assert (without.kind, without.chosen_by) == ("none", "default")
+    assert "no [buildings]" in without.describe()
+
+
+@pytest.mark.parametrize(("table", "kind", "threshold", "classes"), [
+    ({"source": "None"}, "none", None, None),
+    ({"source": "buildings", "buffer_m": 0}, "buildings", None, None),
+    ({"source": "data/built.tif"}, "raster", 0.1, None),
+    ({"source": "data/built.tif", "threshold": 0.3}, "raster", 0.3, None),
+    ({"source": "data/worldcover.tif", "classes": [50]}, "raster", None, (50,)),
+])
+def test_mask_table_parses_every_source(job_dir: Path, table: dict[str, Any], kind: str,
+                                        threshold: float | None,
+                                        classes: tuple[int, ...] | None) -> None:
+    from ruinmap.cluster.job.builtup import mask_choice
+
+    spec = _parse(job_dir, mask=table)
+    choice = mask_choice(spec)
+    assert (choice.kind, choice.chosen_by, choice.threshold, choice.classes) == (
+        kind, "spec", threshold, classes)
+    if kind == "raster":  # relative to the job file, as every path
+        assert choice.path == str(job_dir / table["source"])
+        assert choice.to_json()["path"] == choice.path
+    assert parse_spec(spec.to_json_dict(), job_dir) == spec
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"source": "x.tif", "classes": [50], "threshold": 0.1}, "either classes"),
+    ({"source": "none", "classes": [50]}, "describe a mask raster"),
+    ({"source": "x.tif", "classes": []}, "empty"),
+    ({"source": "buildings", "buffer_m": -1}, "mask.buffer_m"),
+    ({"source": "buildings", "radius": 3}, "radius"),
+    ({"source": ""}, "mask.source"),
+])
+def test_bad_mask_tables_are_refused(job_dir: Path, table: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        _parse(job_dir, mask=table)
+
+
+def test_building_mask_without_buildings_is_refused(job_dir: Path) -> None:
+    with pytest.raises(SpecError, match=r"needs building footprints"):
+        _parse(job_dir, buildings=_DELETE, mask={"source": "buildings"})
+
+
+def test_missing_or_unreadable_mask_raster_is_named_before_work(job_dir: Path) -> None:
+    spec = _parse(job_dir, mask={"source": "data/nothing.tif"})
+    with pytest.raises(SpecError, match=r"mask.source: .*nothing.tif' does not exist"):
+        validate_spec_files(spec)
+    (job_dir / "data" / "garbage.tif").write_bytes(b"not a tiff")
+    spec = _parse(job_dir, mask={"source": "data/garbage.tif"})
+    with pytest.raises(SpecError, match=r"mask.source: .*garbage.tif' is not a readable raster"):
+        validate_spec_files(spec)

@@ -51,7 +51,8 @@ def _context(n_pre: int, n_post: int, pre_orbits: tuple[int, ...] | None = None,
 
 
 def _pwtt_reference(pre: np.ndarray, post: np.ndarray, params: PwttParams,
-                    pre_orbits: np.ndarray, post_orbits: np.ndarray) -> np.ndarray:
+                    pre_orbits: np.ndarray, post_orbits: np.ndarray,
+                    mask: np.ndarray | None = None) -> np.ndarray:
     def log_lee(img: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.log(lee_filter_reference(img, 3, 5.0).astype(np.float64))
@@ -66,6 +67,8 @@ def _pwtt_reference(pre: np.ndarray, post: np.ndarray, params: PwttParams,
             t = welch_t_reference(a[pre_orbits == orbit], b[post_orbits == orbit],
                                   min_pre=params.min_pre, min_post=params.min_post)
             best = np.fmax(best, np.abs(np.asarray(t, np.float64)))
+    if mask is not None:  # PWTT's mask_before_smooth
+        best[~mask] = np.nan
     median = focal_median_reference(best.astype(np.float32), 1)
     layers = [median.astype(np.float64)] + [
         focal_mean_reference(median, r).astype(np.float64) for r in (5, 10, 15)
@@ -90,6 +93,62 @@ def test_pwtt_score_equals_numpy_reference_pipeline() -> None:
     got = compute_score(pre, post, params, _context(5, 3))
     want = _pwtt_reference(pre, post, params, np.zeros(5, int), np.zeros(3, int))
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4, equal_nan=True)
+
+
+def _built_up(seed: int = 0) -> np.ndarray:
+    """A mask of blocks (True = built-up) over SHAPE, covering about half of it."""
+    rng = np.random.default_rng(seed)
+    return np.kron(rng.random((SHAPE[0] // 4, SHAPE[1] // 4)) < 0.5, np.ones((4, 4), bool))
+
+
+def test_pwtt_with_a_mask_equals_reference_masked_before_the_median() -> None:
+    pre, post = _stacks(5, 3)
+    params = PwttParams()
+    mask = _built_up()
+    got = compute_score(pre, post, params, _context(5, 3), mask)
+    want = _pwtt_reference(pre, post, params, np.zeros(5, int), np.zeros(3, int), mask)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4, equal_nan=True)
+    unmasked = compute_score(pre, post, params, _context(5, 3))
+    assert np.nanmax(np.abs(got - unmasked)) > 0.1  # fields no longer smooth into it
+
+
+METHOD_PARAMS = [PwttParams(), LogRatioParams(band="VV", radius_m=30.0),
+                 NdChangeParams(preset=None, a="VV", b="VH", direction="both", radius_m=20.0),
+                 CvaParams(radius_m=20.0)]
+
+
+@pytest.mark.parametrize("params", METHOD_PARAMS, ids=lambda p: p.method)
+def test_masked_score_ignores_the_pixels_outside_the_mask(params: object) -> None:
+    """What lies outside the mask (beyond the Lee filter's reach for pwtt) changes nothing."""
+    pre, post = _stacks(5, 3, seed=4)
+    mask = _built_up(1)
+    reach = np.zeros_like(mask)  # the mask widened by one pixel: the 3x3 Lee window
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            reach |= np.roll(np.roll(mask, dr, 0), dc, 1)
+    context = _context(5, 3, band_scale=(0.05, 0.02))
+    got = compute_score(pre, post, params, context, mask)  # type: ignore[arg-type]
+    rng = np.random.default_rng(9)
+    for stack in (pre, post):
+        stack[..., ~reach] *= rng.gamma(2.0, 2.0, size=stack[..., ~reach].shape)
+    again = compute_score(pre, post, params, context, mask)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(got, again)
+    assert np.isfinite(got[mask]).mean() > 0.9
+
+
+@pytest.mark.parametrize("params", METHOD_PARAMS, ids=lambda p: p.method)
+def test_valid_is_where_the_statistic_was_valid_before_the_mask(params: object) -> None:
+    pre, post = _stacks(5, 3, seed=5, nan_fraction=0.0)
+    pre[:, :, 5:9, 5:9] = np.nan  # a hole of nodata: the focal steps score it from around
+    post[:, :, 5:9, 5:9] = np.nan
+    context = _context(5, 3, band_scale=(0.05, 0.02))
+    valid = np.empty(SHAPE, bool)
+    score = compute_score(pre, post, params, context, None, valid)  # type: ignore[arg-type]
+    assert not valid[5:9, 5:9].any() and valid.sum() == valid.size - 16
+    assert np.isfinite(score[5:9, 5:9]).any()  # spread into the hole, but not valid
+    masked_valid = np.empty(SHAPE, bool)
+    compute_score(pre, post, params, context, _built_up(2), masked_valid)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(masked_valid, valid)
 
 
 def test_pwtt_combines_orbits_by_maximum_abs_t() -> None:

@@ -171,6 +171,20 @@ def test_render_map_writes_a_readable_png(tmp_path: Path, case: str, kind: str) 
     assert [p.name for p in tmp_path.iterdir()] == ["map.png"]
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_render_map_greys_the_pixels_a_built_up_mask_leaves_out(tmp_path: Path,
+                                                                masked: bool) -> None:
+    crs, transform = CASES["utm"]
+    preview = _classes((300, 400))
+    preview[:, :200] = 255  # outside the mask (or nodata): the left half
+    dst = render_map(tmp_path / "map.png", score_preview=preview, preview_transform=transform,
+                     crs=crs, districts=None, class_names=CLASS_NAMES, title="t",
+                     masked=masked)
+    rgb = (imread(dst)[..., :3] * 255).round().astype(int)
+    grey = (np.abs(rgb - 212) <= 1).all(axis=-1).mean()  # MASKED_COLOR #d4d4d4
+    assert (grey > 0.1) == masked
+
+
 def test_render_map_reprojects_districts_given_in_another_crs(tmp_path: Path) -> None:
     crs, transform = CASES["utm"]
     districts = _grid_districts((300000, 3994000, 308000, 4000000), crs).to_crs(4326)

@@ -59,6 +59,16 @@ def test_hxl_csv_tags_round_trip_through_libhxl(products_run: ProductsRun) -> No
     by_code = {row.get("#adm2+code"): row.get("#affected+buildings+damaged") for row in rows}
     for _, district in plain.iterrows():
         assert int(by_code[district["district_id"]]) == district["buildings_damaged"]
+    # the built-up figures of the default footprint mask, tagged as areas and a ratio
+    for tag, column in (("#meta+area+built+km2", "built_km2"),
+                        ("#affected+area+built+damaged+km2", "damaged_built_km2"),
+                        ("#affected+area+built+damaged+ratio", "damaged_built_fraction")):
+        assert tag in tags
+        by_code = {row.get("#adm2+code"): row.get(tag) for row in rows}
+        for _, district in plain.iterrows():
+            value = by_code[district["district_id"]]
+            assert (float(value) if value not in (None, "") else np.nan) == pytest.approx(
+                district[column], rel=1e-5, nan_ok=True)
 
 
 def test_hxl_admin_level_sets_the_key_tag(tmp_path: object) -> None:

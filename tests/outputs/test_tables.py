@@ -159,13 +159,28 @@ def _render(table: object) -> str:
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
-def test_format_district_table_sorts_by_damaged_area_descending() -> None:
-    gdf = _districts()
+@pytest.mark.parametrize(("drop", "built", "rank", "title"), [
+    ((), False, "buildings_damaged", "by damaged buildings"),
+    (("buildings", "buildings_damaged", "buildings_damaged_fraction"), True,
+     "damaged_built_km2", "by damaged built-up area"),
+    (("buildings", "buildings_damaged", "buildings_damaged_fraction"), False,
+     "damaged_km2", "by damaged area"),
+])
+def test_format_district_table_ranks_by_damaged_buildings_else_built_up_area(
+    drop: tuple[str, ...], built: bool, rank: str, title: str,
+) -> None:
+    gdf = _districts().drop(columns=list(drop))
+    if built:
+        # a building-free district with much damaged area but no built-up: ranked last
+        gdf["built_km2"] = np.linspace(0.5, 0.0, len(gdf))
+        gdf["damaged_built_km2"] = np.where(gdf["built_km2"] > 0, gdf["damaged_km2"], 0.0)
+        gdf.loc[len(gdf) - 1, "damaged_km2"] = 0.9
     text = _render(format_district_table(gdf, max_rows=10))
-    order = gdf.sort_values("damaged_km2", ascending=False)["name"].tolist()
+    order = gdf.sort_values(rank, ascending=False, kind="stable")["name"].tolist()
     positions = [text.index(name) for name in order]
     assert positions == sorted(positions)
-    assert "%" in text
+    assert "%" in text and title in text
+    assert ("Built-up km²" in text) == built
 
 
 def test_format_district_table_summarises_rows_beyond_max_rows() -> None:

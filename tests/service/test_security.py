@@ -120,6 +120,8 @@ def _path_case(city_spec: dict[str, Any], where: str, value: Any) -> dict[str, A
         spec["inputs"] = {"store": value}
     elif where == "labels":
         spec["validation"] = {"labels": value}
+    elif where == "mask":
+        spec["mask"] = {"source": value, "classes": [50]}
     return spec
 
 
@@ -138,6 +140,8 @@ def _path_case(city_spec: dict[str, Any], where: str, value: Any) -> dict[str, A
     ("labels", "../secret/labels.gpkg", 400),
     ("labels", "/etc/passwd", 403),
     ("labels", "/etc/*.conf", 403),
+    ("mask", "../secret/worldcover.tif", 400),
+    ("mask", "/etc/passwd", 403),
 ])  # fmt: skip
 def test_paths_outside_the_roots_are_refused(
     service: Service, city_spec: dict[str, Any], where: str, value: Any, status: int

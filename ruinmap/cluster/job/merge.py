@@ -29,6 +29,7 @@ class Merged:
     district_valid_area: np.ndarray
     district_damaged_area: np.ndarray
     district_class_area: np.ndarray
+    district_observed_area: np.ndarray  # (n_districts,) valid statistic, built-up or not
     b_count: np.ndarray
     b_sum: np.ndarray
     b_max: np.ndarray
@@ -57,6 +58,7 @@ def merge_partials(
     valid_area = np.zeros(n_districts, np.float64)
     damaged_area = np.zeros(n_districts, np.float64)
     class_area = np.zeros((n_districts, n_classes), np.float64)
+    observed_area = np.zeros(n_districts, np.float64)
     b_count = np.zeros(n_buildings, np.int64)
     b_sum = np.zeros(n_buildings, np.float64)
     b_max = np.full(n_buildings, -np.inf)
@@ -75,6 +77,7 @@ def merge_partials(
         valid_area += part.d_valid_area
         damaged_area += part.d_damaged_area
         class_area += part.d_class_area
+        observed_area += part.d_observed_area
         # a footprint appears at most once per tile, so plain fancy-index adds are exact
         b_count[part.b_index] += part.b_count
         b_sum[part.b_index] += part.b_sum
@@ -92,6 +95,7 @@ def merge_partials(
         district_npost_sum=npost_sum, district_npost_count=npost_count,
         district_valid_area=valid_area, district_damaged_area=damaged_area,
         district_class_area=class_area,
+        district_observed_area=observed_area,
         b_count=b_count, b_sum=b_sum, b_max=b_max, b_members=b_members,
         b_centroid_score=b_centroid, g_sum=g_sum, g_count=g_count, g_damaged=g_damaged,
     )  # fmt: skip
@@ -141,8 +145,15 @@ def district_table(
     building_district: np.ndarray | None = None,
     building_damaged: pd.Series | None = None,
     building_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    masked: bool = False,
 ) -> pd.DataFrame:
     """The per-district table (one row per district, in the file's order).
+
+    `valid_km2`: pixels whose statistic was valid (imagery to score; not the nodata pixels
+    the focal steps reach). The pixel figures (`damaged_km2`, `damaged_fraction`, scores,
+    class areas) count the scored pixels: with a built-up mask (`masked`) the built-up ones
+    only, whose area is `built_km2`, and `damaged_built_km2` / `damaged_built_fraction` say
+    so by name (NaN without a mask).
 
     `building_district`: for each footprint, the 0-based district holding its centroid (-1:
     none); `building_damaged`: its `damaged` flag (missing = not scored, not counted);
@@ -161,9 +172,12 @@ def district_table(
         "name": names,
         "area_km2": area_km2,
         # areas per row (a lon/lat grid's pixels shrink with latitude), in centre pixels
-        "valid_km2": merged.district_valid_area * km2,
+        "valid_km2": merged.district_observed_area * km2,
+        "built_km2": merged.district_valid_area * km2 if masked else np.nan,
         "damaged_km2": merged.district_damaged_area * km2,
         "damaged_fraction": fraction,
+        "damaged_built_km2": merged.district_damaged_area * km2 if masked else np.nan,
+        "damaged_built_fraction": fraction if masked else np.nan,
         "mean_score": stats.mean,
         "p90_score": label_quantile(stats, 0.9),
     })

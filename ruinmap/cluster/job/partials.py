@@ -85,6 +85,9 @@ class TilePartial:
     d_valid_area: np.ndarray
     d_damaged_area: np.ndarray
     d_class_area: np.ndarray
+    # districts: the area of the pixels whose statistic was valid (imagery to score),
+    # built-up or not, in grid-centre pixels (the valid area)
+    d_observed_area: np.ndarray
     # buildings: global index, valid pixel count, sum, max, pixel centres inside (valid or
     # not), and for those whose centroid lies in the tile the score under the centroid
     b_index: np.ndarray
@@ -121,6 +124,8 @@ def tile_partial(
     n_post: np.ndarray | None = None,
     row_area: np.ndarray | None = None,
     hist_edges: np.ndarray | None = None,
+    counted: np.ndarray | None = None,
+    observed: np.ndarray | None = None,
 ) -> TilePartial:
     """Reduce one tile's score (float32, NaN = nodata) and classes (uint8, 255 = nodata).
 
@@ -134,16 +139,25 @@ def tile_partial(
     `row_area`: each row's pixel area over the grid-centre pixel's
     (`geo.units.pixel_area_m2`; None: all 1, as on a projected grid).
     `hist_edges`: count the valid scores into these bins (`s_hist`).
+
+    `counted` (bool): the pixels the district and grid figures count (the built-up pixels
+    whose statistic was valid); `observed`: those whose statistic was valid, built-up or not
+    (`d_observed_area`, the valid area). Both default to the pixels with a score. Footprints
+    take every scored pixel.
     """
+    building_score = score
+    if counted is not None:
+        score = np.where(counted, score, np.float32(np.nan))
+        classes = np.where(counted, classes, np.uint8(255))
     d_fields = district_fields(score, classes, district_labels, row_area, n_post,
-                               threshold=threshold, n_classes=n_classes, edges=edges,
-                               n_districts=n_districts)
+                               observed=observed, threshold=threshold, n_classes=n_classes,
+                               edges=edges, n_districts=n_districts)
 
     k = len(building_index)
-    building = label_stats(building_labels, score, k, _BUILDING_EDGES)
+    building = label_stats(building_labels, building_score, k, _BUILDING_EDGES)
     members = np.bincount(building_labels.ravel(), minlength=k + 1)[1:]
     rows, cols = centroid_rc[:, 0], centroid_rc[:, 1]
-    centroid_score = score[rows, cols].astype(np.float64)
+    centroid_score = building_score[rows, cols].astype(np.float64)
 
     row0, col0 = origin
     offset = (row0 % cell_px, col0 % cell_px)
@@ -167,31 +181,36 @@ def tile_partial(
 
 
 def district_fields(score: np.ndarray, classes: np.ndarray, district_labels: np.ndarray,
-                    row_area: np.ndarray | None, n_post: np.ndarray | None, *, threshold: float,
-                    n_classes: int, edges: np.ndarray, n_districts: int
-                    ) -> dict[str, np.ndarray]:
+                    row_area: np.ndarray | None, n_post: np.ndarray | None, *,
+                    observed: np.ndarray | None = None, threshold: float, n_classes: int,
+                    edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
     """The `d_*` fields of a partial (n_districts rows each) from one label image or a
     (layers, rows, cols) stack of them (see `tile_partial`); also the second pass's class
     counts (`job.classes`)."""
     if row_area is None:
         row_area = np.ones(score.shape[0])
+    if observed is None:
+        observed = np.isfinite(score)
     layers = district_labels if district_labels.ndim == 3 else district_labels[np.newaxis]
-    d_fields = _district_fields(score, classes, layers[0], row_area, n_post, threshold=threshold,
-                                n_classes=n_classes, edges=edges, n_districts=n_districts)
+    d_fields = _district_fields(score, classes, layers[0], row_area, n_post, observed,
+                                threshold=threshold, n_classes=n_classes, edges=edges,
+                                n_districts=n_districts)
     for labels in layers[1:]:
         # a district is in one layer only: its rows come from the layer that holds it
         rows = np.unique(labels)
         rows = rows[rows > 0] - 1
-        more = _district_fields(score, classes, labels, row_area, n_post, threshold=threshold,
-                                n_classes=n_classes, edges=edges, n_districts=n_districts)
+        more = _district_fields(score, classes, labels, row_area, n_post, observed,
+                                threshold=threshold, n_classes=n_classes, edges=edges,
+                                n_districts=n_districts)
         for name, values in more.items():
             d_fields[name][rows] = values[rows]
     return d_fields
 
 
 def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
-                     row_area: np.ndarray, n_post: np.ndarray | None, *, threshold: float,
-                     n_classes: int, edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
+                     row_area: np.ndarray, n_post: np.ndarray | None, observed: np.ndarray, *,
+                     threshold: float, n_classes: int, edges: np.ndarray, n_districts: int
+                     ) -> dict[str, np.ndarray]:
     """The `d_*` fields of a partial from one label image (n_districts rows each)."""
     area = np.broadcast_to(np.asarray(row_area, np.float64)[:, np.newaxis], score.shape)
     district = label_stats(labels, score, n_districts, edges)
@@ -216,6 +235,8 @@ def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
         "d_min": district.min, "d_max": district.max, "d_hist": district.hist,
         "d_classes": d_classes.astype(np.int64), "d_damaged": d_damaged.astype(np.int64),
         "d_valid_area": np.bincount(labels[finite], weights=area[finite], minlength=size)[1:],
+        "d_observed_area": np.bincount(labels[observed], weights=area[observed],
+                                       minlength=size)[1:],
         "d_damaged_area": np.bincount(labels[damaged], weights=area[damaged],
                                       minlength=size)[1:],
         "d_class_area": class_area.reshape(size, n_classes)[1:],

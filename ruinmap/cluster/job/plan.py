@@ -15,6 +15,7 @@ import numpy as np
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.units import pixel_sides_metres
+from ruinmap.cluster.job.builtup import NO_MASK, MaskChoice, mask_choice
 from ruinmap.cluster.job.partials import automatic_score_edges, score_edges
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
@@ -49,6 +50,7 @@ class JobPlan:
     signature: str  # of the method, its parameters, the store, the polygons, grid and tiles
     # the parameters with an automatic threshold chosen (`job.thresholds`), once it is
     chosen: MethodParams | None = None
+    mask: MaskChoice = NO_MASK  # the built-up mask
 
     @property
     def grid(self) -> Grid:
@@ -72,6 +74,15 @@ class JobPlan:
 
     def partial(self, tile: Tile) -> Location:
         return partial_location(self.work_dir, tile)
+
+    @property
+    def mask_margin(self) -> float | None:
+        """With a footprint mask, how far (CRS units) around a tile its footprints reach the
+        mask over its padded window: the halo plus the buffer (`polygons.tile_vectors`)."""
+        if self.mask.kind != "buildings":
+            return None
+        side = float(np.sqrt(abs(self.grid.affine.determinant)))
+        return (self.halo + 1) * side + self.mask.buffer_m / self.pixel_size_m * side
 
     @property
     def cell_grid(self) -> Grid:
@@ -110,6 +121,8 @@ def _signature(spec: JobSpec, files: SpecFiles, store_id: Any, tile_px: int) -> 
                       spec.buildings.model_dump(mode="json") if spec.buildings else None],
         "cell_size": spec.grid.cell_size,
         "tile_px": tile_px,
+        "mask": mask_choice(spec).to_json(),
+        "mask_file": stat(Path(spec.mask.source)) if spec.mask and spec.mask.is_raster else [],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -134,4 +147,5 @@ def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int
         edges=automatic_score_edges() if params.is_automatic
         else score_edges(params.class_thresholds), n_districts=n_districts,
         signature=_signature(spec, files, store.attrs.get("store_id"), tile_px),
+        mask=mask_choice(spec),
     )  # fmt: skip

@@ -4,7 +4,7 @@ raster's CRS, and cut into what each tile needs (`TileVectors`, sent with the ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
@@ -63,7 +63,9 @@ class TileVectors:
     Districts: every district intersecting the tile with its 1-based label and its layer
     (`Polygons.district_layer`: one label image per layer). Buildings: the
     footprints intersecting the tile (global 0-based indices) plus those whose centroid pixel
-    lies in it (`centroid_index`, `centroid_rc`: (row, col) in the tile).
+    lies in it (`centroid_index`, `centroid_rc`: (row, col) in the tile). `mask_wkb`: every
+    footprint (scored or not) within the mask margin of the tile (its halo plus the mask's
+    buffer), for the built-up mask over its padded window (`builtup.window_mask`).
     """
 
     district_wkb: np.ndarray
@@ -73,6 +75,7 @@ class TileVectors:
     building_index: np.ndarray
     centroid_index: np.ndarray
     centroid_rc: np.ndarray
+    mask_wkb: np.ndarray = field(default_factory=lambda: np.empty(0, object))
 
 
 def _read_confined(path: Path, layer: str | None, confine_to: Roots | None) -> gpd.GeoDataFrame:
@@ -153,10 +156,14 @@ def districts_of_centroids(buildings: np.ndarray, districts: np.ndarray
     return points_in_polygons(shapely.centroid(buildings), districts)
 
 
-def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons) -> list[TileVectors]:
+def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons,
+                 mask_margin: float | None = None) -> list[TileVectors]:
     """The polygons each tile needs (spatial-index queries; every footprint goes where it
-    overlaps, plus to the tile holding its centroid pixel)."""
-    boxes = shapely.box(*np.array([tile.grid(grid).bounds for tile in tiles]).T)
+    overlaps, plus to the tile holding its centroid pixel). `mask_margin`: with a footprint
+    mask, the distance (CRS units) around a tile within which its footprints shape the mask
+    over its padded window (the halo plus the buffer); None: no footprint mask."""
+    bounds = np.array([tile.grid(grid).bounds for tile in tiles])
+    boxes = shapely.box(*bounds.T)
     d_tile, d_idx = shapely.STRtree(polygons.district_geoms).query(boxes, predicate="intersects")
     b_tile = b_idx = np.empty(0, np.int64)
     crow = ccol = np.empty(0, np.int64)
@@ -168,6 +175,12 @@ def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons) -> list[Tile
         b_idx = scored_idx[local]
         centre = shapely.centroid(geoms)
         crow, ccol = grid.pixel_of(shapely.get_x(centre), shapely.get_y(centre))
+    mask_idx = [np.empty(0, np.int64)] * len(tiles)
+    if mask_margin is not None and polygons.building_geoms is not None:
+        geoms = polygons.building_geoms
+        near = shapely.box(*(bounds + np.array([-1, -1, 1, 1]) * mask_margin).T)
+        m_tile, m_idx = shapely.STRtree(geoms).query(near, predicate="intersects")
+        mask_idx = [np.sort(m_idx[m_tile == k]) for k in range(len(tiles))]
     d_wkb = shapely.to_wkb(polygons.district_geoms)
     b_wkb = (shapely.to_wkb(polygons.building_geoms) if polygons.building_geoms is not None
              else np.empty(0, object))
@@ -183,5 +196,6 @@ def tile_vectors(tiles: list[Tile], grid: Grid, polygons: Polygons) -> list[Tile
             building_wkb=b_wkb[bk] if len(bk) else np.empty(0, object), building_index=bk,
             centroid_index=scored_idx[inside],
             centroid_rc=np.stack([crow[inside] - tile.row0, ccol[inside] - tile.col0], axis=1),
+            mask_wkb=b_wkb[mask_idx[k]] if len(mask_idx[k]) else np.empty(0, object),
         ))  # fmt: skip
     return out

@@ -159,7 +159,10 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
             subtitle=imagery_dates_text(plan.store.sources), credit=credit,
             buildings=None if buildings is None else buildings.geometry,
             caption=f"method {spec.method}, damaged where score > {params.threshold:g}; "
-                    f"districts from {plan.files.districts.path.name}",
+                    f"districts from {plan.files.districts.path.name}"
+                    + (f"; {plan.mask.describe().split(';')[0]}" if plan.mask.is_applied
+                       else ""),
+            masked=plan.mask.is_applied,
         )  # fmt: skip
 
     def draw_figures() -> None:
@@ -294,6 +297,8 @@ def _input_records(plan: JobPlan) -> list[dict[str, object]]:
     records.append(input_record(plan.files.districts.path))
     if plan.files.buildings is not None:
         records.append(input_record(plan.files.buildings.path))
+    if plan.mask.kind == "raster" and plan.mask.path is not None:
+        records.append(input_record(plan.mask.path))
     return records
 
 
@@ -317,8 +322,11 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
             "tiles_run": result.tiles_run,
             "valid_km2": float(np.nansum(table["valid_km2"])),
             "damaged_km2": float(np.nansum(table["damaged_km2"])),
+            "built_km2": (float(np.nansum(table["built_km2"])) if plan.mask.is_applied
+                          else None),
             "post_end": max((str(s.get("time")) for s in plan.store.sources
                              if s.get("side") == "post" and s.get("time")), default=None),
         }, "count_intervals": result.count_intervals, "warnings": result.warnings,
-            "threshold_choice": result.threshold_choice},
+            "threshold_choice": result.threshold_choice,
+            "mask": {**plan.mask.to_json(), "description": plan.mask.describe()}},
     )

@@ -36,3 +36,4 @@ class JobResult:
     # an automatic threshold: rule, value, class edges, histogram (`ThresholdChoice.report`)
     threshold_choice: dict[str, Any] | None = None
     classes_run: int = 0  # tiles whose classes the second pass (re)made in this run
+    mask: dict[str, Any] | None = None  # the built-up mask used (`builtup.MaskChoice`)

@@ -46,6 +46,7 @@ from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
 from ruinmap.cluster.job.budget import JobBudget, check_budget
+from ruinmap.cluster.job.builtup import check_mask_covers, check_mask_not_empty, mask_choice
 from ruinmap.cluster.job.classes import (
     class_ledger,
     class_task_prefix,
@@ -173,6 +174,7 @@ def run_job(
                 _write(result, plan, polygons)
         check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
                                plan.context.post_orbits), plan.store.n_times)
+        check_mask_not_empty(plan.mask, result.districts, spec.output.dir)
         if write_products:
             if spec.validation is not None:
                 with phase("validating against the labels", enabled=progress):
@@ -202,6 +204,9 @@ def _check(spec: JobSpec, options: IngestOptions,
         check_budget(budget, header)
     check_bands(spec.method_params, header.bands)
     check_job_fits(spec, header, frames[0], frames[1])
+    mask = mask_choice(spec)
+    check_mask_covers(mask, header.grid, frames[1], options.confine_to)
+    log.info("%s", mask.describe())
     return files, frames
 
 
@@ -227,7 +232,7 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
     if not pending:
         return pending
     with phase("starting the tiles on the workers", enabled=progress):
-        vectors = tile_vectors(pending, plan.grid, polygons)
+        vectors = tile_vectors(pending, plan.grid, polygons, plan.mask_margin)
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
             client.submit(run_tile, plan_future, tile, vec, key=plan.task_key(tile),
@@ -302,6 +307,7 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         building_district=polygons.building_district,
         building_damaged=None if b_scores is None else b_scores["damaged"],
         building_pairs=polygons.building_pairs,
+        masked=plan.mask.is_applied,
     )  # fmt: skip
     intervals = None
     if b_scores is not None and polygons.building_district is not None:
@@ -319,6 +325,7 @@ def _merge(plan: JobPlan, polygons: Polygons, pending: list[Tile], timings: dict
         tiles_run=len(pending), timings=timings, dashboard=dashboard,
         count_intervals=intervals,
         threshold_choice=None if choice is None else choice.report(),
+        mask={**plan.mask.to_json(), "description": plan.mask.describe()},
     )  # fmt: skip
 
 

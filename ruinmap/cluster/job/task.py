@@ -5,7 +5,13 @@ the Zarr store (a global `map_overlap` keeps neighbours' blocks alive far longer
 dask/dask#3671), scores it, crops the halo off, writes its own shards of `score` and
 `damage` and of the method's extra layers (pwtt's `p_value`, `n_pre`, `n_post`) (durably),
 reduces the tile to a `TilePartial` saved beside the ledger, and records
-the tile in the ledger last, with the sha256 of its files. So a recorded tile's outputs
+the tile in the ledger last, with the sha256 of its files.
+
+With a built-up mask (`builtup`), the mask over the padded window goes to the method, which
+blanks its statistic outside it before the focal steps; the written score is then NaN outside
+the mask (PWTT never reports unmasked pixels), and the partial counts only the pixels whose
+statistic was valid and built-up: the focal steps also give a score to nodata pixels within
+their radius of valid ones, and those are not valid area. So a recorded tile's outputs
 and partial are whole and durable, and a re-run can tell if they changed since
 (`integrity`); anything else is redone.
 
@@ -27,6 +33,7 @@ from affine import Affine
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
 from ruinmap.cluster.geo.units import pixel_area_m2
+from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.dating import date_tile, dating_enabled
 from ruinmap.cluster.job.integrity import layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
@@ -100,7 +107,11 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.grid, plan.signature)
     post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
     read_s = time.perf_counter() - started
-    padded = compute_layers(pre, post, params, plan.context)
+    padded_shape = pre.shape[2:]
+    window = plan.grid.padded(tile.row0, tile.col0, tile.height, tile.width, plan.halo)
+    built = window_mask(plan.mask, plan.grid, window, vectors.mask_wkb, plan.pixel_size_m)
+    valid = np.zeros(padded_shape, bool)  # the method fills it (`mask_statistic`)
+    padded = compute_layers(pre, post, params, plan.context, built, valid)
     # the date layers read the same padded window (method_params.dating)
     dated = date_tile(plan, tile, pre, post, (dr, dc)) if dating_enabled(params) else {}
     del pre, post
@@ -109,6 +120,11 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     extra = {name: np.ascontiguousarray(layer[crop], dtype=np.float32)
              for name, layer in padded.extra.items()}
     del padded
+    observed = valid[crop]  # the statistic was valid here: imagery to score
+    counted = observed
+    if built is not None:
+        score[~built[crop]] = np.nan  # only built-up pixels are reported, as in PWTT
+        counted = observed & built[crop]
     automatic = params.is_automatic
     if automatic:  # classes wait for the chosen threshold (second pass): all 0 here
         classes = np.where(np.isnan(score), NODATA_CLASS, 0).astype(np.uint8)
@@ -136,6 +152,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px, n_post=extra.get("n_post"),
         row_area=_row_area(plan, tile), hist_edges=score_hist_edges() if automatic else None,
+        counted=counted, observed=observed,
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
     total_s = time.perf_counter() - started

@@ -11,6 +11,15 @@ pixels on every side ((time, band, y, x) float32, NaN = nodata, NaN outside the 
 parameters and the context, and returns the float32 score of the whole padded window (higher
 = more damage). The caller crops the halo off: every focal step treats pixels outside the
 window as missing (`ruinmap.kernels.focal`).
+
+Built-up mask: a score function also takes `mask` (bool over the padded window, True =
+built-up, or None) and `valid` (an optional bool array it fills). Every method passes its
+per-pixel change statistic through `mask_statistic` right before its first focal smoothing
+step, as PWTT does (`mask_before_smooth`): the statistic is NaN outside the mask, so fields,
+water and bare soil never smooth into the built-up pixels' scores. The focal steps still give
+a score to every pixel within their radius of a valid one (nodata and masked-out pixels
+included); `valid` records where the statistic itself was valid, which is what the caller
+counts as valid area.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.errors import SpecError
 
 __all__ = ["ExtraLayer", "ScoreContext", "ScoreLayers", "Scorer", "band_indices", "directed",
-           "nanmean_min"]
+           "mask_statistic", "nanmean_min"]
 
 P = TypeVar("P", bound=MethodParamsBase)
 
@@ -115,17 +124,42 @@ class Scorer(ABC, Generic[P]):
 
     @abstractmethod
     def score(self, pre: np.ndarray, post: np.ndarray, params: P,
-              context: ScoreContext) -> np.ndarray:
-        """The float32 score of a padded window (see the module docstring)."""
+              context: ScoreContext, mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+        """The float32 score of a padded window (see the module docstring); `mask` and
+        `valid` go to `mask_statistic`."""
+
 
     def extra_layers(self, params: P) -> tuple[ExtraLayer, ...]:
         """The layers `score_layers` gives besides the score (none unless the method says)."""
         return ()
 
     def score_layers(self, pre: np.ndarray, post: np.ndarray, params: P,
-                     context: ScoreContext) -> ScoreLayers:
-        """The score and the `extra_layers` of a padded window (cropped like the score)."""
-        return ScoreLayers(self.score(pre, post, params, context))
+                     context: ScoreContext, mask: np.ndarray | None = None,
+                     valid: np.ndarray | None = None) -> ScoreLayers:
+        """The score and the `extra_layers` of a padded window (cropped like the score);
+        `mask` and `valid` go to `mask_statistic`."""
+        return ScoreLayers(self.score(pre, post, params, context, mask, valid))
+
+
+def mask_statistic(statistic: np.ndarray, mask: np.ndarray | None,
+                   valid: np.ndarray | None = None) -> np.ndarray:
+    """The per-pixel change statistic as the focal steps get it: NaN outside `mask`.
+
+    Every method calls this right before its first focal smoothing step (PWTT's
+    `mask_before_smooth`: the built-up mask is applied to the t statistic before the focal
+    median and the circular means). `mask`: bool, the statistic's shape, True = built-up; None
+    keeps every pixel. `valid`: when given (bool, the same shape), set to where the statistic
+    was valid (finite) before masking: the pixels that had imagery to score. The statistic is
+    changed in place (it is the method's own array) and returned.
+    """
+    if valid is not None:
+        np.isfinite(statistic, out=valid)
+    if mask is not None:
+        if mask.shape != statistic.shape:
+            raise ValueError(f"mask of shape {mask.shape} for a statistic of {statistic.shape}")
+        statistic[~mask] = np.nan
+    return statistic
 
 
 def nanmean_min(stack: np.ndarray, minimum: int) -> np.ndarray:

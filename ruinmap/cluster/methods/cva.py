@@ -9,7 +9,13 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, nanmean_min
+from ruinmap.cluster.methods.base import (
+    ScoreContext,
+    Scorer,
+    band_indices,
+    mask_statistic,
+    nanmean_min,
+)
 from ruinmap.cluster.methods.params import (
     MAX_DATES,
     MAX_RADIUS_M,
@@ -57,7 +63,8 @@ class CvaParams(MethodParamsBase):
 
 
 def cva_score(
-    pre: np.ndarray, post: np.ndarray, params: CvaParams, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: CvaParams, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Change-vector magnitude over (standardized) bands, focal-smoothed.
 
@@ -77,7 +84,8 @@ def cva_score(
         scale = np.array([context.band_scale[i] for i in idx], np.float64)
         scale[~(scale > 0)] = 1.0  # a constant band carries no change; leave it unscaled
     magnitude = cva_magnitude(pre_mean, post_mean, scale)
-    return focal_mean(magnitude, metres_to_px(params.radius_m, context.pixel_size_m))
+    return focal_mean(mask_statistic(magnitude, mask, valid),
+                      metres_to_px(params.radius_m, context.pixel_size_m))
 
 
 def band_scale(store: StoreInfo) -> tuple[float, ...]:
@@ -115,8 +123,9 @@ class CvaScorer(Scorer[CvaParams]):
         return replace(context, band_scale=band_scale(store))
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: CvaParams,
-              context: ScoreContext) -> np.ndarray:
-        return cva_score(pre, post, params, context)
+              context: ScoreContext, mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+        return cva_score(pre, post, params, context, mask, valid)
 
 
 CVA = CvaScorer()

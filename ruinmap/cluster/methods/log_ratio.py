@@ -8,7 +8,14 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, directed, nanmean_min
+from ruinmap.cluster.methods.base import (
+    ScoreContext,
+    Scorer,
+    band_indices,
+    directed,
+    mask_statistic,
+    nanmean_min,
+)
 from ruinmap.cluster.methods.dating import DatingParams
 from ruinmap.cluster.methods.params import (
     MAX_DATES,
@@ -50,7 +57,8 @@ class LogRatioParams(MethodParamsBase, DatingParams):
 
 
 def log_ratio_score(
-    pre: np.ndarray, post: np.ndarray, params: LogRatioParams, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: LogRatioParams, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Absolute (or signed) log ratio of mean post to mean pre backscatter, focal-smoothed.
 
@@ -65,7 +73,7 @@ def log_ratio_score(
     ratio = log_ratio(floor_power(nanmean_min(pre[:, band], params.min_pre)),
                       floor_power(nanmean_min(post[:, band], params.min_post)))
     ratio[~np.isfinite(ratio)] = np.nan
-    return focal_mean(directed(ratio, params.direction),
+    return focal_mean(mask_statistic(directed(ratio, params.direction), mask, valid),
                       metres_to_px(params.radius_m, context.pixel_size_m))
 
 
@@ -81,8 +89,9 @@ class LogRatioScorer(Scorer[LogRatioParams]):
         return focal_halo(metres_to_px(params.radius_m, pixel_size_m))
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: LogRatioParams,
-              context: ScoreContext) -> np.ndarray:
-        return log_ratio_score(pre, post, params, context)
+              context: ScoreContext, mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+        return log_ratio_score(pre, post, params, context, mask, valid)
 
 
 LOG_RATIO = LogRatioScorer()

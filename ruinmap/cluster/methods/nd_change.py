@@ -8,7 +8,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from ruinmap.cluster.methods.base import ScoreContext, Scorer, band_indices, directed, nanmean_min
+from ruinmap.cluster.methods.base import (
+    ScoreContext,
+    Scorer,
+    band_indices,
+    directed,
+    mask_statistic,
+    nanmean_min,
+)
 from ruinmap.cluster.methods.params import (
     MAX_DATES,
     MAX_RADIUS_M,
@@ -95,7 +102,8 @@ class NdChangeParams(MethodParamsBase):
 
 
 def nd_change_score(
-    pre: np.ndarray, post: np.ndarray, params: NdChangeParams, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: NdChangeParams, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Change of a normalized difference (a - b) / (a + b) between mean pre and mean post.
 
@@ -109,7 +117,7 @@ def nd_change_score(
         nanmean_min(pre[:, a], params.min_pre), nanmean_min(pre[:, b], params.min_pre),
         nanmean_min(post[:, a], params.min_post), nanmean_min(post[:, b], params.min_post),
     )
-    return focal_mean(directed(change, params.direction or "both"),
+    return focal_mean(mask_statistic(directed(change, params.direction or "both"), mask, valid),
                       metres_to_px(params.radius_m, context.pixel_size_m))
 
 
@@ -125,8 +133,9 @@ class NdChangeScorer(Scorer[NdChangeParams]):
         return focal_halo(metres_to_px(params.radius_m, pixel_size_m))
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: NdChangeParams,
-              context: ScoreContext) -> np.ndarray:
-        return nd_change_score(pre, post, params, context)
+              context: ScoreContext, mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+        return nd_change_score(pre, post, params, context, mask, valid)
 
 
 ND_CHANGE = NdChangeScorer()

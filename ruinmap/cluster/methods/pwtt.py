@@ -22,6 +22,7 @@ from ruinmap.cluster.methods.base import (
     ScoreLayers,
     Scorer,
     band_indices,
+    mask_statistic,
 )
 from ruinmap.cluster.methods.dating import DatingParams
 from ruinmap.cluster.methods.params import (
@@ -434,15 +435,19 @@ def smooth_statistic(statistic: np.ndarray, params: PwttParams,
 
 
 def pwtt_layers(pre: np.ndarray, post: np.ndarray, params: PwttParams,
-                context: ScoreContext) -> ScoreLayers:
-    """The PWTT score of a padded window (`pwtt_statistic`, then `smooth_statistic`; with
-    `mask_score_to_data` NaN where the statistic is, reference :821-822) and its layers
-    `p_value`, `n_pre`, `n_post` (`PWTT_LAYERS`). Damaged where score > `threshold` (3.3,
-    :374)."""
+                context: ScoreContext, mask: np.ndarray | None = None,
+                valid: np.ndarray | None = None) -> ScoreLayers:
+    """The PWTT score of a padded window (`pwtt_statistic`, NaN outside the built-up `mask`
+    (`mask_statistic`, the reference's mask before smoothing), then `smooth_statistic`; with
+    `mask_score_to_data` NaN where the unmasked statistic is, reference :821-822) and its
+    layers `p_value`, `n_pre`, `n_post` (`PWTT_LAYERS`). Damaged where score > `threshold`
+    (3.3, :374)."""
     stat = pwtt_statistic(pre, post, params, context)
-    score = smooth_statistic(stat.statistic, params, context.pixel_size_m)
+    has_data = np.isfinite(stat.statistic)  # the reference re-masks to its data, not built-up
+    statistic = mask_statistic(stat.statistic, mask, valid)
+    score = smooth_statistic(statistic, params, context.pixel_size_m)
     if params.mask_score_to_data:
-        score[np.isnan(stat.statistic)] = np.nan
+        score[~has_data] = np.nan
     if not params.layers:
         return ScoreLayers(score)
     return ScoreLayers(score, {"p_value": stat.p_value, "n_pre": stat.n_pre,
@@ -450,10 +455,11 @@ def pwtt_layers(pre: np.ndarray, post: np.ndarray, params: PwttParams,
 
 
 def pwtt_score(
-    pre: np.ndarray, post: np.ndarray, params: PwttParams, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: PwttParams, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """The PWTT score of a padded window (`pwtt_layers` without the extra layers)."""
-    return pwtt_layers(pre, post, params, context).score
+    return pwtt_layers(pre, post, params, context, mask, valid).score
 
 
 def _orbit_of_file(path: str, params: PwttParams) -> int | None:
@@ -526,15 +532,17 @@ class PwttScorer(Scorer[PwttParams]):
         return context
 
     def score(self, pre: np.ndarray, post: np.ndarray, params: PwttParams,
-              context: ScoreContext) -> np.ndarray:
-        return pwtt_score(pre, post, params, context)
+              context: ScoreContext, mask: np.ndarray | None = None,
+              valid: np.ndarray | None = None) -> np.ndarray:
+        return pwtt_score(pre, post, params, context, mask, valid)
 
     def extra_layers(self, params: PwttParams) -> tuple[ExtraLayer, ...]:
         return PWTT_LAYERS if params.layers else ()
 
     def score_layers(self, pre: np.ndarray, post: np.ndarray, params: PwttParams,
-                     context: ScoreContext) -> ScoreLayers:
-        return pwtt_layers(pre, post, params, context)
+                     context: ScoreContext, mask: np.ndarray | None = None,
+                     valid: np.ndarray | None = None) -> ScoreLayers:
+        return pwtt_layers(pre, post, params, context, mask, valid)
 
 
 def check_orbit_dates(params: PwttParams, pre_orbits: Sequence[int],

@@ -47,12 +47,17 @@ def check_bands(params: MethodParamsBase, bands: Sequence[str]) -> None:
 
 
 def compute_score(
-    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The score of the method `params` belongs to, on a padded window (float32)."""
+    """The score of the method `params` belongs to, on a padded window (float32).
+
+    `mask` (bool, True = built-up, or None) and `valid` (filled with where the method's
+    statistic was valid): see `methods.base.mask_statistic`.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows are expected
-        return scorer_for(params).score(pre, post, params, context)
+        return scorer_for(params).score(pre, post, params, context, mask, valid)
 
 
 def extra_layers(params: MethodParamsBase) -> tuple[ExtraLayer, ...]:
@@ -61,9 +66,11 @@ def extra_layers(params: MethodParamsBase) -> tuple[ExtraLayer, ...]:
 
 
 def compute_layers(
-    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext
+    pre: np.ndarray, post: np.ndarray, params: MethodParamsBase, context: ScoreContext,
+    mask: np.ndarray | None = None, valid: np.ndarray | None = None,
 ) -> ScoreLayers:
-    """The score and the extra layers of the method `params` belongs to, on a padded window."""
+    """The score and the extra layers of the method `params` belongs to, on a padded window;
+    `mask` and `valid` as for `compute_score`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows are expected
-        return scorer_for(params).score_layers(pre, post, params, context)
+        return scorer_for(params).score_layers(pre, post, params, context, mask, valid)

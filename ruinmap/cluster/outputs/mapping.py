@@ -49,6 +49,9 @@ _MAX_MAP_HEIGHT_IN = 11.0
 _MIN_MAP_HEIGHT_IN = 4.0
 NONE_LABEL = "no damage detected"
 NODATA_LABEL = "no data"
+#: pixels a built-up mask leaves out, and nodata, on a masked map
+MASKED_LABEL = "not built-up, or no data"
+MASKED_COLOR = "#d4d4d4"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,6 +98,7 @@ def render_map(
     credit: str | None = None,
     buildings: gpd.GeoSeries | None = None,
     inset: bool = True,
+    masked: bool = False,
 ) -> Path:
     """Draw map.png at `dst` (atomically) and return its path.
 
@@ -112,6 +116,9 @@ def render_map(
         last in the caption.
     buildings: footprints whose outlines are drawn when at most
         `map_layers.MAX_BUILDING_OUTLINES`; inset: draw the overview inset.
+    masked: the score covers built-up pixels only (a built-up mask); the other pixels are
+        drawn grey ("not built-up or no data") and district labels give the share of the
+        built-up area.
     """
     dst = Path(dst)
     preview = np.asarray(score_preview)
@@ -144,10 +151,13 @@ def render_map(
     )
     side.set_axis_off()
 
-    ax.set_facecolor("white")
+    ax.set_facecolor(MASKED_COLOR if masked else "white")
     extent = (left, right, bottom, top)
     if is_classes:
         handles = _draw_classes(ax, preview, extent, class_names)
+        if masked:
+            handles[-1] = mpatches.Patch(facecolor=MASKED_COLOR, edgecolor="#888888",
+                                         label=MASKED_LABEL)
     else:
         handles = _draw_score(ax, side, fig, preview, extent, score_label)
     ax.set_xlim(left, right)
@@ -198,8 +208,9 @@ def render_map(
     if districts is not None and len(districts):
         notes.append("Outlines: districts.")
         if labelled:
+            area = "built-up" if masked else "analysed"
             notes.append(
-                "Labels: district name and the share of its analysed area classed as damaged."
+                f"Labels: district name and the share of its {area} area classed as damaged."
             )
         if labelled < len(districts):
             notes.append(

@@ -40,8 +40,11 @@ LEADING_COLUMNS = (
     "name",
     "area_km2",
     "valid_km2",
+    "built_km2",
     "damaged_km2",
     "damaged_fraction",
+    "damaged_built_km2",
+    "damaged_built_fraction",
     "mean_score",
     "p90_score",
 )
@@ -210,24 +213,45 @@ def _first(df: pd.DataFrame, column: str) -> Any:
     return values.iloc[0] if len(values) else None
 
 
-def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
-    """A rich Table of the most damaged districts (by damaged_km2, descending), for a terminal.
+def _has_values(df: pd.DataFrame, column: str) -> bool:
+    return column in df.columns and bool(df[column].notna().any())
 
-    Shows district (name, else id), area, damaged area and share of the valid area, mean
-    score and, when the table has building counts, damaged buildings and the interval on
-    their true number (with its level and method); districts beyond
-    `max_rows` are summarised in the caption.
+
+def ranking_column(df: pd.DataFrame) -> str:
+    """What the terminal table ranks districts by: damaged buildings when the job had
+    footprints, else the damaged built-up area (with a built-up mask), else the damaged area."""
+    for column in ("buildings_damaged", "damaged_built_km2"):
+        if _has_values(df, column):
+            return column
+    return "damaged_km2"
+
+
+def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
+    """A rich Table of the most damaged districts, for a terminal: ranked by damaged
+    buildings, else damaged built-up area, else damaged area (`ranking_column`), descending.
+
+    Shows district (name, else id), area, the built-up area (with a built-up mask), damaged
+    area and its share of the built-up (else the valid) area, mean score and, when the table
+    has building counts, damaged buildings and the interval on their true number (with its
+    level and method); districts beyond `max_rows` are summarised in the caption.
     """
     if "damaged_km2" not in df.columns:
         raise InputError(f"district table: no 'damaged_km2' column; columns are {list(df.columns)}")
-    rows = df.sort_values("damaged_km2", ascending=False, na_position="last", kind="stable")
+    rank = ranking_column(df)
+    rows = df.sort_values([rank, "damaged_km2"], ascending=False, na_position="last",
+                          kind="stable")
     has_buildings = "buildings_damaged" in df.columns
+    has_built = _has_values(df, "built_km2")
     title = "Damage by district" + (f" (top {max_rows} of {len(df)})" if len(df) > max_rows else "")
-    table = Table(title=title, title_justify="left")
+    by = {"buildings_damaged": "damaged buildings", "damaged_built_km2": "damaged built-up area",
+          "damaged_km2": "damaged area"}[rank]
+    table = Table(title=f"{title}, by {by}", title_justify="left")
     table.add_column("District", overflow="fold", max_width=32)
     table.add_column("Area km²", justify="right")
-    table.add_column("Damaged km²", justify="right")
-    table.add_column("Damaged", justify="right")
+    if has_built:
+        table.add_column("Built-up km²", justify="right")
+    table.add_column("Damaged built-up km²" if has_built else "Damaged km²", justify="right")
+    table.add_column("of built-up" if has_built else "Damaged", justify="right")
     if "mean_score" in df.columns:
         table.add_column("Mean score", justify="right")
     if has_buildings:
@@ -248,12 +272,10 @@ def format_district_table(df: pd.DataFrame, max_rows: int = 20) -> Table:
         label = row.get("name")
         if _is_missing(label) or str(label) == "":
             label = row.get("district_id")
-        cells = [
-            str(label),
-            _km2(row.get("area_km2")),
-            _km2(row.get("damaged_km2")),
-            _percent(row.get("damaged_fraction")),
-        ]
+        cells = [str(label), _km2(row.get("area_km2"))]
+        if has_built:
+            cells.append(_km2(row.get("built_km2")))
+        cells += [_km2(row.get("damaged_km2")), _percent(row.get("damaged_fraction"))]
         if "mean_score" in df.columns:
             cells.append(_number(row.get("mean_score")))
         if has_buildings:

@@ -24,6 +24,7 @@ from ruinmap.cluster.job.spec import (
     GridSpec,
     InputsSpec,
     JobSpec,
+    MaskSpec,
     OutputSpec,
 )
 from ruinmap.cluster.methods import Method, MethodParams
@@ -46,6 +47,8 @@ _INPUT_TABLES: dict[str, tuple[Any, str, int]] = {
                "ingested store under the output root", 1),
     "districts": (DistrictsSpec, "District polygons (path under a data root)", 1),
     "buildings": (BuildingsSpec, "Optional building footprints", 0),
+    "mask": (MaskSpec, "Optional built-up mask: buildings, none or a raster path under a data "
+             "root (default: the footprints when given)", 0),
     "grid": (GridSpec, "The regular damage grid", 0),
     "output": (OutputSpec, "Output folder relative to the output root (default: the "
                "job id)", 0),

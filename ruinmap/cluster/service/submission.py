@@ -21,6 +21,7 @@ from ruinmap.cluster.job.budget import check_budget
 from ruinmap.cluster.job.preflight import imagery_header
 from ruinmap.cluster.job.spec import JobSpec, parse_spec
 from ruinmap.cluster.job.spec.files import validate_spec_files
+from ruinmap.cluster.job.spec.mask import MASK_KEYWORDS
 from ruinmap.cluster.service.config import ServiceConfig
 from ruinmap.cluster.service.paths import PathPolicy
 from ruinmap.cluster.service.problems import RequestError
@@ -147,6 +148,8 @@ def check_spec_paths(spec: JobSpec, policy: PathPolicy) -> None:
         policy.check_input(spec.buildings.path, "inputs.buildings.path")
     if spec.validation is not None:  # labels may be an xBD folder or glob
         policy.check_input_glob(spec.validation.labels, "inputs.validation.labels")
+    if spec.mask is not None and spec.mask.is_raster:
+        policy.check_input(spec.mask.source, "inputs.mask.source")
     policy.check_output(spec.output.dir, "inputs.output.dir")
 
 
@@ -204,6 +207,9 @@ def _check(body: Any, policy: PathPolicy, job_id: str, config: ServiceConfig | N
     labels = _table(spec_in, "validation").get("labels")
     if isinstance(labels, str):
         texts.append(("inputs.validation.labels", labels))
+    mask_source = _table(spec_in, "mask").get("source")
+    if isinstance(mask_source, str) and mask_source.strip().lower() not in MASK_KEYWORDS:
+        texts.append(("inputs.mask.source", mask_source))
     output = _table(spec_in, "output")
     out_text = output.get("dir")
     if out_text is not None and not isinstance(out_text, str):

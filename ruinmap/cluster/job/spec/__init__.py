@@ -9,6 +9,7 @@ from __future__ import annotations
 from ruinmap.cluster.job.spec.cluster import CLUSTER_ADDRESS_FORMS, ClusterSpec
 from ruinmap.cluster.job.spec.inputs import InputsSpec
 from ruinmap.cluster.job.spec.job import JobSpec, load_spec, parse_spec
+from ruinmap.cluster.job.spec.mask import MaskSpec
 from ruinmap.cluster.job.spec.messages import join_problems
 from ruinmap.cluster.job.spec.output import GridSpec, OutputSpec
 from ruinmap.cluster.job.spec.polygons import BuildingsSpec, DistrictsSpec
@@ -16,6 +17,6 @@ from ruinmap.cluster.job.spec.toml import dump_toml
 
 __all__ = [
     "CLUSTER_ADDRESS_FORMS", "BuildingsSpec", "ClusterSpec", "DistrictsSpec", "GridSpec",
-    "InputsSpec", "JobSpec", "OutputSpec", "dump_toml", "join_problems", "load_spec",
+    "InputsSpec", "JobSpec", "MaskSpec", "OutputSpec", "dump_toml", "join_problems", "load_spec",
     "parse_spec",
 ]

@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import rasterio
+
 from ruinmap.cluster.geo.vectors import PARQUET_SUFFIXES
 from ruinmap.cluster.ingest.plan import same_inputs
 from ruinmap.cluster.job.spec.job import JobSpec
 from ruinmap.cluster.job.spec.messages import join_problems
 from ruinmap.cluster.methods.pwtt import PwttParams
-from ruinmap.cluster.storage.confined import Roots, confined_vector_path
+from ruinmap.cluster.storage.confined import Roots, confined_raster_path, confined_vector_path
 from ruinmap.cluster.storage.globs import expand_inputs
 from ruinmap.cluster.storage.location import Location, ObjectURL, as_location
 from ruinmap.errors import ConfinementError, SpecError
@@ -169,6 +171,30 @@ def _check_vector(
     return info
 
 
+def _check_mask_raster(path_text: str, band: int, problems: list[str],
+                       confine_to: Roots | None) -> None:
+    """The mask raster must exist, open as a raster with a CRS and have `band`."""
+    path = Path(path_text)
+    if not path.is_file():
+        problems.append(f"mask.source: '{path}' does not exist (give \"buildings\", \"none\" "
+                        "or a raster file)")
+        return
+    try:
+        with confined_raster_path(path, confine_to) as name, rasterio.open(name) as src:
+            crs, count = src.crs, src.count
+    except ConfinementError as exc:
+        problems.append(f"mask.source: {exc}")
+        return
+    except rasterio.errors.RasterioIOError as exc:
+        problems.append(f"mask.source: '{path}' is not a readable raster ({exc})")
+        return
+    if crs is None:
+        problems.append(f"mask.source: '{path}' has no CRS; set one with "
+                        "`gdal_edit.py -a_srs EPSG:...`")
+    if band > count:
+        problems.append(f"mask.band = {band}, but '{path}' has {count} band(s)")
+
+
 def _check_output_dir(path: Path, problems: list[str]) -> None:
     if path.exists():
         if not path.is_dir():
@@ -241,6 +267,9 @@ def validate_spec_files(spec: JobSpec, confine_to: Roots | None = None) -> SpecF
                 problems.append(
                     f"method_params.orbits: '{pattern}' matches none of the input files"
                 )
+
+    if spec.mask is not None and spec.mask.is_raster:
+        _check_mask_raster(spec.mask.source, spec.mask.band, problems, confine_to)
 
     if spec.validation is not None:
         labels = spec.validation.labels

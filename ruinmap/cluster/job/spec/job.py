@@ -12,6 +12,8 @@ the output grid, the output folder and the cluster::
     id = "district_id"                   # key field; name = "name" optional
     [buildings]                          # optional building footprints
     path = "data/buildings.gpkg"
+    [mask]                               # optional built-up mask (default: the footprints)
+    source = "buildings"                 # "buildings" | "none" | a raster path
     [grid]
     cell_size = 100                      # metres, default 500
     [output]
@@ -45,6 +47,7 @@ from pydantic_core import InitErrorDetails
 
 from ruinmap.cluster.job.spec.cluster import ClusterSpec
 from ruinmap.cluster.job.spec.inputs import InputsSpec
+from ruinmap.cluster.job.spec.mask import MaskSpec
 from ruinmap.cluster.job.spec.messages import describe_error, join_problems
 from ruinmap.cluster.job.spec.output import GridSpec, OutputSpec
 from ruinmap.cluster.job.spec.polygons import BuildingsSpec, DistrictsSpec
@@ -65,6 +68,9 @@ class JobSpec(SpecModel):
     inputs: InputsSpec
     districts: DistrictsSpec
     buildings: BuildingsSpec | None = None
+    mask: MaskSpec | None = Field(
+        default=None, description="built-up mask; default: the footprints when the job has "
+                                  "them, else none")
     grid: GridSpec = Field(default_factory=GridSpec)
     output: OutputSpec
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
@@ -108,6 +114,13 @@ class JobSpec(SpecModel):
                 f"method_params are {type(self.method_params).__name__} but method "
                 f"'{self.method}' takes {expected.__name__}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _building_mask_needs_buildings(self) -> JobSpec:
+        if self.mask is not None and self.mask.source == "buildings" and self.buildings is None:
+            raise ValueError('mask.source = "buildings" needs building footprints: add a '
+                             '[buildings] table, or give a mask raster or "none"')
         return self
 
     @model_validator(mode="after")
