@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.target import target_grid
+from ruinmap.cluster.ingest.mosaic import check_mosaic_resolutions, footprint_grid, merge_tiles
 from ruinmap.cluster.ingest.options import IngestOptions
 from ruinmap.cluster.ingest.sources import (
     Acquisition,
@@ -166,7 +167,8 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
                 info = replace(info, date=user_date, date_source="user")
             files.append(info)
         first_given[side] = files[0]
-        acquisitions[side] = build_acquisitions(files, side, stack_bands=options.stack_bands)
+        acquisitions[side] = merge_tiles(
+            build_acquisitions(files, side, stack_bands=options.stack_bands))
     repeated = same_inputs([(side, [as_location(f.path) for a in acquisitions[side]
                                      for f in a.files]) for side in SIDES])
     if repeated:
@@ -177,7 +179,30 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
     every = acquisitions["pre"] + acquisitions["post"]
     bands = common_bands(every, options.bands)
     reference = first_given["pre"].grid  # the first --pre file, whatever its date
-    footprints = [(f.path, f.grid) for acq in every for f in acq.files]
+    return InputPlan(acquisitions, bands, plan_grid(reference, every, options))
+
+
+def footprints_of(acquisitions: Sequence[Acquisition]) -> list[tuple[str, Grid]]:
+    """(label, grid) of every file, a mosaic's tiles as one footprint (their union)."""
+    footprints = []
+    for acq in acquisitions:
+        if not acq.members:
+            footprints += [(f.path, f.grid) for f in acq.files]
+            continue
+        labels = [m.label for m in acq.members]
+        # a member's first band stands for it (a 20 m band of a 10 m item can reach a pixel
+        # further than the item's 10 m bands)
+        what = "tiles of one date, mosaicked" if len(labels) > 1 else "one item"
+        footprints.append((f"{' + '.join(labels)} ({what})",
+                           footprint_grid([m.files[0].grid for m in acq.members])))
+    return footprints
+
+
+def plan_grid(reference: Grid, every: Sequence[Acquisition], options: IngestOptions) -> Grid:
+    """The target grid of `every` acquisition (`geo.target.target_grid`), checked in size."""
+    for acq in every:
+        check_mosaic_resolutions(acq, options.resolution is not None)
+    footprints = footprints_of(every)
     grid = target_grid(
         reference,
         footprints,
@@ -187,4 +212,4 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions) -> Input
         bbox_crs=options.bbox_crs,
     )
     check_grid_size(grid)
-    return InputPlan(acquisitions, bands, grid)
+    return grid

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -21,6 +21,9 @@ from ruinmap.cluster.ingest.dates import acquisition_date, parse_date_text
 from ruinmap.cluster.storage.confined import Roots, confined_raster_path, open_confined
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.errors import InputError, SpecError
+
+if TYPE_CHECKING:
+    from ruinmap.cluster.ingest.mosaic import Member
 
 __all__ = ["Acquisition", "SourceFile", "build_acquisitions", "common_bands", "inspect_source",
            "sha256_of", "user_dates"]
@@ -43,16 +46,42 @@ class SourceFile:
     date_source: str
     size_bytes: int
     mtime_ns: int
+    orbit: int | None = None  # relative orbit (tag RELATIVE_ORBIT, or STAC sat:relative_orbit)
+    item: str | None = None  # the STAC item (collection/id) the file is an asset of
+    # the name GDAL reads when it differs from `path` (a signed URL; `path` is the unsigned
+    # href, recorded in the store's provenance without its token)
+    read_path: str | None = None
+
+
+#: Tags naming a file's relative orbit (the synthetic city's, and GEE exports'), first wins
+ORBIT_TAGS = ("RELATIVE_ORBIT", "relativeOrbitNumber_start")
 
 
 @dataclass(frozen=True)
 class Acquisition:
-    """One date of one side: one file, or several stacked along bands (`stack_bands`)."""
+    """One date of one side: one file, or several stacked along bands (`stack_bands`), or a
+    mosaic of `members` (tiles of one date and orbit, `ingest.mosaic`; `files` then lists
+    every member's files in member order)."""
 
     side: str
     files: tuple[SourceFile, ...]
     date: np.datetime64 | None
     band_names: tuple[str, ...]
+    members: tuple[Member, ...] = ()
+
+    def band_parts(self) -> list[tuple[SourceFile, int, int | None]]:
+        """Every file with the index of its first band and its mosaic member (None when the
+        acquisition is no mosaic)."""
+        if not self.members:
+            firsts = np.cumsum([0] + [f.count for f in self.files])[:-1]
+            return [(f, int(b), None) for f, b in zip(self.files, firsts, strict=True)]
+        parts: list[tuple[SourceFile, int, int | None]] = []
+        for m, member in enumerate(self.members):
+            first = 0
+            for f in member.files:
+                parts.append((f, first, m))
+                first += f.count
+        return parts
 
 
 _SUPPORTED_KINDS = "uif"
@@ -113,6 +142,13 @@ def _inspect(path: Location, name: str | Location, side: str,
             ) from None
         tags = dict(src.tags())
         date, date_source = acquisition_date(tags, path.name)
+        orbit = None
+        for key in ORBIT_TAGS:
+            try:
+                orbit = int(float(tags[key]))
+                break
+            except (KeyError, ValueError):
+                continue
         size_bytes, mtime_ns = path.size_and_mtime()
         return SourceFile(
             path=str(path),
@@ -126,6 +162,7 @@ def _inspect(path: Location, name: str | Location, side: str,
             date_source=date_source,
             size_bytes=size_bytes,
             mtime_ns=mtime_ns,
+            orbit=orbit,
         )
 
 
