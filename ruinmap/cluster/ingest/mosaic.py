@@ -25,7 +25,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Bounds, Grid
-from ruinmap.cluster.ingest.sources import Acquisition, SourceFile
+from ruinmap.cluster.ingest.sources import Acquisition, Member, SourceFile
 from ruinmap.cluster.ingest.warp import SourceRead, read_window
 from ruinmap.cluster.storage.confined import Roots
 from ruinmap.errors import InputError
@@ -36,24 +36,6 @@ __all__ = ["TILE_OVERLAP_MAX", "Member", "MemberRead", "MosaicRead", "check_mosa
 #: Two files of one date and orbit are tiles of one mosaic when they overlap by less than
 #: this fraction of the smaller footprint's area
 TILE_OVERLAP_MAX = 0.5
-
-
-@dataclass(frozen=True)
-class Member:
-    """One member of a mosaic: its files (bands stacked in order), the STAC item it comes from
-    (None for plain files), per file the (scale, offset) of `raster:bands` (value * scale +
-    offset; (1, 0) for plain files), and a class mask (Sentinel-2's SCL) whose `mask_classes`
-    pixels are nodata in every band of the member."""
-
-    files: tuple[SourceFile, ...]
-    item: str | None = None
-    scales: tuple[tuple[float, float], ...] = ()
-    mask: SourceFile | None = None
-    mask_classes: tuple[int, ...] = ()
-
-    @property
-    def label(self) -> str:
-        return self.item if self.item is not None else self.files[0].path
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -22,11 +22,8 @@ from ruinmap.cluster.storage.confined import Roots, confined_raster_path, open_c
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.errors import InputError, SpecError
 
-if TYPE_CHECKING:
-    from ruinmap.cluster.ingest.mosaic import Member
-
-__all__ = ["Acquisition", "SourceFile", "build_acquisitions", "common_bands", "inspect_source",
-           "sha256_of", "user_dates"]
+__all__ = ["Acquisition", "Member", "SourceFile", "build_acquisitions", "common_bands",
+           "inspect_source", "sha256_of", "user_dates"]
 
 _HASH_BLOCK = 8 * 2**20
 
@@ -55,6 +52,24 @@ class SourceFile:
 
 #: Tags naming a file's relative orbit (the synthetic city's, and GEE exports'), first wins
 ORBIT_TAGS = ("RELATIVE_ORBIT", "relativeOrbitNumber_start")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a mosaic: its files (bands stacked in order), the STAC item it comes from
+    (None for plain files), per file the (scale, offset) of `raster:bands` (value * scale +
+    offset; (1, 0) for plain files), and a class mask (Sentinel-2's SCL) whose `mask_classes`
+    pixels are nodata in every band of the member."""
+
+    files: tuple[SourceFile, ...]
+    item: str | None = None
+    scales: tuple[tuple[float, float], ...] = ()
+    mask: SourceFile | None = None
+    mask_classes: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.item if self.item is not None else self.files[0].path
 
 
 @dataclass(frozen=True)
