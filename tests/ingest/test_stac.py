@@ -232,6 +232,19 @@ def test_expired_signature_is_an_input_error_naming_the_item(s2_api):
         plan_stac_inputs(query, SMALL)
 
 
+def test_signature_expiring_during_the_ingest_names_the_item_without_its_token(
+        tmp_path, dask_client, s2_api):
+    plan = plan_stac_inputs(_s2_query(s2_api["url"], sign=f"{__name__}:_signed"), SMALL)
+    s2_api["app"].state.valid_token = "rotated"  # every signature given so far has expired
+    try:
+        with pytest.raises(InputError, match=r"STAC item sentinel-2-l2a/S2_\w+: .*signature "
+                                             r"may have expired") as caught:
+            ingest([], [], tmp_path / "x.zarr", SMALL, client=dask_client, inputs=plan)
+    finally:
+        s2_api["app"].state.valid_token = "valid"
+    assert "token" not in str(caught.value)
+
+
 def test_unknown_signer_is_a_spec_error(s2_api):
     with pytest.raises(SpecError, match=r"inputs.stac.sign = 'nowhere:sign': cannot load it"):
         plan_stac_inputs(_s2_query(s2_api["url"], sign="nowhere:sign"), SMALL)

@@ -8,8 +8,8 @@ uses: the landing page with `conformsTo` and a `search` link, `GET` and `POST /s
 `limit` and paging through a `next` link (`token`), and the Query extension's
 `eq`/`neq`/`lt`/`lte`/`gt`/`gte`/`in` operators. It also serves the assets over HTTP with
 range requests (so GDAL's /vsicurl/ reads them as it reads a cloud bucket):
-`/assets/<path>` freely, `/signed/<path>` only with `?token=valid` (403 otherwise, as an
-expired signature answers).
+`/assets/<path>` freely, `/signed/<path>` only with `?token=<app.state.valid_token>`
+("valid"; 403 otherwise, as an expired signature answers).
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ def make_app(items: Sequence[Mapping[str, Any]], asset_root: Path) -> FastAPI:
     under `asset_root` served at /assets/ and /signed/."""
     app = FastAPI()
     app.state.requests = []  # (method, path) of every request, for the tests to check
+    app.state.valid_token = "valid"  # a test changes it to expire every signature given
 
     @app.middleware("http")
     async def _record(request: Request, call_next: Any) -> Any:
@@ -170,7 +171,7 @@ def make_app(items: Sequence[Mapping[str, Any]], asset_root: Path) -> FastAPI:
 
     @app.get("/signed/{path:path}")
     def signed(path: str, token: str = "") -> FileResponse:
-        if token != "valid":
+        if token != app.state.valid_token:
             raise HTTPException(403, "signature expired")
         return FileResponse(_file(path))
 

@@ -108,7 +108,8 @@ def s2_api_server(bercy: Path, root: Path) -> Iterator[dict[str, Any]]:
     `root` at /assets/ (and /signed/). Yields url, root, files (side -> band -> path) and
     items (the served list: tests may add items and must remove them)."""
     items: list[dict[str, Any]] = []
-    with serve(make_app(items, root)) as url:
+    app = make_app(items, root)
+    with serve(app) as url:
         made = {}
         for side, folder, when, cloudy in (
                 ("pre", "imgs_1", "2016-11-30T10:50:00Z", True),
@@ -134,4 +135,4 @@ def s2_api_server(bercy: Path, root: Path) -> Iterator[dict[str, Any]]:
                                          "sat:relative_orbit": 51})
             items.append(item.to_dict())
             made[side] = rel
-        yield {"url": url, "root": root, "files": made, "items": items}
+        yield {"url": url, "root": root, "files": made, "items": items, "app": app}

@@ -15,6 +15,7 @@ the window are not opened, and once every pixel is filled the remaining members 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from math import ceil
@@ -33,6 +34,8 @@ from ruinmap.errors import InputError
 __all__ = ["TILE_OVERLAP_MAX", "Member", "MemberRead", "MosaicRead", "check_mosaic_resolutions",
            "footprint_grid", "merge_tiles", "mosaic_read", "read_mosaic"]
 
+_QUERY = re.compile(r"\?[^\s)]*")  # a URL's query string: where signatures keep their token
+
 #: Two files of one date and orbit are tiles of one mosaic when they overlap by less than
 #: this fraction of the smaller footprint's area
 TILE_OVERLAP_MAX = 0.5
@@ -47,6 +50,7 @@ class MemberRead:
     mask: SourceRead | None
     mask_classes: tuple[int, ...]
     bounds: Bounds  # its footprint in the target CRS: windows outside it are not read
+    label: str = ""  # the STAC item or first file, for errors
 
 
 @dataclass(frozen=True)
@@ -165,8 +169,21 @@ def _read_member(member: MemberRead, target: Grid, window: Window, *, resampling
                  nodata: float | None, confine_to: Roots | None) -> np.ndarray:
     parts = []
     for i, part in enumerate(member.parts):
-        block = read_window(part, target, window, resampling=resampling, nodata=nodata,
-                            confine_to=confine_to)
+        failed: str | None = None
+        try:
+            block = read_window(part, target, window, resampling=resampling, nodata=nodata,
+                                confine_to=confine_to)
+        except InputError as exc:
+            failed = str(exc)
+        if failed is not None:
+            # raised outside the except block: the GDAL error it replaces stays out of the
+            # chain Dask pickles back to the client. Names the item, never a URL's token.
+            text = _QUERY.sub("", failed)
+            if member.label and "://" in part.path:
+                text = (f"STAC item {member.label}: {text}; if the URL was signed, its "
+                        "signature may have expired: re-run to sign again (recorded shards "
+                        "are kept)")
+            raise InputError(text)
         scale, offset = member.scales[i] if member.scales else (1.0, 0.0)
         if scale != 1.0 or offset != 0.0:
             block = (block * np.float32(scale) + np.float32(offset)).astype(np.float32)
@@ -215,5 +232,6 @@ def mosaic_read(acq: Acquisition, target: Grid,
         parts = tuple(read_of(f) for f in member.files)
         bounds = footprint_grid([f.grid for f in member.files]).footprint(target.crs_wkt)
         members.append(MemberRead(parts, member.scales, None if member.mask is None
-                                  else read_of(member.mask), member.mask_classes, bounds))
+                                  else read_of(member.mask), member.mask_classes, bounds,
+                                  member.item or ""))
     return MosaicRead(tuple(members))
