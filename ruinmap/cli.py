@@ -381,9 +381,11 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], Runner]] = {
 def _all_commands() -> dict[str, Callable[[argparse._SubParsersAction], Runner]]:
     from ruinmap.cli_cluster import COMMANDS as CLUSTER_COMMANDS
     from ruinmap.cli_service import COMMANDS as SERVICE_COMMANDS
+    from ruinmap.cli_stac import COMMANDS as STAC_COMMANDS
     from ruinmap.cli_validate import COMMANDS as VALIDATE_COMMANDS
 
-    return {**COMMANDS, **VALIDATE_COMMANDS, **SERVICE_COMMANDS, **CLUSTER_COMMANDS}
+    return {**COMMANDS, **VALIDATE_COMMANDS, **SERVICE_COMMANDS, **CLUSTER_COMMANDS,
+            **STAC_COMMANDS}
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Runner]]:

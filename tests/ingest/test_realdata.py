@@ -8,7 +8,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from ruinmap.cluster.ingest import IngestOptions, ingest
+from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
 from ruinmap.cluster.storage.store import open_store, read_store_attrs, side_array
 from ruinmap.errors import InputError
 
@@ -68,15 +68,18 @@ def test_joplin_utm_pre_and_lonlat_post_share_the_pre_grid(tmp_path, dask_client
     assert np.median(diff) < 0.5 and np.percentile(diff, 99.9) < 8.0
 
 
-def test_joplin_tiles_of_one_date_that_do_not_overlap_the_post_tile_are_refused(tmp_path, joplin):
-    root, pre, post = joplin
+def test_joplin_post_tile_that_misses_the_pre_tile_is_refused_with_full_bounds(joplin):
+    root, pre, _ = joplin
     far_post = root / "post" / "tile_31500-6161.tif"
     if not far_post.exists():
         pytest.skip(f"real data absent: {far_post}")
+    # every digit of both extents (no %g rounding), and what makes tiles one mosaic
     with pytest.raises(
-        InputError, match=r"tile_31500-6161\.tif: its footprint .* does not overlap"
+        InputError, match=r"tile_31500-6161\.tif: its footprint \(\d+\.\d{3,}, \d+\.\d{3,}, "
+                          r".* does not overlap the common footprint \(\d+\.\d{3,}, .*tiles of "
+                          r"one date are mosaicked only when they have the same date"
     ):
-        ingest([pre], [post, far_post], tmp_path / "x.zarr", IngestOptions(chunk=256, shard=512))
+        plan_inputs([pre], [far_post], IngestOptions(chunk=256, shard=512))
 
 
 def test_oscd_single_band_files_stack_into_one_acquisition_per_date(tmp_path, dask_client, bercy):

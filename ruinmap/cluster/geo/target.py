@@ -132,7 +132,10 @@ def target_grid(
                 raise InputError(
                     f"{label}: its footprint {_fmt_bounds(fp)} does not overlap the common "
                     f"footprint {_fmt_bounds(running)} of {', '.join(seen)} (bounds in the "
-                    "target CRS); pre- and post-event images must cover a common area"
+                    "target CRS); pre- and post-event images must cover a common area, "
+                    "and tiles of one date are mosaicked only when they have the same date "
+                    "(tags, names, --pre-dates/--post-dates) and orbit and overlap by less "
+                    "than half"
                 )
             running = nxt
             seen.append(label)

@@ -81,26 +81,42 @@ class StoreLayout:
         sources = []
         for side in SIDES:
             for t, acq in enumerate(self.inputs.acquisitions[side]):
-                first_band = 0
-                for f in acq.files:
-                    sources.append(
-                        {
-                            "path": f.path,
-                            "side": side,
-                            "time": iso_date(acq.date),
-                            "time_index": t,
-                            "bands": list(bands[first_band : first_band + f.count]),
-                            "size_bytes": f.size_bytes,
-                            "mtime_ns": f.mtime_ns,
-                            "sha256": checksums.get(f.path),
-                            "date_source": f.date_source,
-                            "dtype": f.dtype,
-                            "nodata": f.nodata,
-                            "crs_wkt": f.grid.crs_wkt if f.grid.crs_wkt != grid.crs_wkt else None,
-                            **_product_attrs(f),
+                for f, first_band, member in acq.band_parts():
+                    source = {
+                        "path": f.path,
+                        "side": side,
+                        "time": iso_date(acq.date),
+                        "time_index": t,
+                        "bands": list(bands[first_band : first_band + f.count]),
+                        "size_bytes": f.size_bytes,
+                        "mtime_ns": f.mtime_ns,
+                        "sha256": checksums.get(f.path),
+                        "date_source": f.date_source,
+                        "dtype": f.dtype,
+                        "nodata": f.nodata,
+                        "crs_wkt": f.grid.crs_wkt if f.grid.crs_wkt != grid.crs_wkt else None,
+                        **_product_attrs(f),
+                    }
+                    # a mosaic's tiles (`ingest.mosaic`), read first valid pixel in this order
+                    if member is not None:
+                        source["mosaic_member"] = member
+                    if f.item is not None:
+                        source["stac_item"] = f.item
+                    if f.orbit is not None:
+                        source["orbit"] = f.orbit
+                    sources.append(source)
+                for m, member_ in enumerate(acq.members):
+                    if member_.mask is not None:  # a class mask (SCL): nodata, not a band
+                        mask = member_.mask
+                        entry: dict[str, Any] = {
+                            "path": mask.path, "side": side, "time": iso_date(acq.date),
+                            "time_index": t, "bands": [], "size_bytes": mask.size_bytes,
+                            "mtime_ns": mask.mtime_ns, "sha256": checksums.get(mask.path),
+                            "date_source": mask.date_source, "dtype": mask.dtype,
+                            "nodata": mask.nodata, "crs_wkt": None, "mosaic_member": m,
+                            "stac_item": mask.item, "mask_classes": list(member_.mask_classes),
                         }
-                    )
-                    first_band += f.count
+                        sources.append(entry)
         return {
             "format": STORE_FORMAT,
             "format_version": FORMAT_VERSION,

@@ -19,6 +19,7 @@ import rasterio
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.target import target_grid
+from ruinmap.cluster.ingest.mosaic import check_mosaic_resolutions, footprint_grid, merge_tiles
 from ruinmap.cluster.ingest.options import IngestOptions
 from ruinmap.cluster.ingest.products import (
     POLARISATIONS,
@@ -212,8 +213,8 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions,
                 info = replace(info, date=user_date, date_source="user")
             files.append(info)
         first_given[side] = files[0]
-        acquisitions[side] = build_acquisitions(files, side, stack_bands=options.stack_bands)
-        check_polarisations(acquisitions[side])
+        acquisitions[side] = merge_tiles(
+            build_acquisitions(files, side, stack_bands=options.stack_bands))
     repeated = same_inputs([(side, [as_location(f.path) for a in acquisitions[side]
                                      for f in a.files]) for side in SIDES])
     if repeated:
@@ -231,7 +232,30 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions,
     if report:
         _log_scales([f for acq in every for f in acq.files], options)
     reference = first_given["pre"].grid  # the first --pre file, whatever its date
-    footprints = [(f.path, f.grid) for acq in every for f in acq.files]
+    return InputPlan(acquisitions, bands, plan_grid(reference, every, options))
+
+
+def footprints_of(acquisitions: Sequence[Acquisition]) -> list[tuple[str, Grid]]:
+    """(label, grid) of every file, a mosaic's tiles as one footprint (their union)."""
+    footprints = []
+    for acq in acquisitions:
+        if not acq.members:
+            footprints += [(f.path, f.grid) for f in acq.files]
+            continue
+        labels = [m.label for m in acq.members]
+        # a member's first band stands for it (a 20 m band of a 10 m item can reach a pixel
+        # further than the item's 10 m bands)
+        what = "tiles of one date, mosaicked" if len(labels) > 1 else "one item"
+        footprints.append((f"{' + '.join(labels)} ({what})",
+                           footprint_grid([m.files[0].grid for m in acq.members])))
+    return footprints
+
+
+def plan_grid(reference: Grid, every: Sequence[Acquisition], options: IngestOptions) -> Grid:
+    """The target grid of `every` acquisition (`geo.target.target_grid`), checked in size."""
+    for acq in every:
+        check_mosaic_resolutions(acq, options.resolution is not None)
+    footprints = footprints_of(every)
     grid = target_grid(
         reference,
         footprints,
@@ -241,18 +265,14 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions,
         bbox_crs=options.bbox_crs,
     )
     check_grid_size(grid)
-    return InputPlan(acquisitions, bands, grid)
+    return grid
 
 
 def file_band_names(acq: Acquisition, bands: Sequence[str]
                     ) -> list[tuple[SourceFile, tuple[str, ...]]]:
     """Each file of `acq` with the store's names of its bands."""
-    out: list[tuple[SourceFile, tuple[str, ...]]] = []
-    first = 0
-    for f in acq.files:
-        out.append((f, tuple(bands[first:first + f.count])))
-        first += f.count
-    return out
+    # a mosaic's members each hold every band (`Acquisition.band_parts`)
+    return [(f, tuple(bands[first:first + f.count])) for f, first, _ in acq.band_parts()]
 
 
 def converted_bands(names: Sequence[str]) -> tuple[bool, ...]:
@@ -330,4 +350,8 @@ def _with_scales(acq: Acquisition, bands: Sequence[str], requested: str,
         nodata_share = None if sample is None else sample.nodata_fraction
         files.append(replace(f, scale=decision, nodata_fraction=nodata_share,
                              masked_fraction=masked, mask_source=mask_source))
-    return replace(acq, files=tuple(files))
+    # a mosaic's members read the same files, with their scales
+    decided = {f.path: f for f in files}
+    members = tuple(replace(m, files=tuple(decided[f.path] for f in m.files))
+                    for m in acq.members)
+    return replace(acq, files=tuple(files), members=members)

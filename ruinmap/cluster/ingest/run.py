@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +37,7 @@ from ruinmap.cluster.ingest.layout import (
     recorded_checksums,
     unit_key,
 )
+from ruinmap.cluster.ingest.mosaic import mosaic_read
 from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
 from ruinmap.cluster.ingest.plan import (
     InputPlan,
@@ -46,7 +47,7 @@ from ruinmap.cluster.ingest.plan import (
     plan_inputs,
 )
 from ruinmap.cluster.ingest.shards import ShardTask, write_unit
-from ruinmap.cluster.ingest.sources import SourceFile, sha256_of
+from ruinmap.cluster.ingest.sources import Acquisition, SourceFile, sha256_of
 from ruinmap.cluster.ingest.warp import SourceRead
 from ruinmap.cluster.storage.arrays import (
     Compression,
@@ -191,13 +192,18 @@ def ingest(
         stat_key = (f.path, f.size_bytes, f.mtime_ns)
         if stat_key in recorded:
             checksums[f.path] = recorded[stat_key]  # unchanged since recorded (None: not yet)
+    for f in inputs.files:
+        if f.item is not None:
+            # a STAC asset: its item and href are its provenance; hashing it would download
+            # every scene once more (and http(s):// assets have no stat to reuse a hash by)
+            checksums[f.path] = None
     changed = [f.path for f in inputs.files if f.path not in checksums]
     if existing is not None:
         checksums.update(_hash_all(changed, options.confine_to))
     hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ruinmap-sha256")
     background = {
         f.path: hashing.submit(sha256_of, f.path, options.confine_to)
-        for f in inputs.files if not checksums.get(f.path)
+        for f in inputs.files if not checksums.get(f.path) and f.item is None
     }
     try:
         with client_for(client, scheduler) as cl:
@@ -258,7 +264,7 @@ def _source_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
         m = f.mask_source
         mask = SourceRead(m.path, m.count, m.dtype, m.nodata, m.grid, pixel_offset(m.grid, grid))
     return SourceRead(
-        f.path, f.count, f.dtype, f.nodata, f.grid, pixel_offset(f.grid, grid),
+        f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid, pixel_offset(f.grid, grid),
         scale="power" if f.scale is None else f.scale.scale,
         converted=converted_bands(names),
         mask_kind=None if f.product.mask is None else f.product.mask.kind, mask=mask,
@@ -303,7 +309,12 @@ def _write_store(
     done = _verified_shards(out, str(attrs["store_id"]), units)
     pending = [u for u in units if unit_key(*u) not in done]
     report.units_skipped = len(units) - len(pending)
-    remote_inputs = any(is_url(f.path) for f in inputs.files)
+    remote_inputs = any(is_url(f.path) or "://" in f.path for f in inputs.files)
+
+    def reader_of(acq: Acquisition) -> Callable[[SourceFile], SourceRead]:
+        names = {f.path: n for f, n in file_band_names(acq, inputs.bands)}
+        return lambda f: _source_read(f, names[f.path], inputs.grid)
+
     task = ShardTask(
         store=out,
         store_id=str(attrs["store_id"]),
@@ -322,6 +333,11 @@ def _write_store(
         durable=options.durable,
         gdal_options=gdal_options() if remote_inputs or out.is_remote else {},
         confine_to=options.confine_to,
+        mosaics={
+            side: {t: mosaic_read(acq, inputs.grid, reader_of(acq))
+                   for t, acq in enumerate(inputs.acquisitions[side]) if acq.members}
+            for side in SIDES
+        },
     )
     rows, cols = layout.shards_per_date
     log.info(

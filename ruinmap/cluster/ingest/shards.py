@@ -15,6 +15,7 @@ from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest.layout import unit_key
+from ruinmap.cluster.ingest.mosaic import MosaicRead, read_mosaic
 from ruinmap.cluster.ingest.warp import SourceRead, read_source_window
 from ruinmap.cluster.settings import WORKER_ENV
 from ruinmap.cluster.storage.arrays import open_array, shard_file, write_shard
@@ -41,6 +42,9 @@ class ShardTask:
     gdal_options: dict[str, str] = field(default_factory=dict)
     # the roots every local source is opened confined to (IngestOptions.confine_to)
     confine_to: tuple[str, ...] | None = None
+    # side -> time index -> the acquisition's mosaic (tiles of one date, STAC items), read
+    # instead of reads[side][t] (`ingest.mosaic`)
+    mosaics: dict[str, dict[int, MosaicRead]] = field(default_factory=dict)
 
 
 def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
@@ -55,13 +59,18 @@ def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
     window = Window(col0, row0, min(step, grid.width - col0), min(step, grid.height - row0))
     # the GDAL settings of s3:// inputs are the client's, applied here on the worker
     gdal_cache = int(WORKER_ENV["GDAL_CACHEMAX"]) * 2**20
+    mosaic = task.mosaics.get(side, {}).get(t)
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache, **task.gdal_options):
-        # each file's mask layer applied as nodata, its values converted to linear power
-        parts = [
-            read_source_window(read, grid, window, resampling=task.resampling,
-                               nodata=task.nodata, confine_to=task.confine_to)[0]
-            for read in task.reads[side][t]
-        ]
+        if mosaic is not None:
+            parts = [read_mosaic(mosaic, grid, window, resampling=task.resampling,
+                                 nodata=task.nodata, confine_to=task.confine_to)]
+        else:
+            # each file's mask layer applied as nodata, its values converted to linear power
+            parts = [
+                read_source_window(read, grid, window, resampling=task.resampling,
+                                   nodata=task.nodata, confine_to=task.confine_to)[0]
+                for read in task.reads[side][t]
+            ]
     block = parts[0] if len(parts) == 1 else np.concatenate(parts)
     array = open_array(task.store, side, "r+", task.store_id)
     selection = (t, slice(None), slice(row0, row0 + block.shape[1]),

@@ -29,7 +29,7 @@ from ruinmap.cluster.storage.confined import Roots, confined_raster_path, open_c
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.errors import InputError, SpecError
 
-__all__ = ["Acquisition", "SourceFile", "build_acquisitions", "check_polarisations",
+__all__ = ["Acquisition", "Member", "SourceFile", "build_acquisitions", "check_polarisations",
            "common_bands", "inspect_source", "sha256_of", "user_dates"]
 
 _HASH_BLOCK = 8 * 2**20
@@ -59,17 +59,61 @@ class SourceFile:
     masked_fraction: float | None = None
     # the header of the product's mask layer (`product.mask`), inspected in `plan_inputs`
     mask_source: SourceFile | None = None
+    orbit: int | None = None  # relative orbit (tag RELATIVE_ORBIT, or STAC sat:relative_orbit)
+    item: str | None = None  # the STAC item (collection/id) the file is an asset of
+    # the name GDAL reads when it differs from `path` (a signed URL; `path` is the unsigned
+    # href, recorded in the store's provenance without its token)
+    read_path: str | None = None
+
+
+#: Tags naming a file's relative orbit (the synthetic city's, and GEE exports'), first wins
+ORBIT_TAGS = ("RELATIVE_ORBIT", "relativeOrbitNumber_start")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a mosaic: its files (bands stacked in order), the STAC item it comes from
+    (None for plain files), per file the (scale, offset) of `raster:bands` (value * scale +
+    offset; (1, 0) for plain files), and a class mask (Sentinel-2's SCL) whose `mask_classes`
+    pixels are nodata in every band of the member."""
+
+    files: tuple[SourceFile, ...]
+    item: str | None = None
+    scales: tuple[tuple[float, float], ...] = ()
+    mask: SourceFile | None = None
+    mask_classes: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.item if self.item is not None else self.files[0].path
 
 
 @dataclass(frozen=True)
 class Acquisition:
-    """One date of one side: one file, several stacked along bands (`stack_bands`), or the
-    per-polarisation files of one RTC product (`Product.group`), bands in VV, VH order."""
+    """One date of one side: one file, several stacked along bands (`stack_bands`), the
+    per-polarisation files of one RTC product (`Product.group`), bands in VV, VH order, or a
+    mosaic of `members` (tiles of one date and orbit, `ingest.mosaic`; `files` then lists
+    every member's files in member order)."""
 
     side: str
     files: tuple[SourceFile, ...]
     date: np.datetime64 | None
     band_names: tuple[str, ...]
+    members: tuple[Member, ...] = ()
+
+    def band_parts(self) -> list[tuple[SourceFile, int, int | None]]:
+        """Every file with the index of its first band and its mosaic member (None when the
+        acquisition is no mosaic)."""
+        if not self.members:
+            firsts = np.cumsum([0] + [f.count for f in self.files])[:-1]
+            return [(f, int(b), None) for f, b in zip(self.files, firsts, strict=True)]
+        parts: list[tuple[SourceFile, int, int | None]] = []
+        for m, member in enumerate(self.members):
+            first = 0
+            for f in member.files:
+                parts.append((f, first, m))
+                first += f.count
+        return parts
 
 
 _SUPPORTED_KINDS = "uif"
@@ -131,6 +175,13 @@ def _inspect(path: Location, name: str | Location, side: str,
             ) from None
         tags = dict(src.tags())
         date, date_source = acquisition_date(tags, path.name)
+        orbit = None
+        for key in ORBIT_TAGS:
+            try:
+                orbit = int(float(tags[key]))
+                break
+            except (KeyError, ValueError):
+                continue
         size_bytes, mtime_ns = path.size_and_mtime()
         nodata = None if src.nodata is None else float(src.nodata)
         descriptions = tuple(d or None for d in src.descriptions)
@@ -152,6 +203,7 @@ def _inspect(path: Location, name: str | Location, side: str,
             size_bytes=size_bytes,
             mtime_ns=mtime_ns,
             product=product,
+            orbit=orbit,
         )
 
 

@@ -31,6 +31,7 @@ import shapely
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.ingest import IngestOptions, InputPlan, plan_inputs
 from ruinmap.cluster.ingest.options import DEFAULT_CHUNK, choose_shard
+from ruinmap.cluster.ingest.stac import plan_stac_inputs
 from ruinmap.cluster.job.plan import pixel_sides_m, pixel_size_m
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles
@@ -86,7 +87,8 @@ def imagery_header(files: SpecFiles, options: IngestOptions) -> ImageryHeader:
     if files.store is not None:
         return ImageryHeader.of_store_attrs(read_store_attrs(files.store))
     # the ingest plans them again and prints its decisions (scales, nodata shares) then
-    inputs = plan_inputs(list(files.pre), list(files.post), options, report=False)
+    inputs = (plan_stac_inputs(files.stac, options) if files.stac is not None
+              else plan_inputs(list(files.pre), list(files.post), options, report=False))
     return ImageryHeader.of_plan(inputs, options)
 
 
@@ -100,6 +102,8 @@ def check_job_fits(spec: JobSpec, header: ImageryHeader, districts: gpd.GeoDataF
     """SpecError / InputError when the imagery cannot give the job a result (module docstring)."""
     params = spec.method_params
     where = {"pre": "inputs.pre", "post": "inputs.post"}
+    if spec.inputs.stac is not None:
+        where = {side: f"inputs.stac.{side}_datetime" for side in SIDES}
     if spec.inputs.store is not None:
         where = {side: f"inputs.store '{spec.inputs.store}'" for side in SIDES}
     for side in SIDES:

@@ -45,6 +45,7 @@ from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
+from ruinmap.cluster.ingest.stac import plan_stac_inputs
 from ruinmap.cluster.job.budget import JobBudget, check_budget
 from ruinmap.cluster.job.builtup import check_mask_covers, check_mask_not_empty, mask_choice
 from ruinmap.cluster.job.classes import (
@@ -215,7 +216,10 @@ def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: Inge
     if files.store is not None:
         return StoreInfo.read(files.store)
     out = as_location(spec.output.dir).join(STORE_NAME)
-    ingest(list(files.pre), list(files.post), out, options, client=client, progress=progress)
+    # a STAC source is planned from its items (`ingest.stac`); files from their headers
+    inputs = plan_stac_inputs(files.stac, options) if files.stac is not None else None
+    ingest(list(files.pre), list(files.post), out, options, client=client, progress=progress,
+           inputs=inputs)
     return StoreInfo.read(out)
 
 

@@ -138,6 +138,11 @@ def check_spec_paths(spec: JobSpec, policy: PathPolicy) -> None:
     ingest expands them, no VRT); an ingested store under the output root, where the jobs
     that make stores put them. RequestError 403 otherwise. Called when a
     job is submitted and again when it starts, so a file swapped in between is caught."""
+    if spec.inputs.stac is not None:
+        # a catalog's asset hrefs may name any local file or URL, beyond the data roots
+        raise RequestError(403, "Forbidden input", "inputs.inputs.stac: STAC inputs are not "
+                           "accepted by the job service (their assets could lie outside the "
+                           "data roots); run such jobs with `ruinmap run`")
     if spec.inputs.store is not None:
         policy.check_output(spec.inputs.store, "inputs.inputs.store")
     for side, patterns in (("pre", spec.inputs.pre), ("post", spec.inputs.post)):

@@ -18,6 +18,7 @@ import rasterio
 
 from ruinmap.cluster.geo.vectors import PARQUET_SUFFIXES
 from ruinmap.cluster.ingest.plan import same_inputs
+from ruinmap.cluster.ingest.stac import StacQuery
 from ruinmap.cluster.job.spec.job import JobSpec
 from ruinmap.cluster.job.spec.messages import join_problems
 from ruinmap.cluster.methods.pwtt import PwttParams
@@ -52,6 +53,8 @@ class SpecFiles:
     districts: VectorInfo
     buildings: VectorInfo | None
     output_dir: Location
+    # `[inputs.stac]` as a query, its bbox defaulting to the districts' extent (lon/lat)
+    stac: StacQuery | None = None
 
 
 def _expand(patterns: Sequence[str], key: str) -> tuple[tuple[Location, ...], list[str]]:
@@ -95,6 +98,22 @@ def _vector_info(path: Path, layer: str | None, confine_to: Roots | None) -> Vec
         n_features=None if n_features < 0 else n_features,
         geometry_type=info.get("geometry_type"),
     )
+
+
+def _lonlat_extent(info: VectorInfo, layer: str | None,
+                   confine_to: Roots | None) -> tuple[float, float, float, float]:
+    """The districts' extent in degrees (EPSG:4326): the default area of a STAC search."""
+    import geopandas as gpd
+    from rasterio.warp import transform_bounds
+
+    with confined_vector_path(info.path, confine_to) as name:
+        if info.path.suffix.lower() in PARQUET_SUFFIXES:
+            frame = gpd.read_parquet(name)
+        else:
+            frame = gpd.read_file(name, layer=layer)
+    west, south, east, north = transform_bounds(info.crs, "EPSG:4326",
+                                                *frame.total_bounds, densify_pts=21)
+    return float(west), float(south), float(east), float(north)
 
 
 def _parquet_info(path: Path) -> VectorInfo:
@@ -234,7 +253,7 @@ def validate_spec_files(spec: JobSpec, confine_to: Roots | None = None) -> SpecF
                 f"inputs.store: '{store}' does not exist; run `ruinmap ingest` first or give "
                 "inputs.pre and inputs.post"
             )
-    else:
+    elif spec.inputs.stac is None:
         assert spec.inputs.pre is not None and spec.inputs.post is not None  # model invariant
         pre, pre_problems = _expand(spec.inputs.pre, "inputs.pre")
         post, post_problems = _expand(spec.inputs.post, "inputs.post")
@@ -282,10 +301,21 @@ def validate_spec_files(spec: JobSpec, confine_to: Roots | None = None) -> SpecF
     elif not output_dir.bucket_exists():
         problems.append(f"output.dir: the bucket of '{output_dir}' does not exist (or "
                         "these credentials cannot see it)")
+    stac = None
+    if spec.inputs.stac is not None and districts is not None and districts.crs:
+        bbox = spec.inputs.stac.bbox
+        if bbox is None:
+            try:
+                bbox = _lonlat_extent(districts, spec.districts.layer, confine_to)
+            except Exception as exc:  # GDAL and pyarrow raise many kinds
+                problems.append(f"districts.path: cannot read its extent for inputs.stac "
+                                f"({exc}); give inputs.stac.bbox")
+        stac = spec.inputs.stac.query_for(bbox)
     if problems:
         raise SpecError(join_problems(spec.source, problems))
     assert districts is not None  # a missing district file is a problem above
     return SpecFiles(
+        stac=stac,
         pre=pre, post=post, store=store, districts=districts, buildings=buildings,
         output_dir=output_dir,
     )
