@@ -24,11 +24,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ruinmap.cluster.job.integrity import layer_shard, load_verified_partial
-from ruinmap.cluster.job.partials import district_fields
+from ruinmap.cluster.job.integrity import layer_shard, load_verified_partial, write_layer_shard
+from ruinmap.cluster.job.partials import district_fields, npz_problem, partial_bytes
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
-from ruinmap.cluster.job.task import _row_area, _write_layer, district_label_layers
+from ruinmap.cluster.job.task import district_label_layers, tile_row_area
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, digest, verified_units
@@ -44,7 +44,6 @@ __all__ = ["CLASS_LEDGER", "ClassPartial", "ClassTotals", "class_ledger", "class
 
 #: the second pass's ledger folder in the work folder
 CLASS_LEDGER = "class-ledger"
-_TILE_KEY = "tile_key"
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,27 +104,9 @@ def class_partial(score: np.ndarray, classes: np.ndarray, *, threshold: float, n
     )  # fmt: skip
 
 
-def _partial_bytes(partial: ClassPartial, tile_key: str) -> bytes:
-    members = {f.name: getattr(partial, f.name) for f in fields(ClassPartial)}
-    members[_TILE_KEY] = np.array(tile_key)
-    buffer = io.BytesIO()
-    np.savez(buffer, **members)
-    return buffer.getvalue()
-
-
 def _partial_problem(tile_key: str, data: bytes) -> str | None:
     """What is wrong with `data` as the class partial of `tile_key`, or None."""
-    try:
-        with np.load(io.BytesIO(data)) as npz:
-            found = str(npz[_TILE_KEY]) if _TILE_KEY in npz.files else None
-            missing = [f.name for f in fields(ClassPartial) if f.name not in npz.files]
-    except (OSError, ValueError, EOFError) as exc:
-        return f"is not a readable class partial ({type(exc).__name__})"
-    if found != tile_key:
-        return f"is the class partial of tile {found!r}, not of {tile_key!r}"
-    if missing:
-        return f"lacks {', '.join(missing)}"
-    return None
+    return npz_problem(ClassPartial, tile_key, data, "class partial")
 
 
 def _load_class_partial(path: str | os.PathLike[str] | Location, tile_key: str,
@@ -160,15 +141,15 @@ def run_class_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> float:
     score = np.ascontiguousarray(
         open_array(plan.layers, "score", "r", plan.signature)[rows, cols], dtype=np.float32)
     classes = classify(score, params.class_thresholds)
-    checksums = {"damage": _write_layer(plan, "damage", tile, classes)}
+    checksums = {"damage": write_layer_shard(plan, "damage", tile, classes)}
     districts = district_label_layers(vectors, tile.grid(plan.grid).affine,
                                       (tile.height, tile.width))
     partial = class_partial(score, classes, threshold=threshold,
                             n_classes=len(params.class_thresholds) + 1,
                             district_labels=districts, n_districts=plan.n_districts,
                             origin=(tile.row0, tile.col0), cell_px=plan.cell_px,
-                            edges=plan.edges, row_area=_row_area(plan, tile))
-    data = _partial_bytes(partial, tile.key)
+                            edges=plan.edges, row_area=tile_row_area(plan, tile))
+    data = partial_bytes(partial, tile.key)
     class_partial_location(plan.work_dir, tile).write_durably(data)
     checksums["classes"] = digest(data)
     seconds = time.perf_counter() - started

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
-from ruinmap.cluster.job.integrity import layer_shard
+from ruinmap.cluster.job.integrity import write_layer_shard
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.tiles import Tile
@@ -36,8 +36,7 @@ from ruinmap.cluster.outputs.timeseries import (
     render_timeseries_chart,
     write_date_cog,
 )
-from ruinmap.cluster.storage.arrays import consolidate, create_array, open_array, write_shard
-from ruinmap.cluster.storage.checksums import file_checksum
+from ruinmap.cluster.storage.arrays import consolidate, create_array, open_array
 from ruinmap.errors import SpecError
 from ruinmap.kernels.dating import STATUS_CONFIRMED, STATUS_NONE, STATUS_UNCERTAIN
 
@@ -108,16 +107,6 @@ def prepare_dating_arrays(plan: JobPlan, chunk: int) -> None:
     marker.write_durably(json.dumps({"signature": plan.signature}).encode())
 
 
-def _write(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
-    store = plan.layers
-    array = open_array(store, name, "r+", plan.signature)
-    shard = array.shards[0] if array.shards else array.chunks[0]
-    selection = (slice(tile.row0, tile.row0 + tile.height),
-                 slice(tile.col0, tile.col0 + tile.width))
-    write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
-    return file_checksum(layer_shard(plan, name, tile))
-
-
 def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray, post: np.ndarray,
               origin: tuple[int, int]) -> dict[str, str | None]:
     """Date the padded window (pre, post) of `tile` whose first pixel is at `origin` inside
@@ -130,7 +119,7 @@ def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray, post: np.ndarray,
     layers = {"damage_date_index": date_idx[crop].astype(np.int16),
               "damage_date_earliest_index": earliest[crop].astype(np.int16),
               "damage_date_status": status[crop].astype(np.uint8)}
-    return {name: _write(plan, name, tile, np.ascontiguousarray(data))
+    return {name: write_layer_shard(plan, name, tile, np.ascontiguousarray(data))
             for name, data in layers.items()}
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from ruinmap.cluster.job.partials import TilePartial, load_partial, partial_problem
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import extra_layers
-from ruinmap.cluster.storage.arrays import open_array, shard_file
-from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, verified_units
+from ruinmap.cluster.storage.arrays import open_array, shard_file, write_shard
+from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, file_checksum, verified_units
 from ruinmap.cluster.storage.location import Location
 from ruinmap.errors import StoreError
 
@@ -40,6 +42,19 @@ def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
     array = open_array(store, name, "r", plan.signature)
     shard = array.shards[0] if array.shards else array.chunks[0]
     return shard_file(store, array, (tile.row0 // shard, tile.col0 // shard))
+
+
+def write_layer_shard(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
+    """Write `tile`'s shard of layer `name` (durably); returns the sha256 of the shard file
+    (None when zarr stored nothing: all fill)."""
+    store = plan.layers
+    array = open_array(store, name, "r+", plan.signature)
+    shard = array.shards[0] if array.shards else array.chunks[0]
+    selection = (slice(tile.row0, tile.row0 + tile.height),
+                 slice(tile.col0, tile.col0 + tile.width))
+    write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
+    # hashed as read back (locally from the page cache): what a re-run will verify
+    return file_checksum(layer_shard(plan, name, tile))
 
 
 def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:

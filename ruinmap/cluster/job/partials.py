@@ -36,7 +36,7 @@ __all__ = [
     "TilePartial",
     "automatic_score_edges",
     "district_fields",
-    "load_partial",
+    "load_partial", "npz_problem",
     "partial_bytes",
     "partial_problem",
     "save_partial",
@@ -248,10 +248,10 @@ def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
 TILE_KEY = "tile_key"
 
 
-def partial_bytes(partial: TilePartial, tile_key: str) -> bytes:
-    """A partial as .npz bytes, holding its own `tile_key` (a partial in another tile's
-    place is recognised as such)."""
-    members = {f.name: getattr(partial, f.name) for f in fields(TilePartial)}
+def partial_bytes(partial: object, tile_key: str) -> bytes:
+    """A partial (a `TilePartial` or another dataclass of arrays) as .npz bytes, holding its
+    own `tile_key` (a partial in another tile's place is recognised as such)."""
+    members = {f.name: getattr(partial, f.name) for f in fields(partial)}  # type: ignore[arg-type]
     members[TILE_KEY] = np.array(tile_key)
     buffer = io.BytesIO()
     np.savez(buffer, **members)
@@ -268,14 +268,20 @@ def save_partial(partial: TilePartial, path: str | os.PathLike[str], tile_key: s
 
 def partial_problem(tile_key: str, data: bytes) -> str | None:
     """What is wrong with `data` as the saved partial of tile `tile_key`, or None."""
+    return npz_problem(TilePartial, tile_key, data, "partial")
+
+
+def npz_problem(kind: type, tile_key: str, data: bytes, what: str) -> str | None:
+    """What is wrong with `data` as the `.npz` of a `kind` dataclass saved for tile
+    `tile_key` (`partial_bytes`), or None; `what` names it in the message."""
     try:
         with np.load(io.BytesIO(data)) as npz:
             found = str(npz[TILE_KEY]) if TILE_KEY in npz.files else None
-            missing = [f.name for f in fields(TilePartial) if f.name not in npz.files]
+            missing = [f.name for f in fields(kind) if f.name not in npz.files]
     except (OSError, ValueError, EOFError) as exc:
-        return f"is not a readable partial ({type(exc).__name__})"
+        return f"is not a readable {what} ({type(exc).__name__})"
     if found != tile_key:
-        return f"is the partial of tile {found!r}, not of {tile_key!r}"
+        return f"is the {what} of tile {found!r}, not of {tile_key!r}"
     if missing:
         return f"lacks {', '.join(missing)}"
     return None

@@ -35,14 +35,13 @@ from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
 from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.dating import date_tile, dating_enabled
-from ruinmap.cluster.job.integrity import layer_shard
+from ruinmap.cluster.job.integrity import write_layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import compute_layers
-from ruinmap.cluster.storage.arrays import open_array, write_shard
-from ruinmap.cluster.storage.checksums import file_checksum
+from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import Location
 from ruinmap.kernels import classify
 from ruinmap.kernels.classify import NODATA_CLASS
@@ -78,20 +77,7 @@ def district_label_layers(vectors: TileVectors, transform: Affine, shape: tuple[
     ])
 
 
-def _write_layer(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
-    """Write `tile`'s shard of layer `name`; returns the sha256 of the shard file (None when
-    zarr stored nothing: all fill)."""
-    store = plan.layers
-    array = open_array(store, name, "r+", plan.signature)
-    shard = array.shards[0] if array.shards else array.chunks[0]
-    selection = (slice(tile.row0, tile.row0 + tile.height),
-                 slice(tile.col0, tile.col0 + tile.width))
-    write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
-    # hashed as read back (locally from the page cache): what a re-run will verify
-    return file_checksum(layer_shard(plan, name, tile))
-
-
-def _row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
+def tile_row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
     """Each of the tile's rows' pixel area over `plan.pixel_size_m`² (the table's unit), on a
     lon/lat grid, where it changes with latitude; None (all 1) on a projected grid."""
     if not plan.grid.crs.is_geographic:
@@ -131,11 +117,12 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     else:
         classes = classify(score, params.class_thresholds)
     score_s = time.perf_counter() - started - read_s
-    checksums = {"score": _write_layer(plan, "score", tile, score),
-                 **{name: _write_layer(plan, name, tile, layer) for name, layer in extra.items()},
+    checksums = {"score": write_layer_shard(plan, "score", tile, score),
+                 **{name: write_layer_shard(plan, name, tile, layer)
+                    for name, layer in extra.items()},
                  **dated}
     if not automatic:
-        checksums["damage"] = _write_layer(plan, "damage", tile, classes)
+        checksums["damage"] = write_layer_shard(plan, "damage", tile, classes)
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
@@ -151,7 +138,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
         building_labels=buildings, building_index=vectors.building_index,
         centroid_index=vectors.centroid_index, centroid_rc=vectors.centroid_rc,
         origin=(tile.row0, tile.col0), cell_px=plan.cell_px, n_post=extra.get("n_post"),
-        row_area=_row_area(plan, tile), hist_edges=score_hist_edges() if automatic else None,
+        row_area=tile_row_area(plan, tile), hist_edges=score_hist_edges() if automatic else None,
         counted=counted, observed=observed,
     )  # fmt: skip
     checksums["partial"] = save_partial(partial, plan.partial(tile), tile.key)
