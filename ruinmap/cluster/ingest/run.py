@@ -313,7 +313,14 @@ def _write_store(
 
     def reader_of(acq: Acquisition) -> Callable[[SourceFile], SourceRead]:
         names = {f.path: n for f, n in file_band_names(acq, inputs.bands)}
-        return lambda f: _source_read(f, names[f.path], inputs.grid)
+
+        def read(f: SourceFile) -> SourceRead:
+            if f.path not in names:  # a member's class mask (SCL): its values as they are
+                return SourceRead(f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid,
+                                  pixel_offset(f.grid, inputs.grid))
+            return _source_read(f, names[f.path], inputs.grid)
+
+        return read
 
     task = ShardTask(
         store=out,
