@@ -44,6 +44,7 @@ def _job_on_store(city: City, folder: Path, shard: int, address: str,
     data = job_spec_for(city, out).to_json_dict()
     data["inputs"] = {"store": str(store)}
     data["cluster"] = {"address": address}
+    data["mask"] = {"source": "none"}  # every pixel scored: the last check counts them all
     job = folder / "job.toml"
     job.write_text(dump_toml(data))
     return job, out
