@@ -37,7 +37,7 @@ def test_a_job_on_another_jobs_store_leaves_it_byte_for_byte_unchanged(
     assert result.files["score_tif"].parent == tmp_path / "reader"
     mine = zarr.open_array(store=str(own), path="score", mode="r")[...]
     theirs = zarr.open_array(store=str(source), path="score", mode="r")[...]
-    assert np.isfinite(mine).mean() > 0.5
+    assert np.isfinite(mine).mean() > 0.1  # the built-up pixels (the default mask): 19 %
     if method == "pwtt":  # the same method and parameters: the same score, pixel for pixel
         np.testing.assert_array_equal(mine, theirs)
     else:

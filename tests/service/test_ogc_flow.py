@@ -85,7 +85,8 @@ def test_execute_poll_and_fetch_results(service: Service, city_spec: dict[str, A
         if name == "score_tif":
             with rasterio.open(io.BytesIO(download.content)) as src:
                 score = src.read(1)
-            assert score.shape == (256, 256) and np.isfinite(score).mean() > 0.9
+            # scored where built-up (the footprints, the default mask)
+            assert score.shape == (256, 256) and np.isfinite(score).mean() > 0.1
         if name == "districts_csv":
             table = pd.read_csv(io.StringIO(download.text))
             assert len(table) > 1 and "damaged_fraction" in table
