@@ -1,13 +1,15 @@
-"""Benchmark the built-up mask: the same job with `[mask] source = "none"` and with the
-default footprint mask, side by side in one process on one cluster.
+"""Benchmark the built-up mask and pwtt's extra layers: the same job without either
+(`[mask] source = "none"`, `method_params.layers = false`), with the default footprint mask,
+and with the mask and the layers (`p_value`, `n_pre`, `n_post` and `pwtt_layers.tif`, the
+defaults), side by side in one process on one cluster.
 
 The scene is `bench_job.py`'s (size x size px at 10 m, 5 pre + 3 post dates, VV + VH, 100
 districts, 50,000 footprints), ingested once; every run then reads that store
 (`inputs.store`), so the times compared are the job's own work after the ingest: the tiles
 (reading, scoring, the mask, writing, reducing), the merge and every product. The runs
 alternate (none, buildings, none, ...) so that a load change on a shared machine hits both;
-it prints each run, the medians and the ratio of the medians (mask / none), whole and for
-the tiles phase.
+it prints each run, the medians and the ratios of the medians to the plain job's, whole and
+for the tiles and products phases.
 
     python benchmarks/bench_mask.py --size 4096 --repeat 3 --workers 2
 
@@ -106,7 +108,9 @@ def main() -> int:
     print(f"scene ready in {time.perf_counter() - t0:.0f} s", flush=True)
     base = load_spec(job).to_json_dict()
     store = folder / "ingested"
-    runs: dict[str, list[dict[str, Any]]] = {"none": [], "buildings": []}
+    configs = {"plain": ("none", False), "mask": ("buildings", False),
+               "mask+layers": ("buildings", True)}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     with open_client("local", n_workers=args.workers, dashboard=False) as client:
         t0 = time.perf_counter()
         first = parse_spec({**base, "output": {"dir": str(store)}, "mask": {"source": "none"}},
@@ -115,11 +119,13 @@ def main() -> int:
         print(f"ingest and a warm-up run in {time.perf_counter() - t0:.0f} s", flush=True)
         inputs = {"store": str(store / "store.zarr")}
         for k in range(args.repeat):
-            for source in ("none", "buildings"):
-                out = folder / f"out_{source}"
+            for name, (source, layers) in configs.items():
+                out = folder / f"out_{source}_{layers}"
                 shutil.rmtree(out, ignore_errors=True)
+                params = {**base.get("method_params", {}), "layers": layers}
                 spec = parse_spec({**base, "inputs": inputs, "output": {"dir": str(out)},
-                                   "mask": {"source": source}}, folder)
+                                   "mask": {"source": source}, "method_params": params},
+                                  folder)
                 started = time.perf_counter()
                 result = run_job(spec, client=client, progress=False)
                 wall = time.perf_counter() - started
@@ -128,14 +134,17 @@ def main() -> int:
                        "merge_s": round(result.timings.get("merge_s", float("nan")), 2),
                        "products_s": round(result.timings.get("products_s", float("nan")), 2),
                        "built_km2": round(float(result.districts["built_km2"].sum()), 2)}
-                runs[source].append(run)
-                print(f"run {k + 1} mask {source}: {json.dumps(run)}", flush=True)
+                runs[name].append(run)
+                print(f"run {k + 1} {name}: {json.dumps(run)}", flush=True)
     summary: dict[str, Any] = {"size": args.size, "workers": args.workers,
                                "repeat": args.repeat}
-    for key in ("wall_s", "tiles_s"):
-        none = statistics.median(r[key] for r in runs["none"])
-        masked = statistics.median(r[key] for r in runs["buildings"])
-        summary[key] = {"none": none, "buildings": masked, "ratio": round(masked / none, 3)}
+    for key in ("wall_s", "tiles_s", "products_s"):
+        plain = statistics.median(r[key] for r in runs["plain"])
+        summary[key] = {"plain": plain}
+        for name in ("mask", "mask+layers"):
+            value = statistics.median(r[key] for r in runs[name])
+            summary[key][name] = value
+            summary[key][f"{name} / plain"] = round(value / plain, 3)
     print(json.dumps(summary), flush=True)
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)

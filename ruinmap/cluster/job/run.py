@@ -171,8 +171,10 @@ def run_job(
             log.warning("%s", sparse)
             result.warnings.append(sparse)
         if write_products:
+            t0 = time.perf_counter()
             with phase("writing the products (COGs, tables, figures, STAC)", enabled=progress):
                 _write(result, plan, polygons)
+            result.timings["products_s"] = time.perf_counter() - t0
         check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
                                plan.context.post_orbits), plan.store.n_times)
         check_mask_not_empty(plan.mask, result.districts, spec.output.dir)
