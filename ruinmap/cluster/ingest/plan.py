@@ -226,13 +226,15 @@ def _plan_inputs(pre: Patterns, post: Patterns, options: IngestOptions,
     check_polarisations(every)
     bands = common_bands(every, options.bands)
     scale = check_scale(options.scale, "--scale / inputs.scale")
+    reference = first_given["pre"].grid  # the first --pre file, whatever its date
+    # the grid first: its size limit refuses a huge header before any pixel is sampled
+    grid = plan_grid(reference, every, options)
     acquisitions = {side: [_with_scales(acq, bands, scale, options) for acq in
                            acquisitions[side]] for side in SIDES}
-    every = acquisitions["pre"] + acquisitions["post"]
     if report:
-        _log_scales([f for acq in every for f in acq.files], options)
-    reference = first_given["pre"].grid  # the first --pre file, whatever its date
-    return InputPlan(acquisitions, bands, plan_grid(reference, every, options))
+        _log_scales([f for side in SIDES for acq in acquisitions[side] for f in acq.files],
+                    options)
+    return InputPlan(acquisitions, bands, grid)
 
 
 def footprints_of(acquisitions: Sequence[Acquisition]) -> list[tuple[str, Grid]]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from ruinmap.cluster.storage.confined import Roots, confined_raster_path
 from ruinmap.cluster.storage.location import as_location
@@ -77,13 +78,24 @@ def check_scale(scale: str, what: str) -> str:
 def sample_file(path: str, bands: Sequence[int], nodata: float | None,
                 confine_to: Roots | None = None) -> FileSample:
     """The valid values of `bands` (1-based) of `path` from a read decimated to at most
-    `SAMPLE_SIDE` px a side (GDAL picks an overview when there is one), with the share of
-    pixels that are nodata (the file's nodata value, or NaN) in every band."""
+    `SAMPLE_SIDE` px a side where the file has overviews (or is small), else from 8 x 8
+    windows of `SAMPLE_SIDE` / 8 px spread over it (a decimated read of a large file without
+    overviews would read all of it), with the share of pixels that are nodata (the file's
+    nodata value, or NaN) in every band."""
     with confined_raster_path(as_location(path), confine_to) as name, rasterio.open(name) as src:
-        step = max(1, int(np.ceil(max(src.width, src.height) / SAMPLE_SIDE)))
-        shape = (len(bands), max(1, src.height // step), max(1, src.width // step))
-        values = src.read(list(bands), out_shape=shape, out_dtype=np.float64,
-                          resampling=rasterio.enums.Resampling.nearest)
+        if src.overviews(bands[0]) or src.width * src.height <= (8 * SAMPLE_SIDE) ** 2:
+            step = max(1, int(np.ceil(max(src.width, src.height) / SAMPLE_SIDE)))
+            shape = (len(bands), max(1, src.height // step), max(1, src.width // step))
+            values = src.read(list(bands), out_shape=shape, out_dtype=np.float64,
+                              resampling=rasterio.enums.Resampling.nearest)
+        else:
+            side = SAMPLE_SIDE // 8
+            rows = np.linspace(0, src.height - side, 8).astype(int)
+            cols = np.linspace(0, src.width - side, 8).astype(int)
+            values = np.concatenate([
+                src.read(list(bands), window=Window(int(c), int(r), side, side),
+                         out_dtype=np.float64).reshape(len(bands), -1)
+                for r in rows for c in cols], axis=1)
     valid = np.isfinite(values)
     if nodata is not None and not np.isnan(nodata):
         valid &= values != nodata
