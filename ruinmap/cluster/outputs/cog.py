@@ -266,15 +266,8 @@ def write_cog(
                 if problems:
                     raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
     except Exception:
-        # libtiff says "No space left on device" on stderr only; GDAL raises "Write failed",
-        # or fails to read back the directory it could not finish, and `atomic_path` (which
-        # does not know the size) may have called it a full disk already: judged here once
-        needed = height * width * out_dtype.itemsize * 4 // 3  # uncompressed, with overviews
-        is_full = shutil.disk_usage(dst.parent).free < needed  # before the staging is gone
-        written = staging.stat().st_size if staging.is_file() else 0
-        staging.unlink(missing_ok=True)
-        if is_full:
-            raise disk_full_error(dst, written, needed) from None
+        # uncompressed, with overviews
+        _raise_if_disk_full(dst, staging, height * width * out_dtype.itemsize * 4 // 3)
         raise
     finally:
         _remove_pam(staging)
@@ -291,6 +284,21 @@ def write_cog(
 def class_band_tags(class_names: Sequence[str]) -> dict[str, str]:
     """The band metadata naming a class raster's values inside the TIFF (module doc)."""
     return {f"CLASS_{value}": name for value, name in class_categories(class_names).items()}
+
+
+def _raise_if_disk_full(dst: Path, staging: Path, needed: int) -> None:
+    """DiskFullError naming `dst` when its folder has less than `needed` bytes free (its
+    staging file removed first).
+
+    libtiff says "No space left on device" on stderr only; GDAL raises "Write failed", or
+    fails to read back the directory it could not finish, and `atomic_path` (which does not
+    know the size) may have called it a full disk already: judged here once, by the space.
+    """
+    is_full = shutil.disk_usage(dst.parent).free < needed  # before the staging is gone
+    written = staging.stat().st_size if staging.is_file() else 0
+    staging.unlink(missing_ok=True)
+    if is_full:
+        raise disk_full_error(dst, written, needed) from None
 
 
 def _remove_pam(path: Path) -> None:
@@ -488,6 +496,9 @@ def write_layers_cog(
                 problems = cog_problems(tmp, block=block)
                 if problems:
                     raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
+    except Exception:
+        _raise_if_disk_full(dst, staging, height * width * 4 * len(sources) * 4 // 3)
+        raise
     finally:
         _remove_pam(staging)
         staging.unlink(missing_ok=True)
