@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +35,9 @@ from typing import Any
 
 import numpy as np
 import rasterio
+
+# the test support (the local STAC API, the shared data's path) lives beside the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ruinmap.cluster.compute.connect import open_client
 from ruinmap.cluster.geo.grid import pixel_offset
