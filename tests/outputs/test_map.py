@@ -181,7 +181,7 @@ def test_render_map_greys_the_pixels_a_built_up_mask_leaves_out(tmp_path: Path,
                      crs=crs, districts=None, class_names=CLASS_NAMES, title="t",
                      masked=masked)
     rgb = (imread(dst)[..., :3] * 255).round().astype(int)
-    grey = (np.abs(rgb - 212) <= 1).all(axis=-1).mean()  # MASKED_COLOR #d4d4d4
+    grey = (np.abs(rgb - 166) <= 1).all(axis=-1).mean()  # MASKED_COLOR #a6a6a6
     assert (grey > 0.1) == masked
 
 

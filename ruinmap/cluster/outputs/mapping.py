@@ -49,9 +49,10 @@ _MAX_MAP_HEIGHT_IN = 11.0
 _MIN_MAP_HEIGHT_IN = 4.0
 NONE_LABEL = "no damage detected"
 NODATA_LABEL = "no data"
-#: pixels a built-up mask leaves out, and nodata, on a masked map
+#: pixels a built-up mask leaves out, and nodata, on a masked map: a darker grey than class 0
+#: ("no damage detected"), so built-up land without damage stands out from the rest
 MASKED_LABEL = "not built-up, or no data"
-MASKED_COLOR = "#d4d4d4"
+MASKED_COLOR = "#a6a6a6"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +182,8 @@ def render_map(
     labelled = 0
     if shown is not None:
         labelled = _label_districts(
-            fig, ax, shown, (left, bottom, right, top), max_labels, obstacles
+            fig, ax, shown, (left, bottom, right, top), max_labels, obstacles,
+            empty="no built-up data" if masked else NODATA_LABEL,
         )
 
     legend_title = "Damage class" if is_classes else None
@@ -334,7 +336,9 @@ def _label_districts(
     bounds: tuple[float, float, float, float],
     max_labels: int,
     obstacles: Sequence[Any],
+    empty: str = NODATA_LABEL,
 ) -> int:
+    """Label each district with its name and damaged share (`empty` where it has none)."""
     view = shapely.box(*bounds)
     fraction = (
         districts["damaged_fraction"].to_numpy(dtype=float)
@@ -361,7 +365,7 @@ def _label_districts(
         name = row.get("name") if "name" in districts.columns else None
         if name is None or (isinstance(name, float) and math.isnan(name)) or str(name) == "":
             name = row.get("district_id", "")
-        share = "no data" if math.isnan(fraction[i]) else _share(fraction[i])
+        share = empty if math.isnan(fraction[i]) else _share(fraction[i])
         text = ax.text(
             0,
             0,
