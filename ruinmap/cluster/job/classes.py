@@ -17,15 +17,13 @@ the chosen threshold, as with a fixed one.
 
 from __future__ import annotations
 
-import io
-import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
 from ruinmap.cluster.job.integrity import layer_shard, load_verified_partial, write_layer_shard
-from ruinmap.cluster.job.partials import district_fields, npz_problem, partial_bytes
+from ruinmap.cluster.job.partials import district_fields, load_npz, npz_problem, partial_bytes
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.task import district_label_layers, tile_row_area
@@ -33,7 +31,7 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, digest, verified_units
 from ruinmap.cluster.storage.ledger import Ledger
-from ruinmap.cluster.storage.location import Location, as_location
+from ruinmap.cluster.storage.location import Location
 from ruinmap.errors import StoreError
 from ruinmap.kernels import block_reduce, classify
 from ruinmap.kernels.thresholds import SCORE_HIST_BINS
@@ -107,23 +105,6 @@ def class_partial(score: np.ndarray, classes: np.ndarray, *, threshold: float, n
 def _partial_problem(tile_key: str, data: bytes) -> str | None:
     """What is wrong with `data` as the class partial of `tile_key`, or None."""
     return npz_problem(ClassPartial, tile_key, data, "class partial")
-
-
-def _load_class_partial(path: str | os.PathLike[str] | Location, tile_key: str,
-                        checksum: object) -> ClassPartial:
-    location = as_location(path)
-    try:
-        data = location.read_bytes()
-    except FileNotFoundError:
-        raise StoreError(f"{location}: the class partial of tile {tile_key} is missing") from None
-    if digest(data) != checksum:
-        raise StoreError(f"{location}: the class partial of tile {tile_key} does not match its "
-                         "checksum (truncated or changed)")
-    problem = _partial_problem(tile_key, data)
-    if problem is not None:
-        raise StoreError(f"{location} {problem}")
-    with np.load(io.BytesIO(data)) as npz:
-        return ClassPartial(**{f.name: npz[f.name] for f in fields(ClassPartial)})
 
 
 def _edges_record(plan: JobPlan) -> list[float]:
@@ -202,8 +183,8 @@ def merge_class_partials(plan: JobPlan, grid_shape: tuple[int, int]) -> ClassTot
     for tile in plan.tiles:
         try:
             checksum = ledger.info(tile.key)[CHECKSUMS_KEY]["classes"]  # type: ignore[index]
-            part = _load_class_partial(class_partial_location(plan.work_dir, tile), tile.key,
-                                       checksum)
+            part = load_npz(ClassPartial, class_partial_location(plan.work_dir, tile), tile.key,
+                            checksum, "class partial")
         except (StoreError, ValueError, KeyError, TypeError) as exc:
             ledger.forget(tile.key)
             raise StoreError(f"tile {tile.key}: {exc}; its class ledger entry is removed: run "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,13 +31,15 @@ from ruinmap.errors import StoreError
 from ruinmap.kernels import block_reduce, label_stats
 from ruinmap.kernels.thresholds import SCORE_HIST_LIMIT
 
+T = TypeVar("T")
+
 __all__ = [
     "DISTRICT_BINS",
     "TILE_KEY",
     "TilePartial",
     "automatic_score_edges",
     "district_fields",
-    "load_partial", "npz_problem",
+    "load_npz", "load_partial", "npz_problem",
     "partial_bytes",
     "partial_problem",
     "save_partial",
@@ -294,16 +297,24 @@ def load_partial(path: str | os.PathLike[str], tile_key: str,
     Raises StoreError naming the file when it is missing, does not match `checksum` (the one
     recorded in the ledger) or is not `tile_key`'s partial.
     """
+    return load_npz(TilePartial, path, tile_key, checksum, "partial")
+
+
+def load_npz(kind: type[T], path: str | os.PathLike[str], tile_key: str,
+             checksum: object, what: str) -> T:
+    """Read the `kind` dataclass of tile `tile_key` written by `partial_bytes`; StoreError
+    naming the file (and `what` it is) when it is missing, does not match `checksum` (None:
+    not checked) or is not `tile_key`'s."""
     location = as_location(path)
     try:
         data = location.read_bytes()
     except FileNotFoundError:
-        raise StoreError(f"{location}: the partial of tile {tile_key} is missing") from None
+        raise StoreError(f"{location}: the {what} of tile {tile_key} is missing") from None
     if checksum is not None and digest(data) != checksum:
-        raise StoreError(f"{location}: the partial of tile {tile_key} does not match its "
+        raise StoreError(f"{location}: the {what} of tile {tile_key} does not match its "
                          "checksum (truncated or changed)")
-    problem = partial_problem(tile_key, data)
+    problem = npz_problem(kind, tile_key, data, what)
     if problem is not None:
         raise StoreError(f"{location} {problem}")
     with np.load(io.BytesIO(data)) as npz:
-        return TilePartial(**{f.name: npz[f.name] for f in fields(TilePartial)})
+        return kind(**{f.name: npz[f.name] for f in fields(kind)})  # type: ignore[arg-type]
