@@ -16,8 +16,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from zarr.storage import LocalStore
 
-from ruinmap.cluster.outputs import cog_problems, write_cog
-from ruinmap.cluster.outputs.cog import window_rows
+from ruinmap.cluster.outputs import cog_problems, write_cog, write_layers_cog
+from ruinmap.cluster.outputs.cog import cog_overview_factors, window_rows
 from ruinmap.cluster.outputs.palette import class_colormap
 from ruinmap.errors import InputError
 
@@ -120,6 +120,68 @@ def test_write_cog_reads_in_many_windows_from_zarr(tmp_path: Path) -> None:
     dst = _write(source, tmp_path / "s.tif", "score", 256, max_window_bytes=256 * 700 * 4)
     with rasterio.open(dst) as cog:
         np.testing.assert_array_equal(cog.read(1), data)
+
+
+def _layer_bands(shape: tuple[int, int]) -> list[np.ndarray]:
+    """A noisy p-value-like band and two date counts, with NaN in scattered 3 x 3 patches
+    (so 2 x 2 and 4 x 4 overview windows are partly NaN: there an average of averages
+    differs from the average of the full resolution)."""
+    rng = np.random.default_rng(sum(shape))
+    holes = np.kron(rng.random((shape[0] // 3 + 2, shape[1] // 3 + 2)) < 0.2,
+                    np.ones((3, 3), bool))[1:shape[0] + 1, 2:shape[1] + 2]
+    bands = [rng.random(shape).astype(np.float32),
+             rng.integers(3, 8, shape).astype(np.float32),
+             rng.integers(1, 4, shape).astype(np.float32)]
+    for band in bands:
+        band[holes] = np.nan
+    return bands
+
+
+def _valid_mean(values: np.ndarray, factor: int) -> np.ndarray:
+    """Each factor x factor block's mean over its non-NaN pixels (NaN when it has none)."""
+    rows, cols = values.shape
+    blocks = values.astype(np.float64).reshape(rows // factor, factor, cols // factor, factor)
+    valid = np.isfinite(blocks)
+    count = valid.sum(axis=(1, 3))
+    total = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@pytest.mark.parametrize("shape", [(1024, 512), (2048, 768)])
+def test_layers_cog_overviews_average_the_valid_full_resolution_pixels(
+    tmp_path: Path, shape: tuple[int, int]
+) -> None:
+    bands = _layer_bands(shape)
+    dst = write_layers_cog(bands, tmp_path / "layers.tif", names=["p", "a", "b"],
+                           units=["1"] * 3, transform=TRANSFORM, crs=CRS_UTM, block=256)
+    assert cog_problems(dst, block=256) == []
+    factors = cog_overview_factors(shape, 256)
+    with rasterio.open(dst) as cog:
+        assert cog.overviews(1) == cog.overviews(3) == factors
+        np.testing.assert_array_equal(cog.read(), np.stack(bands))
+    for level, factor in enumerate(factors):
+        with rasterio.open(dst, overview_level=level) as cog:
+            for index, band in enumerate(bands, start=1):
+                np.testing.assert_allclose(cog.read(index), _valid_mean(band, factor),
+                                           rtol=1e-6, equal_nan=True,
+                                           err_msg=f"band {index}, factor {factor}")
+
+
+def test_layers_cog_of_an_uneven_shape_keeps_every_pixel(tmp_path: Path) -> None:
+    bands = _layer_bands((701, 903))
+    dst = write_layers_cog(bands, tmp_path / "layers.tif", names=["p", "a", "b"],
+                           units=["1"] * 3, transform=TRANSFORM, crs=CRS_UTM, block=256)
+    assert cog_problems(dst, block=256) == []
+    with rasterio.open(dst) as cog:
+        assert cog.overviews(2) == [2, 4]
+        np.testing.assert_array_equal(cog.read(), np.stack(bands))
+
+
+def test_cog_overview_factors_halve_until_one_tile_holds_the_level() -> None:
+    assert cog_overview_factors((2048, 2048), 512) == [2, 4]
+    assert cog_overview_factors((513, 10), 512) == [2]
+    assert cog_overview_factors((512, 512), 512) == []
+    assert cog_overview_factors((1025, 300), 256) == [2, 4, 8]
 
 
 def test_window_rows_are_whole_tiles_and_whole_chunks_within_budget() -> None:

@@ -39,7 +39,7 @@ import rasterio.shutil
 from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import CRSError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
@@ -448,6 +448,12 @@ def write_layers_cog(
     read window by window like `write_cog`: each band named (its description, what QGIS
     lists as the band name) and with its unit, grey / undefined colour interpretation
     (a measurement, never RGB), average overviews. Written atomically; returns `dst`.
+
+    The overviews are built in the band-interleaved staging file (`build_staging_overviews`)
+    and copied by the COG driver: left to make them itself, it writes them band after band
+    into pixel-interleaved compressed tiles, rewriting every tile once per band (GDAL's
+    "A strile cannot be rewritten in place"): 10.9 s against 3.7 s in all for pwtt's three
+    layers at 2048² (the 2-core VM under load).
     """
     dst = Path(dst)
     if not sources or len(sources) != len(names) or len(names) != len(units):
@@ -487,10 +493,11 @@ def write_layers_cog(
                     out.set_band_unit(index, unit)
                 if tags:
                     out.update_tags(**{str(k): str(v) for k, v in tags.items()})
+            build_staging_overviews(staging, (height, width), block)
             with atomic_path(dst) as tmp:
                 rasterio.shutil.copy(staging, tmp, driver="COG", BLOCKSIZE=block,
                                      COMPRESS="DEFLATE", LEVEL=1, PREDICTOR="YES",
-                                     OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER",
+                                     OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER",
                                      NUM_THREADS="ALL_CPUS")
                 _remove_pam(tmp)
                 problems = cog_problems(tmp, block=block)
@@ -503,3 +510,29 @@ def write_layers_cog(
         _remove_pam(staging)
         staging.unlink(missing_ok=True)
     return dst
+
+
+def cog_overview_factors(shape: tuple[int, int], block: int) -> list[int]:
+    """The overview factors GDAL's COG driver chooses for a raster of `shape` (rows, cols)
+    and tiles of `block` px: 2, 4, 8, ... until the level's larger side fits one tile
+    (sides rounded up, as GDAL does)."""
+    height, width = shape
+    factors: list[int] = []
+    factor = 1
+    while max(math.ceil(height / factor), math.ceil(width / factor)) > block:
+        factor *= 2
+        factors.append(factor)
+    return factors
+
+
+def build_staging_overviews(path: Path, shape: tuple[int, int], block: int) -> None:
+    """Average overviews inside the staging GeoTIFF at `path`, at the factors the COG
+    driver would choose (`cog_overview_factors`): each pixel of a level the mean of the
+    valid (non-NaN) full-resolution pixels it covers.
+
+    One level a call: given several levels in one call GDAL makes each from the level
+    before, an average of averages, which differs from that mean next to NaN.
+    """
+    with rasterio.open(path, "r+") as staged:
+        for factor in cog_overview_factors(shape, block):
+            staged.build_overviews([factor], Resampling.average)
