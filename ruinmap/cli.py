@@ -127,6 +127,14 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
         "amplitude or db; converted to linear power",
     )
     p.add_argument(
+        "--ingest",
+        default="always",
+        choices=("always", "auto", "never"),
+        help="always (default): copy every date into the store; auto: leave local tiled "
+        "GeoTIFFs (COGs) already on the grid where they are, for jobs to read in place; "
+        "never: copy nothing, refusing files that would need it",
+    )
+    p.add_argument(
         "--stack-bands",
         action="store_true",
         help="files of one side with the same date are one acquisition, one band "
@@ -186,6 +194,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
             bands=_names(args.bands),
             stack_bands=args.stack_bands,
             scale=args.scale,
+            ingest=args.ingest,
             pre_dates=_names(args.pre_dates),
             post_dates=_names(args.post_dates),
             overwrite=args.overwrite,

@@ -6,15 +6,17 @@ decides whether an existing store is this ingest's (resume, or nothing to do) or
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ruinmap import __version__
+from ruinmap.cluster.ingest.inplace import InPlaceDates
 from ruinmap.cluster.ingest.options import IngestOptions
 from ruinmap.cluster.ingest.plan import InputPlan
 from ruinmap.cluster.ingest.sources import SourceFile
@@ -45,6 +47,8 @@ class StoreLayout:
     shard: int
     compression: Compression
     options: IngestOptions
+    # the dates tiles read from their source files (`ingest.inplace`): no shard of theirs
+    in_place: InPlaceDates = field(default_factory=InPlaceDates)
 
     @property
     def shards_per_date(self) -> tuple[int, int]:
@@ -53,12 +57,14 @@ class StoreLayout:
         return math.ceil(grid.height / self.shard), math.ceil(grid.width / self.shard)
 
     def units(self) -> list[Unit]:
-        """Every shard of every date of both sides: what one task writes each."""
+        """Every shard of every date of both sides but those read in place: what one task
+        writes each."""
         rows, cols = self.shards_per_date
         return [
             (side, t, iy, ix)
             for side in SIDES
             for t in range(len(self.inputs.acquisitions[side]))
+            if not self.in_place.is_in_place(side, t)
             for iy in range(rows)
             for ix in range(cols)
         ]
@@ -97,6 +103,8 @@ class StoreLayout:
                         "crs_wkt": f.grid.crs_wkt if f.grid.crs_wkt != grid.crs_wkt else None,
                         **_product_attrs(f),
                     }
+                    if self.in_place.is_in_place(side, t):  # provenance: never copied
+                        source["read_in_place"] = True
                     # a mosaic's tiles (`ingest.mosaic`), read first valid pixel in this order
                     if member is not None:
                         source["mosaic_member"] = member
@@ -117,7 +125,7 @@ class StoreLayout:
                             "stac_item": mask.item, "mask_classes": list(member_.mask_classes),
                         }
                         sources.append(entry)
-        return {
+        attrs = {
             "format": STORE_FORMAT,
             "format_version": FORMAT_VERSION,
             "ruinmap_version": __version__,
@@ -133,6 +141,9 @@ class StoreLayout:
             "scale": self.options.scale,
             "complete": False,
         }
+        if self.in_place:  # absent when every date is copied, as in stores made before it
+            attrs["in_place"] = self.in_place.to_attrs()
+        return attrs
 
 
 def _product_attrs(f: SourceFile) -> dict[str, Any]:
@@ -185,7 +196,19 @@ def _signature(attrs: dict[str, Any], by_content: bool) -> dict[str, Any]:
     keys = _SOURCE_CONTENT_KEYS if by_content else _SOURCE_STAT_KEYS
     sig = {k: v for k, v in attrs.items() if k not in (*_VOLATILE, "sources")}
     sig["sources"] = [{k: s.get(k) for k in keys} for s in attrs.get("sources", [])]
+    if "in_place" in sig:
+        # a touched file is compared by the sources' rule, not its mtime; as JSON text, so
+        # a NaN nodata read back equals the planned one and tuples equal lists
+        sig["in_place"] = json.dumps(_without_mtimes(sig["in_place"]), sort_keys=True)
     return sig
+
+
+def _without_mtimes(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_mtimes(v) for k, v in value.items() if k != "mtime_ns"}
+    if isinstance(value, list):
+        return [_without_mtimes(v) for v in value]
+    return value
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], by_content: bool) -> list[str]:

@@ -41,6 +41,10 @@ class IngestOptions:
     scale: "auto" (default), "power", "amplitude" or "db": the scale of the SAR inputs, which
     the ingest converts to linear power (`ingest.scale`); auto decides per file from its
     metadata, else its values.
+    ingest: "always" (default) copies every date into the store; "auto" lets tiles read in
+    place the dates whose files are local tiled GeoTIFFs (COGs) on the grid and copies the
+    rest; "never" reads every date in place and refuses a file that would need copying
+    (`ingest.inplace`).
     confine_to: real paths of the folders every local input must lie in, checked where each
     file is opened (the header on the client, every read on the workers, the vector files in
     `run_job`), see `storage.confined`; None (the command line) reads any file.
@@ -63,6 +67,7 @@ class IngestOptions:
     durable: bool = True
     confine_to: tuple[str, ...] | None = None
     scale: str = "auto"
+    ingest: str = "always"
 
 
 def choose_shard(chunk: int, shard: int | None, band_count: int) -> int:

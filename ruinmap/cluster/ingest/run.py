@@ -28,6 +28,7 @@ from ruinmap.cluster.compute.connect import client_for
 from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.geo.grid import Grid, pixel_offset
+from ruinmap.cluster.ingest.inplace import plan_in_place
 from ruinmap.cluster.ingest.layout import (
     StoreLayout,
     Unit,
@@ -92,6 +93,7 @@ class IngestReport:
     stored_bytes: int = 0  # bytes of the data arrays on disk
     notes: list[str] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)  # inspect, checksums, write
+    dates_in_place: int = 0  # dates the tiles read from their files (`ingest.inplace`)
 
     @property
     def mb_per_s(self) -> float:
@@ -167,12 +169,17 @@ def ingest(
             inputs = plan_inputs(pre, post, options)
     layout = StoreLayout(inputs, options.chunk, choose_shard(options.chunk, options.shard,
                                                              len(inputs.bands)),
-                         compression, options)
+                         compression, options,
+                         plan_in_place(inputs, options.ingest, options.confine_to))
     units = layout.units()
     times = {side: [iso_date(a.date) for a in inputs.acquisitions[side]] for side in SIDES}
     report = IngestReport(location, inputs.grid, inputs.bands, times, len(units), 0, 0, False,
                           0.0)
     report.lap("inspect", started)
+    if layout.in_place:
+        report.dates_in_place = layout.in_place.count()
+        report.notes.append(f"{report.dates_in_place} date(s) read in place by the tiles, "
+                            "not copied (on the grid, tiled; --ingest always copies them)")
     existing = read_store_attrs(location) if is_ruinmap_store(location) else None
     if existing is not None and existing.get("complete") and not options.overwrite:
         _check_complete_is_same(location, existing, layout)

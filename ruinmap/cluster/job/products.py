@@ -293,6 +293,8 @@ def _input_records(plan: JobPlan) -> list[dict[str, object]]:
                   "date": source.get("time")}
         # what the ingest made of it: product, scale decision and its evidence, mask, shares
         record.update({key: source[key] for key in _PRODUCT_KEYS if key in source})
+        if source.get("read_in_place"):  # the tiles read the file itself, never a copy
+            record["read_in_place"] = True
         records.append(record)
     records.append(input_record(plan.files.districts.path))
     if plan.files.buildings is not None:

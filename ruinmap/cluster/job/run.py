@@ -45,6 +45,7 @@ from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest
+from ruinmap.cluster.ingest.inplace import InPlaceDates, check_in_place_unchanged
 from ruinmap.cluster.ingest.stac import plan_stac_inputs
 from ruinmap.cluster.job.budget import JobBudget, check_budget
 from ruinmap.cluster.job.builtup import check_mask_covers, check_mask_not_empty, mask_choice
@@ -79,13 +80,14 @@ from ruinmap.cluster.job.thresholds import ThresholdChoice, threshold_choice
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.job.workdir import STORE_NAME, prepare_work_dir, products_are_current
 from ruinmap.cluster.methods import check_bands, extra_layers
+from ruinmap.cluster.methods.registry import scorer_for
 from ruinmap.cluster.settings import resolve_address
 from ruinmap.cluster.storage.confined import confinement
 from ruinmap.cluster.storage.location import as_location
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.cluster.validation.counts import add_count_intervals, unvalidated_intervals
 from ruinmap.cluster.validation.run import validate
-from ruinmap.errors import RuinmapError
+from ruinmap.errors import RuinmapError, SpecError
 
 log = logging.getLogger(__name__)
 
@@ -187,14 +189,33 @@ def run_job(
 
 
 def _with_spec_inputs(options: IngestOptions, spec: JobSpec) -> IngestOptions:
-    """`options` with the spec's `inputs.scale` and `inputs.bands` (the spec wins where it
-    sets them)."""
+    """`options` with the spec's `inputs.scale`, `inputs.bands` and `inputs.ingest` (the
+    spec wins where it sets them)."""
     changes: dict[str, object] = {}
     if spec.inputs.scale != "auto":
         changes["scale"] = spec.inputs.scale
     if spec.inputs.bands is not None:
         changes["bands"] = tuple(spec.inputs.bands)
+    if spec.inputs.ingest != "always":
+        changes["ingest"] = ingest_mode_for(spec)
     return dataclasses.replace(options, **changes) if changes else options  # type: ignore[arg-type]
+
+
+def ingest_mode_for(spec: JobSpec) -> str:
+    """The spec's `inputs.ingest`, unless its method reads the whole store before the tiles
+    (cva with standardize): then "auto" copies every date, and "never" is a SpecError."""
+    mode = spec.inputs.ingest
+    if mode == "always" or not scorer_for(spec.method_params).reads_whole_store(
+            spec.method_params):
+        return mode
+    if mode == "never":
+        raise SpecError(
+            f'inputs.ingest = "never": method {spec.method!r} reads every date from the store '
+            "before the tiles (its whole-image pre-pass, e.g. cva's standardize), so the "
+            'dates must be copied; use ingest = "auto" or "always"')
+    log.info("inputs.ingest = \"auto\": method %s reads the whole store first; every date "
+             "is copied", spec.method)
+    return "always"
 
 
 def _check(spec: JobSpec, options: IngestOptions,
@@ -216,13 +237,23 @@ def _check(spec: JobSpec, options: IngestOptions,
 def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: IngestOptions,
                   progress: bool | None) -> StoreInfo:
     if files.store is not None:
-        return StoreInfo.read(files.store)
-    out = as_location(spec.output.dir).join(STORE_NAME)
-    # a STAC source is planned from its items (`ingest.stac`); files from their headers
-    inputs = plan_stac_inputs(files.stac, options) if files.stac is not None else None
-    ingest(list(files.pre), list(files.post), out, options, client=client, progress=progress,
-           inputs=inputs)
-    return StoreInfo.read(out)
+        store = StoreInfo.read(files.store)
+    else:
+        out = as_location(spec.output.dir).join(STORE_NAME)
+        # a STAC source is planned from its items (`ingest.stac`); files from their headers
+        inputs = plan_stac_inputs(files.stac, options) if files.stac is not None else None
+        ingest(list(files.pre), list(files.post), out, options, client=client,
+               progress=progress, inputs=inputs)
+        store = StoreInfo.read(out)
+    # the tiles read these files: they must still be the ones the store was planned from
+    check_in_place_unchanged(store.location, store.attrs)
+    if InPlaceDates.from_store_attrs(store.attrs) and scorer_for(
+            spec.method_params).reads_whole_store(spec.method_params):
+        raise SpecError(
+            f"{store.location}: reads some dates in place, but method {spec.method!r} reads "
+            "every date from the store before the tiles (cva's standardize); ingest it with "
+            "--ingest always")
+    return store
 
 
 def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool | None,

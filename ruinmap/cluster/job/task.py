@@ -30,9 +30,9 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
 from ruinmap.cluster.geo.units import pixel_area_m2
+from ruinmap.cluster.ingest.inplace import InPlaceDates, read_dates_window
 from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.dating import date_tile, dating_enabled
 from ruinmap.cluster.job.integrity import write_layer_shard
@@ -41,8 +41,7 @@ from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import compute_layers
-from ruinmap.cluster.storage.arrays import open_array
-from ruinmap.cluster.storage.location import Location
+from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.kernels import classify
 from ruinmap.kernels.classify import NODATA_CLASS
 from ruinmap.kernels.thresholds import score_hist_edges
@@ -51,15 +50,18 @@ __all__ = ["district_label_layers", "read_window_stack", "run_tile"]
 
 
 def read_window_stack(
-    store: Location, side: str, tile: Tile, halo: int, grid: Grid, token: str = "",
+    store: StoreInfo, side: str, tile: Tile, halo: int, token: str = "",
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """The (time, band, y, x) window of `tile` widened by `halo` (clipped at the image edge).
+    """The (time, band, y, x) window of `tile` widened by `halo` (clipped at the image edge),
+    each date from the store's array or, when the store reads it in place, its source file.
 
     Returns the block and the (row, col) of the tile's first pixel inside it.
     """
+    grid = store.grid
     r0, c0, r1, c1 = grid.padded(tile.row0, tile.col0, tile.height, tile.width, halo)
-    block = np.asarray(open_array(store, side, "r", token)[:, :, r0:r1, c0:c1],
-                       dtype=np.float32)
+    block = read_dates_window(store.location, side, store.n_times[side],
+                              InPlaceDates.from_store_attrs(store.attrs), grid,
+                              (r0, c0, r1, c1), store.attrs.get("nodata"), token)
     return block, (tile.row0 - r0, tile.col0 - c0)
 
 
@@ -89,9 +91,9 @@ def tile_row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
 def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float]:
     """Score, write and reduce one tile, then record it; returns timings in seconds."""
     started = time.perf_counter()
-    store, params = plan.store.location, plan.params
-    pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.grid, plan.signature)
-    post, _ = read_window_stack(store, "post", tile, plan.halo, plan.grid, plan.signature)
+    store, params = plan.store, plan.params
+    pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.signature)
+    post, _ = read_window_stack(store, "post", tile, plan.halo, plan.signature)
     read_s = time.perf_counter() - started
     padded_shape = pre.shape[2:]
     window = plan.grid.padded(tile.row0, tile.col0, tile.height, tile.width, plan.halo)

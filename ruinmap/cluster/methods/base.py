@@ -114,6 +114,11 @@ class Scorer(ABC, Generic[P]):
         """Pixels of margin a window needs so that its cropped score equals the whole
         image's: the reaches of the chained focal steps, added."""
 
+    def reads_whole_store(self, params: P) -> bool:
+        """Whether `context` reads the store's pixels over the whole image (a pre-pass), so
+        every date must be in the store, none read in place (`ingest.inplace`)."""
+        return False
+
     def context(self, params: P, store: StoreInfo, pixel_size_m: PixelSize) -> ScoreContext:
         """What the method needs to know about the store besides the pixels: band names and
         one orbit for every date, unless the method knows better (a whole-image pre-pass)."""

@@ -114,6 +114,9 @@ class CvaScorer(Scorer[CvaParams]):
     def halo_px(self, params: CvaParams, pixel_size_m: PixelSize) -> int:
         return focal_halo(metres_to_px(params.radius_m, pixel_size_m))
 
+    def reads_whole_store(self, params: CvaParams) -> bool:
+        return params.standardize  # `band_scale` reads every date from the store
+
     def context(self, params: CvaParams, store: StoreInfo, pixel_size_m: PixelSize) -> ScoreContext:
         """With `standardize`, each band's pooled spread over the whole image, computed once
         so every tile divides by the same scale."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ruinmap.cluster.ingest.inplace import INGEST_MODES
 from ruinmap.cluster.ingest.stac import SCL_CLOUD_CLASSES, StacQuery
 from ruinmap.cluster.methods.params import SpecModel, spec_path
 
@@ -120,6 +121,12 @@ class InputsSpec(SpecModel):
         description="names of the images' bands, in order (default: the band descriptions, "
         "else b1..bN)",
     )
+    ingest: str = Field(
+        default="always",
+        description="always: copy every date into the job's store; auto: tiles read in "
+        "place the local tiled GeoTIFFs (COGs) already on the grid, and only the rest is "
+        "copied; never: read every date in place, refusing a file that would need copying",
+    )
 
     @field_validator("scale")
     @classmethod
@@ -128,6 +135,14 @@ class InputsSpec(SpecModel):
         text = "db" if text in ("decibel", "decibels") else text
         if text not in ("auto", "power", "amplitude", "db"):
             raise ValueError(f"{value!r}: use auto, power, amplitude or db")
+        return text
+
+    @field_validator("ingest")
+    @classmethod
+    def _known_ingest(cls, value: str) -> str:
+        text = value.strip().lower()
+        if text not in INGEST_MODES:
+            raise ValueError(f"{value!r}: use {', '.join(INGEST_MODES)}")
         return text
 
     @field_validator("bands", mode="before")
