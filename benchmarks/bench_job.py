@@ -16,6 +16,11 @@ For each size it reports:
   xarray-spatial `focal.apply`, zonal statistics of districts and buildings with exactextract,
   the grid with xarray `coarsen`, COGs with rioxarray; skipped above --baseline-max px
   (it holds every image in memory);
+- the I/O bounds on the same cluster right after each job (`measure_io_bounds`, medians of 3):
+  `store_read_s` (every input array of the store read once in the job's tile-sized blocks,
+  nothing else) and `input_read_s` (every source GeoTIFF read once), with the ratios
+  `tiles_s / store_read_s` (and its inverse, the share of the bound the tiles reach) and
+  `total_s / input_read_s`;
 - the ratios: 2 workers / 1 worker, ruinmap (2 workers) / baseline.
 
     python benchmarks/bench_job.py --sizes 4096 --workdir /tmp/ruinmap-bench-job
@@ -154,9 +159,87 @@ def run_ruinmap(job: Path, workers: int, out: Path) -> dict[str, Any]:
         result = run_job(spec, client=client, progress=False)
         wall = time.perf_counter() - started
         peaks = sorted(client.run(_peak_rss_mib).values())
-    return {"wall_s": wall, "phases": {k: round(v, 2) for k, v in result.timings.items()},
-            "worker_peak_mib": [round(p) for p in peaks], "tiles": result.tiles_total,
-            "client_peak_mib": round(_peak_rss_mib())}
+        sources = [*sorted((job.parent / "pre").glob("*.tif")),
+                   *sorted((job.parent / "post").glob("*.tif"))]
+        bounds = measure_io_bounds(client, result.store, sources)
+    run = {"wall_s": wall, "phases": {k: round(v, 2) for k, v in result.timings.items()},
+           "worker_peak_mib": [round(p) for p in peaks], "tiles": result.tiles_total,
+           "client_peak_mib": round(_peak_rss_mib()), **bounds}
+    return {**run, **bound_ratios(run)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the I/O bounds, measured on the job's own cluster right after it
+
+
+BOUND_REPEATS = 3
+
+
+def _sum_store_tile(store: str, tile: tuple[int, int, int, int]) -> float:
+    """Read one tile-sized block of every input array of the store (all dates and bands of
+    both sides, no halo) and sum it, so nothing but the read and decode is timed."""
+    from ruinmap.cluster.storage.arrays import open_array
+    from ruinmap.cluster.storage.location import as_location
+
+    r0, c0, r1, c1 = tile
+    return sum(float(np.nansum(open_array(as_location(store), side)[:, :, r0:r1, c0:c1]))
+               for side in ("pre", "post"))
+
+
+def _sum_geotiff_window(path: str, tile: tuple[int, int, int, int]) -> float:
+    """Read one window of every band of a source GeoTIFF and sum it."""
+    import rasterio
+    from rasterio.windows import Window
+
+    r0, c0, r1, c1 = tile
+    with rasterio.open(path) as src:
+        return float(np.nansum(src.read(window=Window(c0, r0, c1 - c0, r1 - r0))))
+
+
+def _median_map_seconds(client: Any, func: Any, *iterables: Any) -> float:
+    """Median wall time over BOUND_REPEATS of mapping `func` over the cluster and gathering."""
+    times = []
+    for _ in range(BOUND_REPEATS):
+        started = time.perf_counter()
+        client.gather(client.map(func, *iterables, pure=False))
+        times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def measure_io_bounds(client: Any, store: Any, sources: list[Path]) -> dict[str, float]:
+    """The job's I/O bounds on its own workers (medians of BOUND_REPEATS):
+
+    - `store_read_s`: every input array of the ingested store read once, in the job's
+      tile-sized blocks (one task per tile reads both sides, as a tile task does, without
+      the halo), summed; the floor under the tile phase;
+    - `input_read_s`: every source GeoTIFF read once, all bands, in the same windows; the
+      floor under the whole job.
+
+    Both run after the job, so the store and the sources are as warm in the page cache as the
+    job found them (the ingest had just written the store).
+    """
+    from ruinmap.cluster.job.tiles import plan_tiles, tile_size
+    from ruinmap.cluster.storage.store import StoreInfo
+
+    info = StoreInfo.read(store)
+    tile_px = tile_size(info.grid.height, info.grid.width, info.chunk, info.shard)
+    windows = [(t.row0, t.col0, t.row0 + t.height, t.col0 + t.width)
+               for t in plan_tiles(info.grid.height, info.grid.width, tile_px)]
+    store_read = _median_map_seconds(client, _sum_store_tile, [str(store)] * len(windows),
+                                     windows)
+    pairs = [(str(path), w) for path in sources for w in windows]
+    input_read = _median_map_seconds(client, _sum_geotiff_window, [p for p, _ in pairs],
+                                     [w for _, w in pairs])
+    return {"store_read_s": round(store_read, 3), "input_read_s": round(input_read, 3)}
+
+
+def bound_ratios(run: dict[str, Any]) -> dict[str, float]:
+    """tiles_s / store_read_s, its inverse (the share of the store-read bound the tiles reach;
+    the target is >= 0.5) and total_s / input_read_s."""
+    tiles_s, total_s = run["phases"]["tiles_s"], run["phases"]["total_s"]
+    return {"tiles_over_store_read": round(tiles_s / run["store_read_s"], 2),
+            "store_read_over_tiles": round(run["store_read_s"] / tiles_s, 3),
+            "total_over_input_read": round(total_s / run["input_read_s"], 2)}
 
 
 # ---------------------------------------------------------------------------------------------
