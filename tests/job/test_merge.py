@@ -9,13 +9,15 @@ import pytest
 
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.partials import (
+    DISTRICT_ROWS,
     TilePartial,
     load_partial,
     save_partial,
     score_edges,
     tile_partial,
 )
-from ruinmap.kernels import classify
+from ruinmap.errors import InputError
+from ruinmap.kernels import LabelStats, classify, merge_label_stats
 
 THRESHOLDS = (2.0, 3.3, 4.0, 5.0)
 EDGES = score_edges(THRESHOLDS)
@@ -138,6 +140,58 @@ def test_overlapping_layers_give_each_district_its_own_pixels(tile: int) -> None
     assert merged.districts.count[3] == valid[10:30].sum()
     assert merged.district_damaged[3] == (score[10:30] > 3.3).sum()
     assert merged.districts.max[3] == np.nanmax(score[10:30])
+
+
+def test_running_merge_equals_merging_every_partial_at_once() -> None:
+    # the running total is added in place; merge_label_stats over all parts is the old way
+    parts = _partials(7, 3)
+    merged = merge_partials(parts, n_districts=3, n_classes=5, edges=EDGES, n_buildings=3,
+                            grid_shape=(17, 15))
+    at_once = merge_label_stats([LabelStats.empty(3, EDGES)] + [
+        LabelStats(p.d_count, p.d_sum, p.d_sum_sq, p.d_min, p.d_max, p.d_hist, EDGES)
+        for p in parts])
+    for name in ("count", "sum", "sum_sq", "min", "max", "hist"):
+        np.testing.assert_array_equal(getattr(merged.districts, name),
+                                      getattr(at_once, name))
+
+
+def test_partial_of_another_district_count_is_refused() -> None:
+    parts = _partials(16, 5)
+    with pytest.raises(InputError, match="not this job's"):
+        merge_partials(parts, n_districts=4, n_classes=5, edges=EDGES, n_buildings=3,
+                       grid_shape=(10, 9))
+
+
+def test_partial_stores_only_touched_district_rows(tmp_path: Path) -> None:
+    # a tile inside one district: the other rows are empty and are not written
+    score, classes, _, _ = _scene()
+    labels = np.zeros(score.shape, np.int32)
+    labels[:10, :10] = 2
+    labels[0, 0] = 7
+    part = tile_partial(
+        score, classes, threshold=3.3, n_classes=5, edges=EDGES, district_labels=labels,
+        n_districts=9, building_labels=np.zeros(score.shape, np.int32),
+        building_index=np.empty(0, np.int64), centroid_index=np.empty(0, np.int64),
+        centroid_rc=np.empty((0, 2), np.int64), origin=(0, 0), cell_px=5,
+    )  # fmt: skip
+    save_partial(part, tmp_path / "tile.npz", "tile/0/0")
+    with np.load(tmp_path / "tile.npz") as npz:
+        np.testing.assert_array_equal(npz[DISTRICT_ROWS], [1, 6])
+        assert npz["d_hist"].shape == (2, len(EDGES) - 1)
+    back = load_partial(tmp_path / "tile.npz", "tile/0/0")
+    for name in TilePartial.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(back, name), getattr(part, name))
+    assert back.d_min[0] == np.inf and back.d_max[0] == -np.inf
+
+
+def test_partial_saved_with_every_district_row_still_loads(tmp_path: Path) -> None:
+    # partials written before empty rows were dropped, by an earlier run of a resumed job
+    part = _partials(16, 5)[3]
+    members = {name: getattr(part, name) for name in TilePartial.__dataclass_fields__}
+    np.savez(tmp_path / "old.npz", **members, tile_key=np.array("tile/1/2"))
+    back = load_partial(tmp_path / "old.npz", "tile/1/2")
+    for name in TilePartial.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(back, name), getattr(part, name))
 
 
 def test_partial_round_trips_through_npz(tmp_path: Path) -> None:

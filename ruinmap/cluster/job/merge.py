@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ruinmap.cluster.job.partials import TilePartial
-from ruinmap.kernels import LabelStats, classify, label_quantile, merge_label_stats
+from ruinmap.errors import InputError
+from ruinmap.kernels import LabelStats, classify, label_quantile
 
 __all__ = ["Merged", "building_scores", "district_table", "grid_layers", "merge_partials"]
 
@@ -50,7 +51,7 @@ def merge_partials(
     grid_shape: tuple[int, int],
 ) -> Merged:
     """Add partials together (their order does not matter beyond float64 rounding)."""
-    stats = [LabelStats.empty(n_districts, edges)]
+    stats = LabelStats.empty(n_districts, edges)
     classes = np.zeros((n_districts, n_classes), np.int64)
     damaged = np.zeros(n_districts, np.int64)
     npost_sum = np.zeros(n_districts, np.float64)
@@ -68,8 +69,8 @@ def merge_partials(
     g_count = np.zeros(grid_shape, np.int64)
     g_damaged = np.zeros(grid_shape, np.int64)
     for part in partials:
-        stats.append(LabelStats(part.d_count, part.d_sum, part.d_sum_sq, part.d_min,
-                                part.d_max, part.d_hist, edges))
+        _add_label_stats(stats, LabelStats(part.d_count, part.d_sum, part.d_sum_sq,
+                                           part.d_min, part.d_max, part.d_hist, edges))
         classes += part.d_classes
         damaged += part.d_damaged
         npost_sum += part.d_npost_sum
@@ -89,9 +90,8 @@ def merge_partials(
         g_sum[r0 : r0 + h, c0 : c0 + w] += part.g_sum
         g_count[r0 : r0 + h, c0 : c0 + w] += part.g_count
         g_damaged[r0 : r0 + h, c0 : c0 + w] += part.g_damaged
-        stats = [merge_label_stats(stats)]  # keep one running total: memory stays flat
     return Merged(
-        districts=stats[0], district_classes=classes, district_damaged=damaged,
+        districts=stats, district_classes=classes, district_damaged=damaged,
         district_npost_sum=npost_sum, district_npost_count=npost_count,
         district_valid_area=valid_area, district_damaged_area=damaged_area,
         district_class_area=class_area,
@@ -99,6 +99,22 @@ def merge_partials(
         b_count=b_count, b_sum=b_sum, b_max=b_max, b_members=b_members,
         b_centroid_score=b_centroid, g_sum=g_sum, g_count=g_count, g_damaged=g_damaged,
     )  # fmt: skip
+
+
+def _add_label_stats(total: LabelStats, part: LabelStats) -> None:
+    """Add `part` into `total` in place: `merge_label_stats([total, part])`'s sums in the
+    same order, without copying the running total's histograms once a tile (500 districts x
+    512 bins over 1,500 tiles was 3 GB of copies)."""
+    if part.n_labels != total.n_labels or not np.array_equal(part.edges, total.edges):
+        raise InputError(f"a partial has {part.n_labels} districts and {part.n_bins} bins, "
+                         f"the job {total.n_labels} and {total.n_bins}; the partial is not "
+                         "this job's: run the job again to recompute it")
+    np.add(total.count, part.count, out=total.count)  # the arrays, not the frozen fields
+    np.add(total.sum, part.sum, out=total.sum)
+    np.add(total.sum_sq, part.sum_sq, out=total.sum_sq)
+    np.minimum(total.min, part.min, out=total.min)
+    np.maximum(total.max, part.max, out=total.max)
+    np.add(total.hist, part.hist, out=total.hist)
 
 
 def building_scores(
