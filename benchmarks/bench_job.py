@@ -25,11 +25,13 @@ For each size it reports:
 
     python benchmarks/bench_job.py --sizes 4096 --workdir /tmp/ruinmap-bench-job
     python benchmarks/bench_job.py --sizes 16384 --workers 1 2 --baseline-max 0
+    python benchmarks/bench_job.py --sizes 32768 --workers 2 --baseline-max 0 --dates 3 2 --bands VV
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -43,6 +45,7 @@ import numpy as np
 
 TILE = 512
 N_PRE, N_POST = 5, 3
+BANDS = ("VV", "VH")
 N_DISTRICTS = 100
 N_BUILDINGS = 50_000
 CRS = "EPSG:32636"
@@ -62,8 +65,10 @@ def _peak_rss_mib() -> float:
 # the scene
 
 
-def make_scene(folder: Path, size: int, seed: int = 0) -> Path:
-    """Write the scene (see module doc) into `folder`; return its job.toml."""
+def make_scene(folder: Path, size: int, seed: int = 0, *, n_pre: int = N_PRE,
+               n_post: int = N_POST, bands: tuple[str, ...] = BANDS) -> Path:
+    """Write the scene (see module doc; `n_pre` + `n_post` dates of `bands`) into `folder`;
+    return its job.toml."""
     import geopandas as gpd
     import rasterio
     import shapely
@@ -82,37 +87,46 @@ def make_scene(folder: Path, size: int, seed: int = 0) -> Path:
     pool = rng.gamma(5.0, 0.2, (16, TILE, TILE)).astype(np.float32)
     # destroyed blocks: 200 m squares on a coarse 200 m grid, ~10% of them
     blocks = rng.random((size // 20 + 1, size // 20 + 1)) < 0.10
-    for d in range(N_PRE + N_POST):
-        side = "pre" if d < N_PRE else "post"
-        path = folder / side / f"S1_2022{d + 1:02d}01.tif"
-        path.parent.mkdir(exist_ok=True)
-        profile = dict(driver="GTiff", width=size, height=size, count=2, dtype="float32",
-                       crs=CRS, transform=transform, nodata=np.nan, tiled=True,
-                       blockxsize=TILE, blockysize=TILE, BIGTIFF="YES")
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.descriptions = ("VV", "VH")
+    # Row block by row block, every date at once: the smooth field and its dB to linear power
+    # (most of the work) are shared by the dates of a side, so a 32768^2 scene takes minutes.
+    with contextlib.ExitStack() as files:
+        dates = []
+        for d in range(n_pre + n_post):
+            side = "pre" if d < n_pre else "post"
+            path = folder / side / f"S1_2022{d + 1:02d}01.tif"
+            path.parent.mkdir(exist_ok=True)
+            profile = dict(driver="GTiff", width=size, height=size, count=len(bands),
+                           dtype="float32", crs=CRS, transform=transform, nodata=np.nan,
+                           tiled=True, blockxsize=TILE, blockysize=TILE, BIGTIFF="YES")
+            dst = files.enter_context(rasterio.open(path, "w", **profile))
+            dst.descriptions = bands
             dst.update_tags(ACQUISITION_DATE=f"2022-{d + 1:02d}-01")
-            for r0 in range(0, size, TILE):
-                rows = np.arange(r0, r0 + TILE) / 64.0
-                cols = np.arange(size) / 64.0
-                ri, ci = rows.astype(int), cols.astype(int)
-                rf, cf = (rows - ri)[:, None], (cols - ci)[None, :]
-                block = np.empty((2, TILE, size), np.float32)
-                for b in range(2):
-                    c = coarse[b]
-                    field = (c[ri][:, ci] * (1 - rf) * (1 - cf) + c[ri + 1][:, ci] * rf * (1 - cf)
-                             + c[ri][:, ci + 1] * (1 - rf) * cf + c[ri + 1][:, ci + 1] * rf * cf)
-                    db = -8.0 - 6.0 * b + 3.0 * field
-                    if side == "post":
-                        hit = blocks[(np.arange(r0, r0 + TILE) // 20)[:, None],
-                                     (np.arange(size) // 20)[None, :]]
-                        db = np.where(hit, db - 6.0, db)
+            dates.append((d, side, dst))
+        for r0 in range(0, size, TILE):
+            rows = np.arange(r0, r0 + TILE) / 64.0
+            cols = np.arange(size) / 64.0
+            ri, ci = rows.astype(int), cols.astype(int)
+            rf, cf = (rows - ri)[:, None], (cols - ci)[None, :]
+            hit = blocks[(np.arange(r0, r0 + TILE) // 20)[:, None],
+                         (np.arange(size) // 20)[None, :]]
+            power = {}
+            for b, band in enumerate(bands):
+                c = coarse[BANDS.index(band)]
+                field = (c[ri][:, ci] * (1 - rf) * (1 - cf) + c[ri + 1][:, ci] * rf * (1 - cf)
+                         + c[ri][:, ci + 1] * (1 - rf) * cf + c[ri + 1][:, ci + 1] * rf * cf)
+                db = -8.0 - 6.0 * BANDS.index(band) + 3.0 * field
+                power[b, "pre"] = 10 ** (db / 10)
+                power[b, "post"] = 10 ** (np.where(hit, db - 6.0, db) / 10)
+            edge = 0.16 * size - 0.16 * np.arange(r0, r0 + TILE)[:, None]
+            swath = np.arange(size)[None, :] < edge
+            for d, side, dst in dates:
+                block = np.empty((len(bands), TILE, size), np.float32)
+                for b in range(len(bands)):
                     speckle = np.concatenate(
                         [pool[(r0 // TILE * 7 + c0 // TILE * 3 + 5 * b + 11 * d) % len(pool)]
                          for c0 in range(0, size, TILE)], axis=1)
-                    block[b] = (10 ** (db / 10)) * speckle
-                edge = 0.16 * size - 0.16 * np.arange(r0, r0 + TILE)[:, None]
-                block[:, np.arange(size)[None, :] < edge] = np.nan
+                    block[b] = power[b, side] * speckle
+                block[:, swath] = np.nan
                 dst.write(block, window=Window(0, r0, size, TILE))
 
     extent = size * 10.0
@@ -138,6 +152,7 @@ def make_scene(folder: Path, size: int, seed: int = 0) -> Path:
         "buildings": {"path": "buildings.parquet", "id": "building_id"},
         "grid": {"cell_size": 500.0},
         "output": {"dir": "out"},
+        **({} if bands == BANDS else {"method_params": {"polarisations": list(bands)}}),
     }))
     return job
 
@@ -338,6 +353,34 @@ def run_baseline(job: Path, out: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the scene's shape on the command line
+
+
+def add_scene_shape_args(parser: argparse.ArgumentParser) -> None:
+    """`--dates PRE POST` and `--bands ...`: a smaller scene per pixel, e.g. a 32768^2 one that
+    fits the disk (`--dates 3 2 --bands VV`: 5 layers of 4.3 GB instead of 16)."""
+    parser.add_argument("--dates", type=int, nargs=2, default=[N_PRE, N_POST],
+                        metavar=("PRE", "POST"), help="pre- and post-event dates (default 5 3)")
+    parser.add_argument("--bands", nargs="+", choices=BANDS, default=list(BANDS),
+                        help="polarisations of every date (default VV VH)")
+
+
+def scene_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """make_scene's keyword arguments from `add_scene_shape_args`' options."""
+    n_pre, n_post = args.dates
+    if n_pre < 3 or n_post < 2:
+        raise SystemExit("--dates: pwtt needs at least 3 pre- and 2 post-event dates")
+    return {"n_pre": n_pre, "n_post": n_post, "bands": tuple(args.bands)}
+
+
+def scene_folder(workdir: Path, size: int, shape: dict[str, Any]) -> Path:
+    """The scene's folder: `scene_<size>`, with its shape in the name when not the default."""
+    if (shape["n_pre"], shape["n_post"], shape["bands"]) == (N_PRE, N_POST, BANDS):
+        return workdir / f"scene_{size}"
+    return workdir / f"scene_{size}_{shape['n_pre']}x{shape['n_post']}_{'-'.join(shape['bands'])}"
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main() -> int:
@@ -350,19 +393,23 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scenes afterwards")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--baseline-only", type=Path, help=argparse.SUPPRESS)
+    add_scene_shape_args(parser)
     args = parser.parse_args()
+    shape = scene_shape(args)
     if args.baseline_only:
         print(json.dumps(run_baseline(args.baseline_only, args.baseline_only.parent / "base")))
         return 0
 
     results = []
     for size in args.sizes:
-        folder = args.workdir / f"scene_{size}"
+        folder = scene_folder(args.workdir, size, shape)
         t0 = time.perf_counter()
-        job = make_scene(folder, size)
+        job = make_scene(folder, size, **shape)
         print(f"[{size}] scene ready in {time.perf_counter() - t0:.0f} s", flush=True)
         mpx = size * size / 1e6
-        row: dict[str, Any] = {"size": size, "megapixels": mpx, "ruinmap": {}}
+        row: dict[str, Any] = {"size": size, "megapixels": mpx, "ruinmap": {},
+                               "dates": [shape["n_pre"], shape["n_post"]],
+                               "bands": list(shape["bands"])}
         for workers in args.workers:
             run = run_ruinmap(job, workers, folder / f"out_{workers}w")
             run["mpx_per_s"] = round(mpx / run["wall_s"], 2)
