@@ -7,6 +7,7 @@
   service.toml written into `folder` (data root = the city's root, output root and job store
   inside `folder`), connected to `dask_scheduler`; returns a `Service` (url, kill, restart);
 - `service`: one such service for the session (tokens TOKEN and TOKEN_2, max_running 4);
+- `private_service`: one more for the session whose reads need a token (public_read off);
 - `city_spec`: the city's job spec as the JSON `inputs` of an execute request;
 - `tiny_city` / `tiny_spec`: a 64 x 64 px city (one tile) and its inputs without buildings;
 - `finished_job`: that job run once through `service`, undisturbed (status info).
@@ -103,6 +104,13 @@ def service(start_service: Callable[..., Service],
 
 
 
+
+
+@pytest.fixture(scope="session")
+def private_service(start_service: Callable[..., Service],
+                    tmp_path_factory: pytest.TempPathFactory) -> Service:
+    """A second service whose reads need a token too (`auth.public_read = false`)."""
+    return start_service(tmp_path_factory.mktemp("private"), auth__public_read=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import io
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +134,6 @@ def test_buildings_route_caps_and_filters_by_bbox(service: Service,
     half = httpx.get(base, params={"bbox": f"{west},{south},{(west + east) / 2},{north}"})
     assert 0 < len(half.json()["features"]) < len(everything["features"])
     assert httpx.get(base, params={"bbox": "1,2,3"}).status_code == 400
-
-
-@pytest.fixture(scope="module")
-def private_service(start_service: Callable[..., Service],
-                    tmp_path_factory: pytest.TempPathFactory) -> Service:
-    return start_service(tmp_path_factory.mktemp("private-page"), auth__public_read=False)
 
 
 @pytest.mark.parametrize("path", ["tiles/damage/1/1/1.png", "buildings.geojson?bbox=0,0,1,1",

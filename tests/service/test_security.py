@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +82,6 @@ def test_environment_overrides_the_config_file(tmp_path: Path,
 
 
 # -- read endpoints
-
-
-@pytest.fixture(scope="module")
-def private_service(start_service: Callable[..., Service],
-                    tmp_path_factory: pytest.TempPathFactory) -> Service:
-    return start_service(tmp_path_factory.mktemp("private"), auth__public_read=False)
 
 
 @pytest.mark.parametrize("path", ["/", "/processes", "/jobs", "/jobs/abc", "/ui/"])
