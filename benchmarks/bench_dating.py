@@ -16,12 +16,26 @@ It checks that both end in the same dates and prints the summed seconds and thei
 (both would read the pre dates; the full recompute also reads every post date).
 
     python benchmarks/bench_dating.py --size 4096 --n-post 30
+
+`--job` measures the same at the job level, through `run_job` (`ruinmap run`) on a dated
+synthetic city (`make_city(..., dated_destruction=True)`, GeoTIFFs in `--workdir`) on a
+local cluster of `--workers` processes: full = a new job over all `--n-post` dates (ingest,
+tiles, products), append = the same spec run again after the last date arrived, on a job
+finished over the first n_post - 1 dates (only that date ingested, every tile re-scored,
+the dating state advanced by one date, products rewritten). Each repeat runs both side by
+side on fresh output folders (the n_post - 1 job first, untimed) and checks that the two
+end in the same date layers; it prints the medians of the totals and of the phases.
+
+    python benchmarks/bench_dating.py --job --size 1024 --n-post 30 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +58,66 @@ def _strip(rng: np.random.Generator, n: int, rows: int, cols: int, drop_from: in
     return stack
 
 
+def _job_spec(city: Any, out: Path, n_post: int, rule: str) -> Any:
+    from ruinmap.cluster.job.spec import load_spec, parse_spec
+    from ruinmap.synthetic import write_job_spec
+
+    data = load_spec(write_job_spec(city, out.parent, name=f"{out.name}.toml")).to_json_dict()
+    data["output"] = {"dir": str(out)}
+    data["inputs"] = {**data["inputs"], "post": [str(p) for p in city.post_files[:n_post]]}
+    data["method_params"] = {**data["method_params"], "dating": True, "dating_rule": rule}
+    return parse_spec(data, out.parent)
+
+
+def job_level(args: argparse.Namespace) -> None:
+    """The `--job` mode (module doc)."""
+    from distributed import Client, LocalCluster
+
+    from ruinmap.cluster.job.run import run_job
+    from ruinmap.cluster.storage.arrays import open_array
+    from ruinmap.cluster.storage.location import LocalPath
+    from ruinmap.synthetic import make_city
+
+    work = Path(args.workdir)
+    started = time.perf_counter()
+    city = make_city(work / "city", size=args.size, n_pre=args.n_pre, n_post=args.n_post,
+                     seed=5, destroyed_fraction=0.2, dated_destruction=True)
+    print(f"city {args.size}^2, {args.n_pre} pre + {args.n_post} post dates written in "
+          f"{time.perf_counter() - started:.1f} s")
+
+    def dates(out: Path) -> np.ndarray:
+        return np.asarray(open_array(LocalPath(out / "store.zarr"), "damage_date_index",
+                                     "r", str(out))[...])
+
+    totals: dict[str, list[float]] = {"full": [], "append": []}
+    phases: dict[str, dict[str, list[float]]] = {"full": {}, "append": {}}
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        for k in range(args.repeat):
+            full_out, append_out = work / f"full_{k}", work / f"append_{k}"
+            for out in (full_out, append_out):
+                shutil.rmtree(out, ignore_errors=True)
+            run_job(_job_spec(city, append_out, args.n_post - 1, args.rule), client=client,
+                    progress=False)  # the job before the last date arrived: untimed
+            for mode, out in (("full", full_out), ("append", append_out)):
+                t0 = time.perf_counter()
+                result = run_job(_job_spec(city, out, args.n_post, args.rule), client=client,
+                                 progress=False)
+                totals[mode].append(time.perf_counter() - t0)
+                for phase in ("ingest_s", "tiles_s", "products_s"):
+                    phases[mode].setdefault(phase, []).append(result.timings.get(phase, 0.0))
+            np.testing.assert_array_equal(dates(append_out), dates(full_out))
+            print(f"repeat {k}: full {totals['full'][-1]:.2f} s, append "
+                  f"{totals['append'][-1]:.2f} s")
+    full, append = np.median(totals["full"]), np.median(totals["append"])
+    detail = "; ".join(
+        f"{phase[:-2]} {np.median(phases['full'][phase]):.2f} vs "
+        f"{np.median(phases['append'][phase]):.2f} s" for phase in phases["full"])
+    print(f"job level, {args.size}^2, {args.n_pre} pre + {args.n_post} post dates, "
+          f"{args.rule}, {args.workers} workers, medians of {args.repeat}: full {full:.2f} s, "
+          f"append one date {append:.2f} s, ratio {append / full:.3f} ({detail})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1024)
@@ -51,7 +125,16 @@ def main() -> None:
     parser.add_argument("--n-post", type=int, default=30)
     parser.add_argument("--strip", type=int, default=256, help="rows dated at a time")
     parser.add_argument("--rule", choices=["two_exceedance", "cusum"], default="two_exceedance")
+    parser.add_argument("--job", action="store_true",
+                        help="time `run_job`: a full run against an append run (module doc)")
+    parser.add_argument("--workdir", default="bench-dating-job",
+                        help="--job: folder of the city and the jobs' outputs")
+    parser.add_argument("--workers", type=int, default=2, help="--job: local workers")
+    parser.add_argument("--repeat", type=int, default=3, help="--job: repeats (medians)")
     args = parser.parse_args()
+    if args.job:
+        job_level(args)
+        return
     params = PwttParams(dating=True, dating_rule=args.rule)
     rng = np.random.default_rng(0)
     full_s = append_s = 0.0

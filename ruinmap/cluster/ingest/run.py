@@ -71,7 +71,7 @@ from ruinmap.cluster.storage.store import (
 )
 from ruinmap.errors import InputError, RuinmapError, StoreError
 
-__all__ = ["IngestReport", "ingest"]
+__all__ = ["IngestReport", "ingest", "shard_task"]
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +278,49 @@ def _source_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
     )
 
 
+def shard_task(out: Location, store_id: str, layout: StoreLayout) -> ShardTask:
+    """What every shard task of `layout` writing into `out` needs (scattered once): how each
+    acquisition's files are read onto the grid, mosaics included."""
+    options, inputs = layout.options, layout.inputs
+    remote_inputs = any(is_url(f.path) or "://" in f.path for f in inputs.files)
+
+    def reader_of(acq: Acquisition) -> Callable[[SourceFile], SourceRead]:
+        names = {f.path: n for f, n in file_band_names(acq, inputs.bands)}
+
+        def read(f: SourceFile) -> SourceRead:
+            if f.path not in names:  # a member's class mask (SCL): its values as they are
+                return SourceRead(f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid,
+                                  pixel_offset(f.grid, inputs.grid))
+            return _source_read(f, names[f.path], inputs.grid)
+
+        return read
+
+    return ShardTask(
+        store=out,
+        store_id=store_id,
+        grid=inputs.grid,
+        shard=layout.shard,
+        resampling=options.resampling,
+        nodata=options.nodata,
+        reads={
+            side: tuple(
+                tuple(_source_read(f, names, inputs.grid)
+                      for f, names in file_band_names(acq, inputs.bands))
+                for acq in inputs.acquisitions[side]
+            )
+            for side in SIDES
+        },
+        durable=options.durable,
+        gdal_options=gdal_options() if remote_inputs or out.is_remote else {},
+        confine_to=options.confine_to,
+        mosaics={
+            side: {t: mosaic_read(acq, inputs.grid, reader_of(acq))
+                   for t, acq in enumerate(inputs.acquisitions[side]) if acq.members}
+            for side in SIDES
+        },
+    )
+
+
 def _write_store(
     client: Client,
     out: Location,
@@ -316,43 +359,7 @@ def _write_store(
     done = _verified_shards(out, str(attrs["store_id"]), units)
     pending = [u for u in units if unit_key(*u) not in done]
     report.units_skipped = len(units) - len(pending)
-    remote_inputs = any(is_url(f.path) or "://" in f.path for f in inputs.files)
-
-    def reader_of(acq: Acquisition) -> Callable[[SourceFile], SourceRead]:
-        names = {f.path: n for f, n in file_band_names(acq, inputs.bands)}
-
-        def read(f: SourceFile) -> SourceRead:
-            if f.path not in names:  # a member's class mask (SCL): its values as they are
-                return SourceRead(f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid,
-                                  pixel_offset(f.grid, inputs.grid))
-            return _source_read(f, names[f.path], inputs.grid)
-
-        return read
-
-    task = ShardTask(
-        store=out,
-        store_id=str(attrs["store_id"]),
-        grid=inputs.grid,
-        shard=layout.shard,
-        resampling=options.resampling,
-        nodata=options.nodata,
-        reads={
-            side: tuple(
-                tuple(_source_read(f, names, inputs.grid)
-                      for f, names in file_band_names(acq, inputs.bands))
-                for acq in inputs.acquisitions[side]
-            )
-            for side in SIDES
-        },
-        durable=options.durable,
-        gdal_options=gdal_options() if remote_inputs or out.is_remote else {},
-        confine_to=options.confine_to,
-        mosaics={
-            side: {t: mosaic_read(acq, inputs.grid, reader_of(acq))
-                   for t, acq in enumerate(inputs.acquisitions[side]) if acq.members}
-            for side in SIDES
-        },
-    )
+    task = shard_task(out, str(attrs["store_id"]), layout)
     rows, cols = layout.shards_per_date
     log.info(
         "ingest %s: grid %dx%d, %d shard(s) per date, %d to write, %d already done",

@@ -1,8 +1,10 @@
 """Damage dating in a job (`method_params.dating = true`): the per-pixel date layers written
 tile by tile, and the dated products.
 
-Tiles: `date_tile` dates the same padded window the score reads (`methods.dating.date_window`)
-and writes the tile's shard of three layers in the job's store: `damage_date_index` and
+Tiles: `date_tile` dates the same padded window the score reads, advancing the tile's
+sequential state kept in the job's store (`dating_state`: over every post date the first
+time, over the appended ones only when a monitored job grows, `monitor`), and writes the
+tile's shard of three layers in the job's store: `damage_date_index` and
 `damage_date_earliest_index` (int16 indices into the post-event dates in time order, -1
 none) and `damage_date_status` (uint8: 0 none, 1 uncertain, 2 confirmed).
 
@@ -25,11 +27,22 @@ import numpy as np
 import pandas as pd
 
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
-from ruinmap.cluster.job.integrity import write_layer_shard
+from ruinmap.cluster.job.dating_state import (
+    STATE_ARRAY,
+    create_state_array,
+    resume_state,
+    save_state,
+)
+from ruinmap.cluster.job.integrity import DATING_LAYERS, layer_shard, write_layer_shard
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.tiles import Tile
-from ruinmap.cluster.methods.dating import DatingParams, date_window, dating_enabled
+from ruinmap.cluster.methods.dating import (
+    DatingParams,
+    advance_dates,
+    dates_magnitude,
+    dating_enabled,
+)
 from ruinmap.cluster.outputs.timeseries import (
     EPOCH,
     district_timeseries,
@@ -37,6 +50,7 @@ from ruinmap.cluster.outputs.timeseries import (
     write_date_cog,
 )
 from ruinmap.cluster.storage.arrays import consolidate, create_array, open_array
+from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.errors import SpecError
 from ruinmap.kernels.dating import STATUS_CONFIRMED, STATUS_NONE, STATUS_UNCERTAIN
 
@@ -47,6 +61,7 @@ __all__ = ["DATING_ARRAYS", "STATUS_NAMES", "DatedSeries", "building_dates", "da
 DATING_ARRAYS = {"damage_date_index": (np.int16, -1),
                  "damage_date_earliest_index": (np.int16, -1),
                  "damage_date_status": (np.uint8, STATUS_NONE)}
+assert (*DATING_ARRAYS, STATE_ARRAY) == DATING_LAYERS  # what `integrity` verifies
 STATUS_NAMES = {STATUS_NONE: "none", STATUS_UNCERTAIN: "uncertain",
                 STATUS_CONFIRMED: "confirmed"}
 _MARKER = "dating.json"
@@ -89,13 +104,14 @@ def dated_series(plan: JobPlan) -> DatedSeries:
 
 
 def prepare_dating_arrays(plan: JobPlan, chunk: int) -> None:
-    """(Re)create the empty date layers unless this job (its signature) made them: a tile
-    whose dates are all fill writes no shard, so another job's shards must not survive."""
+    """(Re)create the empty date layers and dating state unless this job (its base
+    signature: the same job over fewer post dates too, `monitor`) made them: a tile whose
+    dates are all fill writes no shard, so another job's shards must not survive."""
     marker = plan.work_dir.join(_MARKER)
     store = plan.layers
-    if all(store.join(name, "zarr.json").is_file() for name in DATING_ARRAYS):
+    if all(store.join(name, "zarr.json").is_file() for name in (*DATING_ARRAYS, STATE_ARRAY)):
         try:
-            if json.loads(marker.read_bytes())["signature"] == plan.signature:
+            if json.loads(marker.read_bytes())["signature"] == plan.base_signature:
                 return
         except (OSError, ValueError, KeyError, TypeError):
             pass
@@ -103,24 +119,35 @@ def prepare_dating_arrays(plan: JobPlan, chunk: int) -> None:
         create_array(store, name, shape=plan.grid.shape, dtype=dtype, chunks=(chunk, chunk),
                      shards=(plan.tile_px, plan.tile_px), fill_value=fill,
                      dimension_names=("y", "x"), attributes={"grid_mapping": "spatial_ref"})
+    create_state_array(plan, chunk)
     consolidate(store)
-    marker.write_durably(json.dumps({"signature": plan.signature}).encode())
+    marker.write_durably(json.dumps({"signature": plan.base_signature}).encode())
 
 
 def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray, post: np.ndarray,
               origin: tuple[int, int]) -> dict[str, str | None]:
-    """Date the padded window (pre, post) of `tile` whose first pixel is at `origin` inside
-    it; write the tile's shards of the date layers; returns {layer: sha256 of its shard}."""
+    """Date `tile` from the padded window (pre, post) whose first pixel is at `origin`
+    inside it: its stored state (`dating_state`) advanced over the post dates it does not
+    hold yet (all of them the first time, the appended ones when monitoring), saved, and the
+    tile's shards of the date layers written; returns {layer: sha256 of its shard}."""
     series = dated_series(plan)
-    date_idx, earliest, status = date_window(pre, post, plan.params, plan.context,
-                                             series.order)
-    dr, dc = origin
-    crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
-    layers = {"damage_date_index": date_idx[crop].astype(np.int16),
-              "damage_date_earliest_index": earliest[crop].astype(np.int16),
-              "damage_date_status": status[crop].astype(np.uint8)}
-    return {name: write_layer_shard(plan, name, tile, np.ascontiguousarray(data))
-            for name, data in layers.items()}
+    dates = tuple(d.isoformat() for d in series.post_dates)
+    held, state = resume_state(plan, tile, dates)
+    if held < len(dates):
+        dr, dc = origin
+        crop = (slice(None), slice(dr, dr + tile.height), slice(dc, dc + tile.width))
+        # on the padded window (pwtt's Lee filter reaches into the halo), then cropped
+        magnitude = dates_magnitude(pre, post, plan.params, plan.context,
+                                    series.order[held:])[crop]
+        advance_dates(np.ascontiguousarray(magnitude), state, plan.params, held)
+        state_checksum: str | None = save_state(plan, tile, state, dates)
+    else:  # saved by an earlier attempt of this run that stopped before its ledger entry
+        state_checksum = file_checksum(layer_shard(plan, STATE_ARRAY, tile))
+    layers = {"damage_date_index": state.date.astype(np.int16),
+              "damage_date_earliest_index": state.earliest.astype(np.int16),
+              "damage_date_status": state.status.astype(np.uint8)}
+    return {**{name: write_layer_shard(plan, name, tile, np.ascontiguousarray(data))
+               for name, data in layers.items()}, STATE_ARRAY: state_checksum}
 
 
 def _days(series: DatedSeries) -> tuple[np.ndarray, int]:

@@ -1,8 +1,9 @@
 """What a tile leaves on disk, and checking it is whole and its own before it is trusted.
 
 A finished tile has three files or more: its partial (`partials/tile_<iy>_<ix>.npz`, which
-holds the tile's key) and its shards of the `score` and `damage` layers and of the method's
-extra layers (`plan_layers`; a shard is absent when all fill).
+holds the tile's key) and its shards of the `score` and `damage` layers, of the method's
+extra layers and of the date layers and dating state (`plan_layers`; a shard is absent when
+all fill).
 `run_tile` records their sha256 in the job's ledger; `verified_tiles` (before the tiles run)
 and `load_verified_partial` (in the merge) check them, so a swapped, missing, truncated or
 changed file, or a garbage ledger entry, makes its tile run again instead of being used.
@@ -18,12 +19,14 @@ from ruinmap.cluster.job.partials import TilePartial, load_partial, partial_prob
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import extra_layers
+from ruinmap.cluster.methods.dating import dating_enabled
 from ruinmap.cluster.storage.arrays import open_array, shard_file, write_shard
 from ruinmap.cluster.storage.checksums import CHECKSUMS_KEY, file_checksum, verified_units
 from ruinmap.cluster.storage.location import Location
 from ruinmap.errors import StoreError
 
-__all__ = ["LAYERS", "load_verified_partial", "plan_layers", "tile_files", "verified_tiles"]
+__all__ = ["DATING_LAYERS", "LAYERS", "load_verified_partial", "plan_layers", "tile_files",
+           "verified_tiles"]
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +34,27 @@ log = logging.getLogger(__name__)
 LAYERS = ("score", "damage")
 
 
+#: the layers a tile of a job with `method_params.dating` also writes: its date layers
+#: (`job.dating`) and its sequential dating state (`job.dating_state`)
+DATING_LAYERS = ("damage_date_index", "damage_date_earliest_index", "damage_date_status",
+                 "dating_state")
+
+
 def plan_layers(plan: JobPlan) -> tuple[str, ...]:
-    """Every per-pixel layer a tile of `plan` writes: `LAYERS` and the method's extra ones."""
-    return (*LAYERS, *(layer.name for layer in extra_layers(plan.params)))
+    """Every per-pixel layer a tile of `plan` writes: `LAYERS`, the method's extra ones and,
+    when it dates the damage, `DATING_LAYERS`."""
+    dating = DATING_LAYERS if dating_enabled(plan.params) else ()
+    return (*LAYERS, *(layer.name for layer in extra_layers(plan.params)), *dating)
 
 
 def layer_shard(plan: JobPlan, name: str, tile: Tile) -> Location:
-    """The file of `tile`'s shard of layer `name` (the layers are sharded by tile)."""
+    """The file of `tile`'s shard of layer `name` (the layers are sharded by tile in y and
+    x; a leading axis, as the dating state's fields, is one shard)."""
     store = plan.layers
     array = open_array(store, name, "r", plan.signature)
-    shard = array.shards[0] if array.shards else array.chunks[0]
-    return shard_file(store, array, (tile.row0 // shard, tile.col0 // shard))
+    shard = array.shards[-1] if array.shards else array.chunks[-1]
+    leading = (0,) * (array.ndim - 2)
+    return shard_file(store, array, (*leading, tile.row0 // shard, tile.col0 // shard))
 
 
 def write_layer_shard(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) -> str | None:
@@ -49,10 +62,12 @@ def write_layer_shard(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) ->
     (None when zarr stored nothing: all fill)."""
     store = plan.layers
     array = open_array(store, name, "r+", plan.signature)
-    shard = array.shards[0] if array.shards else array.chunks[0]
-    selection = (slice(tile.row0, tile.row0 + tile.height),
+    shard = array.shards[-1] if array.shards else array.chunks[-1]
+    leading = array.ndim - 2  # a leading axis (the dating state's fields) is whole
+    selection = (*(slice(None),) * leading, slice(tile.row0, tile.row0 + tile.height),
                  slice(tile.col0, tile.col0 + tile.width))
-    write_shard(store, array, (tile.row0 // shard, tile.col0 // shard), selection, data)
+    write_shard(store, array, (*(0,) * leading, tile.row0 // shard, tile.col0 // shard),
+                selection, data)
     # hashed as read back (locally from the page cache): what a re-run will verify
     return file_checksum(layer_shard(plan, name, tile))
 

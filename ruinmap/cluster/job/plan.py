@@ -26,7 +26,7 @@ from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.cluster.storage.store import StoreInfo
 
-__all__ = ["JobPlan", "pixel_sides_m", "pixel_size_m", "plan_job"]
+__all__ = ["JobPlan", "pixel_sides_m", "pixel_size_m", "plan_job", "post_series"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +48,9 @@ class JobPlan:
     edges: np.ndarray  # histogram edges of the per-district score
     n_districts: int
     signature: str  # of the method, its parameters, the store, the polygons, grid and tiles
+    # `signature` but for the post-event dates: the same job monitored over more dates
+    # (`job.monitor`) has the same base signature
+    base_signature: str
     # the parameters with an automatic threshold chosen (`job.thresholds`), once it is
     chosen: MethodParams | None = None
     mask: MaskChoice = NO_MASK  # the built-up mask
@@ -105,7 +108,18 @@ def pixel_size_m(grid: Grid) -> float:
     return float(np.sqrt(down * across))
 
 
-def _signature(spec: JobSpec, files: SpecFiles, store_id: Any, tile_px: int) -> str:
+def post_series(store: StoreInfo) -> list[list[Any]]:
+    """[store index, date, path] of every post-event source, in store order: a monitored
+    job's grown store has its old series as a prefix (`job.monitor`)."""
+    return sorted(([int(s["time_index"]), s.get("time"), str(s.get("path"))]
+                   for s in store.sources if s.get("side") == "post"),
+                  key=lambda entry: (entry[0], entry[2]))
+
+
+def _signature(spec: JobSpec, files: SpecFiles, store_id: Any, tile_px: int,
+               post: list[list[Any]] | None = None) -> str:
+    """The job's signature; with `post` (`post_series`), of the job over those post dates
+    (the store id stays the same when a monitored store grows, `ingest.append`)."""
     def stat(path: Path | None) -> list[Any]:
         if path is None:
             return []
@@ -124,6 +138,8 @@ def _signature(spec: JobSpec, files: SpecFiles, store_id: Any, tile_px: int) -> 
         "mask": mask_choice(spec).to_json(),
         "mask_file": stat(Path(spec.mask.source)) if spec.mask and spec.mask.is_raster else [],
     }
+    if post is not None:
+        body["post"] = post
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -146,6 +162,8 @@ def plan_job(spec: JobSpec, files: SpecFiles, store: StoreInfo, n_districts: int
         halo=scorer.halo_px(params, sides), context=scorer.context(params, store, sides),
         edges=automatic_score_edges() if params.is_automatic
         else score_edges(params.class_thresholds), n_districts=n_districts,
-        signature=_signature(spec, files, store.attrs.get("store_id"), tile_px),
+        signature=_signature(spec, files, store.attrs.get("store_id"), tile_px,
+                             post_series(store)),
+        base_signature=_signature(spec, files, store.attrs.get("store_id"), tile_px),
         mask=mask_choice(spec),
     )  # fmt: skip

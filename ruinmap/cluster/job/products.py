@@ -30,6 +30,7 @@ import numpy as np
 
 from ruinmap.cluster.job.catalog import stac_names, write_catalog
 from ruinmap.cluster.job.dating import dating_enabled, dating_products
+from ruinmap.cluster.job.monitor import job_runs
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import Polygons
 from ruinmap.cluster.job.result import JobResult
@@ -330,5 +331,7 @@ def _write_report(result: JobResult, plan: JobPlan, written: dict[str, Location]
                              if s.get("side") == "post" and s.get("time")), default=None),
         }, "count_intervals": result.count_intervals, "warnings": result.warnings,
             "threshold_choice": result.threshold_choice,
-            "mask": {**plan.mask.to_json(), "description": plan.mask.describe()}},
+            "mask": {**plan.mask.to_json(), "description": plan.mask.describe()},
+            # monitoring: each run that made the post-event series, the dates it added
+            "runs": job_runs(plan)},
     )

@@ -25,7 +25,9 @@
    (`preflight.check_result_not_empty`; the products are kept).
 
 A re-run with the same spec resumes: recorded tiles are skipped. Changing the method, its
-parameters, the imagery, the polygons or the grid starts the tiles over.
+parameters, the imagery, the polygons or the grid starts the tiles over; post-event dates
+appended to the inputs grow the store by those dates only and run every tile again with the
+dating state kept (monitoring, `ingest.append`, `monitor`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from ruinmap.cluster.compute.connect import client_for, dashboard_link
 from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
-from ruinmap.cluster.ingest import IngestOptions, ingest
+from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
+from ruinmap.cluster.ingest.append import append_new_post_dates
 from ruinmap.cluster.ingest.inplace import InPlaceDates, check_in_place_unchanged
 from ruinmap.cluster.ingest.stac import plan_stac_inputs
 from ruinmap.cluster.job.budget import JobBudget, check_budget
@@ -58,10 +61,12 @@ from ruinmap.cluster.job.classes import (
     verified_class_tiles,
 )
 from ruinmap.cluster.job.dating import dated_series, dating_enabled, prepare_dating_arrays
+from ruinmap.cluster.job.dating_state import verify_states
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
 from ruinmap.cluster.job.masked import district_masked_fraction
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
+from ruinmap.cluster.job.monitor import prepare_job_folder
 from ruinmap.cluster.job.outdir import claim_output_dir
 from ruinmap.cluster.job.plan import JobPlan, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
@@ -78,7 +83,7 @@ from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
 from ruinmap.cluster.job.thresholds import ThresholdChoice, threshold_choice
 from ruinmap.cluster.job.tiles import Tile
-from ruinmap.cluster.job.workdir import STORE_NAME, prepare_work_dir, products_are_current
+from ruinmap.cluster.job.workdir import STORE_NAME, products_are_current
 from ruinmap.cluster.methods import check_bands, extra_layers
 from ruinmap.cluster.methods.registry import scorer_for
 from ruinmap.cluster.settings import resolve_address
@@ -137,8 +142,8 @@ def run_job(
             with phase("planning the tiles", enabled=progress):
                 polygons = polygons_on_grid(spec, frames, store.grid)
                 plan = plan_job(spec, files, store, n_districts=len(polygons.district_ids))
-                prepare_work_dir(plan.work_dir, plan.signature, plan.layers, plan.grid,
-                                 store.chunk, plan.tile_px, extra_layers(plan.params))
+                # the same job over appended post dates keeps its dating state (`monitor`)
+                prepare_job_folder(plan, store.chunk)
                 if dating_enabled(plan.params):
                     dated_series(plan)  # undated or too few post dates: before any work
                     prepare_dating_arrays(plan, store.chunk)
@@ -241,7 +246,11 @@ def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: Inge
     else:
         out = as_location(spec.output.dir).join(STORE_NAME)
         # a STAC source is planned from its items (`ingest.stac`); files from their headers
-        inputs = plan_stac_inputs(files.stac, options) if files.stac is not None else None
+        with phase("reading the inputs' headers", enabled=progress):
+            inputs = (plan_stac_inputs(files.stac, options) if files.stac is not None
+                      else plan_inputs(list(files.pre), list(files.post), options))
+        # monitoring: post dates that arrived since the store was made are appended to it
+        append_new_post_dates(out, inputs, options, client, progress)
         ingest(list(files.pre), list(files.post), out, options, client=client,
                progress=progress, inputs=inputs)
         store = StoreInfo.read(out)
@@ -262,6 +271,8 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
     wait_for_stragglers(client, plan.task_prefix)  # a crashed run's tiles must not race ours
     plan.ledger.clean()
     done = verified_tiles(plan)  # a recorded tile whose files changed is run again
+    if dating_enabled(plan.params):  # a damaged dating state is forgotten: dated afresh
+        done &= verify_states(plan)
     pending = [t for t in plan.tiles if t.key not in done]
     finished = len(plan.tiles) - len(pending)
     if on_progress is not None:

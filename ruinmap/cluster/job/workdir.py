@@ -7,7 +7,11 @@
 - `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates and its tile key;
 - `class-ledger/` and `partials/classes_<iy>_<ix>.npz`: the second pass of a job with an
   automatic threshold (`classes`);
-- `products.json`: the signature of the job whose products were last written completely.
+- `products.json`: the signature of the job whose products were last written completely;
+- with `method_params.dating`: `dating.json` (whose date layers these are) and
+  `dating-ledger/` (each tile's sequential dating state: how many dates it holds and its
+  sha256, `dating_state`), both kept when a monitored job appends post dates (`monitor`),
+  as is the list of runs in `job.json`.
 
 Nothing else belongs here (`WORK_ENTRIES`; `outdir.claim_output_dir` refuses a work folder
 holding anything else), and starting over removes only these entries.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from ruinmap.cluster.geo.grid import Grid
 from ruinmap.cluster.job.layers import create_output_arrays, output_arrays_exist
@@ -26,9 +31,9 @@ from ruinmap.cluster.methods import ExtraLayer
 from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location
 
-__all__ = ["JOB_MARKER", "PRODUCTS_MARKER", "STORE_NAME", "WORK_DIR", "WORK_ENTRIES",
-           "mark_products_current", "partial_location", "prepare_work_dir",
-           "products_are_current", "tile_ledger"]
+__all__ = ["JOB_MARKER", "KEPT_ON_APPEND", "PRODUCTS_MARKER", "STORE_NAME", "WORK_DIR",
+           "WORK_ENTRIES", "mark_products_current", "partial_location", "prepare_work_dir",
+           "products_are_current", "read_job_marker", "tile_ledger"]
 
 WORK_DIR = ".ruinmap-job"
 #: the job's own store in output.dir: the ingested imagery (unless `inputs.store` names
@@ -37,7 +42,10 @@ STORE_NAME = "store.zarr"
 JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
 # every name ruinmap writes at the top of the work folder (add new ones here)
-WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials", "class-ledger")
+WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials", "class-ledger",
+                "dating.json", "dating-ledger")
+#: what a monitored job keeps when it appends post dates (`monitor`): the dating state
+KEPT_ON_APPEND = (JOB_MARKER, "dating.json", "dating-ledger")
 
 
 def tile_ledger(work_dir: Location) -> Ledger:
@@ -58,20 +66,39 @@ def _marker_body(signature: str) -> bytes:
     return json.dumps({"signature": signature}).encode()
 
 
+def read_job_marker(work_dir: Location) -> dict[str, Any]:
+    """The work folder's `job.json` ({} when absent or unreadable)."""
+    with contextlib.suppress(OSError, ValueError):
+        body = json.loads(work_dir.join(JOB_MARKER).read_bytes())
+        if isinstance(body, dict):
+            return body
+    return {}
+
+
 def prepare_work_dir(work_dir: Location, signature: str, store: Location, grid: Grid,
-                     chunk: int, tile_px: int, extra: Sequence[ExtraLayer] = ()) -> None:
+                     chunk: int, tile_px: int, extra: Sequence[ExtraLayer] = (), *,
+                     marker: dict[str, Any] | None = None, is_append: bool = False) -> bool:
     """Keep the ledger and partials of the same job; start over for any other. `extra`: the
-    method's layers besides `score` and `damage`."""
+    method's layers besides `score` and `damage`; `marker`: what `job.json` records
+    besides the signature. `is_append`: the same job over more post dates (`monitor`):
+    every tile runs again but the dating state (`KEPT_ON_APPEND`) and the arrays are kept.
+    Returns whether the folder was (re)started."""
     if (_signature_in(work_dir.join(JOB_MARKER)) == signature
             and output_arrays_exist(store, extra)):
-        return
+        return False
+    is_append = is_append and output_arrays_exist(store, extra)
     for name in WORK_ENTRIES:  # only ruinmap's own entries: never a file someone put here
+        if is_append and name in KEPT_ON_APPEND:
+            continue
         entry = work_dir.join(name)
         entry.remove_tree()
         entry.remove()
-    create_output_arrays(store, grid, chunk, tile_px, extra)
+    if not is_append:
+        create_output_arrays(store, grid, chunk, tile_px, extra)
     work_dir.join("partials").ensure_folder()
-    work_dir.join(JOB_MARKER).write_durably(_marker_body(signature))
+    body = {**(marker or {}), "signature": signature}
+    work_dir.join(JOB_MARKER).write_durably(json.dumps(body).encode())
+    return True
 
 
 def products_are_current(work_dir: Location, signature: str) -> bool:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -41,8 +41,8 @@ from ruinmap.kernels.dating import (
 )
 
 __all__ = ["DatingBaseline", "DatingParams", "DatingRule", "DatingState", "advance_dates",
-           "date_window", "dating_baseline", "dating_enabled", "dating_magnitude",
-           "dating_state"]
+           "date_window", "dates_magnitude", "dating_baseline", "dating_enabled",
+           "dating_magnitude", "dating_state"]
 
 DatingRule = Literal["two_exceedance", "cusum"]
 
@@ -215,6 +215,16 @@ def dating_magnitude(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase
         for z in z_post[1:]:
             magnitude = np.fmax(magnitude, np.abs(z))
         return magnitude
+
+
+def dates_magnitude(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase,
+                    context: ScoreContext, dates: Sequence[int]) -> np.ndarray:
+    """`dating_magnitude` of the post dates `dates` only (store indices, in the order
+    given): each date's magnitude needs its own image and the pre-event baseline, never the
+    other post dates, so monitoring computes the appended dates' alone."""
+    index = np.asarray(dates, dtype=np.int64)
+    orbits = tuple(int(o) for o in np.asarray(context.post_orbits)[index])
+    return dating_magnitude(pre, post[index], params, replace(context, post_orbits=orbits))
 
 
 DatingState = ExceedanceState | CusumState

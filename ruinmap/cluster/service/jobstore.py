@@ -26,7 +26,8 @@ from typing import Any, Literal, get_args
 
 from ruinmap.errors import StoreError
 
-__all__ = ["ACTIVE", "STATUSES", "JobRecord", "JobStatus", "JobStore", "utc_now"]
+__all__ = ["ACTIVE", "STATUSES", "JobRecord", "JobStatus", "JobStore", "appends_post_dates",
+           "utc_now"]
 
 JobStatus = Literal["accepted", "running", "successful", "failed", "dismissed"]
 STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -101,6 +102,17 @@ def _record(row: sqlite3.Row) -> JobRecord:
     )  # fmt: skip
 
 
+def appends_post_dates(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether the spec `new` is `old` with post-event files added after its own (a
+    monitored job resubmitted with more dates, `job.monitor`), and nothing else changed."""
+    old_inputs, new_inputs = old.get("inputs") or {}, new.get("inputs") or {}
+    old_post, new_post = old_inputs.get("post") or [], new_inputs.get("post") or []
+    same_otherwise = ({**old, "inputs": {**old_inputs, "post": None}}
+                      == {**new, "inputs": {**new_inputs, "post": None}})
+    return (same_otherwise and len(new_post) > len(old_post)
+            and list(new_post[:len(old_post)]) == list(old_post))
+
+
 def _check_folder(output_dir: Path, spec: dict[str, Any], row: sqlite3.Row) -> None:
     """StoreError when `output_dir` would touch the folder of the job in `row`."""
     other = Path(row["output_dir"])
@@ -108,11 +120,13 @@ def _check_folder(output_dir: Path, spec: dict[str, Any], row: sqlite3.Row) -> N
         if row["status"] in ACTIVE:
             raise StoreError(f"output.dir '{output_dir.name}' is in use by job {row['id']}; "
                              "choose another output.dir or wait for that job")
-        if json.loads(row["spec"]) != spec:
+        old = json.loads(row["spec"])
+        if old != spec and not appends_post_dates(old, spec):
             raise StoreError(
                 f"output.dir '{output_dir.name}' holds the results of job {row['id']} "
-                f"({row['status']}); a different job may not replace them: choose another "
-                f"output.dir, or dismiss job {row['id']} first")
+                f"({row['status']}); a different job may not replace them (only the same "
+                "spec, or the same with post-event files added after its own, which appends "
+                f"them): choose another output.dir, or dismiss job {row['id']} first")
     elif other in output_dir.parents or output_dir in other.parents:
         where = "inside" if other in output_dir.parents else "around"
         raise StoreError(
@@ -233,10 +247,11 @@ class JobStore:
         """Store a new accepted job; checked in the same transaction as the insert.
 
         Each job owns its folder: `output_dir` may not be a folder of another job that is not
-        dismissed (unless it is the same job, resubmitted: the same spec once the first has
-        ended), nor lie inside one or contain one. An ingested store it reads
-        (`spec.inputs.store`, which a job only reads) inside another job's folder must be
-        that job's finished store. StoreError otherwise."""
+        dismissed (unless it is the same job, resubmitted once the first has ended: the same
+        spec, or the same with post-event files appended, `appends_post_dates`), nor lie
+        inside one or contain one. An ingested store it reads (`spec.inputs.store`, which a
+        job only reads) inside another job's folder must be that job's finished store.
+        StoreError otherwise."""
         job_id = job_id or uuid.uuid4().hex
         now = utc_now()
         store = reads_store(spec)
