@@ -1,5 +1,5 @@
 """Focal (moving-window) statistics on 2-D images: circular (or elliptical) mean and median,
-Lee filter.
+Lee filter, and the Lee filter fused with the natural log that PWTT takes next.
 
 Every kernel treats NaN as nodata and pixels outside the array as missing, never as zero or as
 a reflected copy. That is what makes halos work: cut a tile with `focal_halo` extra pixels on
@@ -29,6 +29,7 @@ from numba import njit
 
 from ruinmap.errors import InputError
 from ruinmap.kernels._checks import as_image, non_negative_int, positive_int
+from ruinmap.kernels.fastlog import ln_f32
 
 __all__ = [
     "MAX_MEDIAN_RADIUS",
@@ -42,6 +43,8 @@ __all__ = [
     "focal_median_reference",
     "lee_filter",
     "lee_filter_reference",
+    "lee_log_filter",
+    "lee_log_filter_reference",
     "radii_yx",
 ]
 
@@ -742,15 +745,18 @@ def focal_median_reference(x: np.ndarray, radius: Radius) -> np.ndarray:
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _lee_2d(
-    x: np.ndarray, h: int, eta2: float, out: np.ndarray, cols_sums: np.ndarray, win: np.ndarray
+    x: np.ndarray, h: int, eta2: float, out: np.ndarray, cols_sums: np.ndarray, win: np.ndarray,
+    take_log: bool, floor: float,
 ) -> None:
-    """Lee filter of a (2h+1)^2 window.
+    """Lee filter of a (2h+1)^2 window; with `take_log`, ln(max(filtered, floor)) instead
+    (float32, the filtered value rounded to float32 first, non-finite logs NaN).
 
     cols_sums (3, cols + 2h): per column, the sum, sum of squares and count of the valid pixels
     in the window rows; win (3, cols): the same over the window. Both are summed in a fixed
     order (rows top to bottom, columns left to right), so a pixel's result does not depend on
     where a tile was cut.
     """
+    floor32 = np.float32(floor)
     rows, cols = x.shape
     h = max(h, 0)
     width = cols + 2 * h
@@ -785,16 +791,31 @@ def _lee_2d(
                 win[1, i] += cols_sums[1, i + t]
                 win[2, i] += cols_sums[2, i + t]
         yo = max(y, 0)
-        for i in range(cols):
-            v = np.float64(x[yo, i])
-            n = win[2, i]
-            mean = win[0, i] / n
-            var_z = max(win[1, i] / n - mean * mean, 0.0)
-            var_x = (var_z - mean * mean * eta2) / (1.0 + eta2)
-            b = max(0.0, var_x / var_z) if var_z > 0.0 else 0.0
-            res = (1.0 - b) * mean + b * v
-            # NaN centres are selected last, which keeps the loop free of branches
-            out[yo, i] = res if v == v else np.nan
+        if take_log:
+            for i in range(cols):
+                v = np.float64(x[yo, i])
+                res32 = np.float32(_lee_pixel(v, win[0, i], win[1, i], win[2, i], eta2))
+                # a comparison with NaN is False, so a NaN result stays NaN
+                res32 = floor32 if res32 < floor32 else res32
+                lg = ln_f32(res32)
+                lg = lg if lg - lg == np.float32(0.0) else np.float32(np.nan)
+                out[yo, i] = lg if v == v else np.float32(np.nan)
+        else:
+            for i in range(cols):
+                v = np.float64(x[yo, i])
+                res = _lee_pixel(v, win[0, i], win[1, i], win[2, i], eta2)
+                # NaN centres are selected last, which keeps the loop free of branches
+                out[yo, i] = res if v == v else np.nan
+
+
+@njit(inline="always", nogil=True, cache=True, error_model="numpy")
+def _lee_pixel(v: float, total: float, total_sq: float, n: float, eta2: float) -> float:
+    """Lee's estimate of one pixel of value v from its window's sum, sum of squares and count."""
+    mean = total / n
+    var_z = max(total_sq / n - mean * mean, 0.0)
+    var_x = (var_z - mean * mean * eta2) / (1.0 + eta2)
+    b = max(0.0, var_x / var_z) if var_z > 0.0 else 0.0
+    return (1.0 - b) * mean + b * v
 
 
 def _lee_args(size: object, enl: object) -> tuple[int, float]:
@@ -839,8 +860,57 @@ def lee_filter(x: np.ndarray, size: int = 3, enl: float = 5.0) -> np.ndarray:
         return out
     h = s // 2
     cols = img.shape[1]
-    _lee_2d(img, h, 1.0 / e, out, np.empty((3, cols + 2 * h)), np.empty((3, cols)))
+    _lee_2d(img, h, 1.0 / e, out, np.empty((3, cols + 2 * h)), np.empty((3, cols)), False, 0.0)
     return out
+
+
+def lee_log_filter(
+    x: np.ndarray, size: int = 3, enl: float = 5.0, floor: float = 1e-6,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """ln(max(lee_filter(x, size, enl), floor)) in one pass (float32 out): the Lee filter of
+    linear power and its natural log, as PWTT takes them, without the filtered image as an
+    intermediate array.
+
+    Each pixel's filtered value is rounded to float32 as `lee_filter` returns it, raised to
+    `floor` (> 0) where smaller (zero power is data, not nodata), and logged by
+    `fastlog.ln_f32` (within a few float32 ulps of np.log). NaN where x is NaN and where the
+    log is not finite (+inf power). Tiles cut with a halo of size // 2 equal the whole image
+    bitwise, as for `lee_filter`. `out`, if given, is a C-contiguous float32 array of x's
+    shape that receives the result (a slice of a stack, so no copy is made).
+
+    Raises InputError as `lee_filter` does, and for a floor that is not a finite number > 0 or
+    an `out` of the wrong shape or dtype.
+    """
+    img = _as_kernel_input(x)
+    s, e = _lee_args(size, enl)
+    if not (isinstance(floor, int | float | np.floating) and math.isfinite(floor) and floor > 0):
+        raise InputError(f"floor must be a finite number > 0 (linear power), got {floor!r}")
+    if out is None:
+        out = np.empty(img.shape, dtype=np.float32)
+    elif out.shape != img.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise InputError(f"out must be a C-contiguous float32 array of shape {img.shape}, got "
+                         f"{out.dtype} {out.shape}")
+    if img.size == 0:
+        return out
+    h = s // 2
+    cols = img.shape[1]
+    _lee_2d(img, h, 1.0 / e, out, np.empty((3, cols + 2 * h)), np.empty((3, cols)), True,
+            float(floor))
+    return out
+
+
+def lee_log_filter_reference(
+    x: np.ndarray, size: int = 3, enl: float = 5.0, floor: float = 1e-6
+) -> np.ndarray:
+    """The composition of the references: np.log of `lee_filter_reference` floored at `floor`,
+    non-finite logs NaN."""
+    filtered = lee_filter_reference(x, size, enl)
+    floored = np.where(filtered < np.float32(floor), np.float32(floor), filtered)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logged = np.log(floored.astype(np.float32))
+    logged[~np.isfinite(logged)] = np.nan
+    return logged
 
 
 def lee_filter_reference(x: np.ndarray, size: int = 3, enl: float = 5.0) -> np.ndarray:

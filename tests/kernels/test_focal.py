@@ -9,6 +9,10 @@ Tolerances, and why:
   in float64 by both), and tiles equal the whole image bitwise.
 - lee_filter vs lee_filter_reference: rtol 1e-5 plus 1e-6 * max|x| (the kernel's variance is
   E[x^2] - m^2, the reference's np.nanvar is two-pass). Tiles equal the whole image bitwise.
+- lee_log_filter vs lee_log_filter_reference (the log of the floored Lee reference): compared
+  in linear power (exp of both) with lee_filter's tolerance plus 1e-6 relative for the fast
+  log, since the Lee tolerance is absolute in max|x|; equal to the log of lee_filter's own
+  float32 output within 4e-7 (the fast log's ulps), and tiles equal the whole image bitwise.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from ruinmap.kernels.focal import (
     focal_median_reference,
     lee_filter,
     lee_filter_reference,
+    lee_log_filter,
+    lee_log_filter_reference,
 )
 
 DTYPES = [np.float32, np.float64]
@@ -574,3 +580,69 @@ def test_lee_filter_bad_enl_raises_input_error(enl: object) -> None:
 def test_references_validate_too(kernel: Callable[..., np.ndarray]) -> None:
     with pytest.raises(InputError):
         kernel(IMAGE, -1)
+
+
+# --- lee_log_filter ---------------------------------------------------------------------------
+
+FLOOR = 1e-6
+
+
+def assert_lee_log_close(got: np.ndarray, want: np.ndarray, x: np.ndarray) -> None:
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(np.exp(got.astype(np.float64)), np.exp(want.astype(np.float64)),
+                               rtol=1e-5 + 1e-6, atol=1e-6 * max(scale_of(x), FLOOR))
+
+
+@settings(max_examples=80, deadline=None)
+@given(x=power_images, size=st.sampled_from([1, 3, 5, 7]), enl=st.floats(0.5, 50.0))
+def test_lee_log_filter_matches_reference(x: np.ndarray, size: int, enl: float) -> None:
+    assert_lee_log_close(lee_log_filter(x, size, enl, FLOOR),
+                         lee_log_filter_reference(x, size, enl, FLOOR), x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nan_pattern", NAN_PATTERNS)
+def test_lee_log_filter_is_the_log_of_the_floored_lee_filter(dtype: type, nan_pattern: str
+                                                             ) -> None:
+    x = make_image((31, 23), dtype, nan_pattern)
+    x[0, :4] = [0.0, 1e-9, 2e-6, np.inf]  # under the floor, near it, +inf (log not finite)
+    filtered = lee_filter(x, 3)
+    floored = np.where(filtered < np.float32(FLOOR), np.float32(FLOOR), filtered)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.log(floored)
+    want[~np.isfinite(want)] = np.nan
+    got = lee_log_filter(x, 3, 5.0, FLOOR)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=0, atol=4e-7 * np.nanmax(np.abs(want), initial=1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    x=power_images,
+    size=st.sampled_from([1, 3, 5]),
+    tile=st.tuples(st.integers(1, 10), st.integers(1, 10)),
+)
+def test_lee_log_filter_tiles_with_halo_equal_whole_image(
+    x: np.ndarray, size: int, tile: tuple[int, int]
+) -> None:
+    whole = lee_log_filter(x, size)
+    parts = tiled(lambda a: lee_log_filter(a, size), x, size // 2, tile)
+    np.testing.assert_array_equal(parts, whole)
+
+
+def test_lee_log_filter_writes_into_a_slice_of_a_stack() -> None:
+    x = make_image((12, 9), np.float32, "sparse")
+    stack = np.full((2, 12, 9), -1.0, np.float32)
+    returned = lee_log_filter(x, 3, out=stack[1])
+    assert np.shares_memory(returned, stack)
+    np.testing.assert_array_equal(stack[1], lee_log_filter(x, 3), strict=False)
+    assert (stack[0] == -1.0).all()
+
+
+@pytest.mark.parametrize("bad", [{"floor": 0.0}, {"floor": float("nan")}, {"floor": -1.0},
+                                 {"out": np.empty((3, 3), np.float32)},
+                                 {"out": np.empty((12, 9), np.float64)}])
+def test_lee_log_filter_refuses_bad_floor_and_out(bad: dict[str, object]) -> None:
+    with pytest.raises(InputError):
+        lee_log_filter(make_image((12, 9), np.float32, "none"), 3, **bad)  # type: ignore[arg-type]

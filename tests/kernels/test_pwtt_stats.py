@@ -127,6 +127,12 @@ def test_normal_p_matches_erfc(x: np.ndarray) -> None:
     assert (got[~np.isnan(got)] >= 1e-10).all()
 
 
+def test_normal_p_of_float32_equals_that_of_the_same_values_in_float64() -> None:
+    x = np.random.default_rng(3).normal(0, 4, (2, 7, 5)).astype(np.float32)
+    x[0, 0, :2] = np.nan
+    np.testing.assert_array_equal(normal_two_sided_p(x), normal_two_sided_p(x.astype(np.float64)))
+
+
 def test_normal_p_is_one_at_zero_and_five_percent_at_1_96() -> None:
     got = normal_two_sided_p(np.array([0.0, 1.959964, -1.959964]))
     np.testing.assert_allclose(got, [1.0, 0.05, 0.05], atol=2e-7)

@@ -29,6 +29,7 @@ from ruinmap.cluster.methods.params import (
     MAX_ABS_SCORE,
     MAX_DATES,
     MAX_RADIUS_M,
+    POWER_FLOOR,
     MethodParamsBase,
     PixelSize,
     ThresholdRule,
@@ -40,7 +41,7 @@ from ruinmap.cluster.storage.confined import confined_raster_path, current_roots
 from ruinmap.cluster.storage.location import as_location, gdal_env
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.errors import SpecError
-from ruinmap.kernels import focal_mean, focal_median, lee_filter
+from ruinmap.kernels import focal_mean, focal_median
 from ruinmap.kernels.combine import (
     P_VALUE_FLOOR,
     latest_z,
@@ -48,7 +49,7 @@ from ruinmap.kernels.combine import (
     normal_two_sided_p,
     stouffer_z,
 )
-from ruinmap.kernels.focal import focal_halo
+from ruinmap.kernels.focal import focal_halo, lee_log_filter
 from ruinmap.kernels.ttest import two_sample_t
 
 __all__ = ["PWTT", "PWTT_LAYERS", "PwttParams", "PwttScorer", "PwttStatistic", "date_orbits",
@@ -255,12 +256,17 @@ class PwttParams(MethodParamsBase, DatingParams):
         return None
 
 
-def _log_sigma0(image: np.ndarray, size: int, enl: float, is_filtered: bool) -> np.ndarray:
-    filtered = lee_filter(image, size=size, enl=enl) if is_filtered else image
-    # zero power is data (darker than the sensor resolves): floored, never -inf or nodata
-    logged = np.log(floor_power(filtered))
-    logged[~np.isfinite(logged)] = np.nan
-    return logged
+def _log_sigma0(image: np.ndarray, size: int, enl: float, is_filtered: bool,
+                out: np.ndarray) -> None:
+    """ln sigma0 of one image into `out`, Lee-filtered first when `is_filtered` (one fused
+    pass, `lee_log_filter`). Zero power is data (darker than the sensor resolves): floored at
+    POWER_FLOOR, never -inf or nodata."""
+    if is_filtered:
+        lee_log_filter(image, size=size, enl=enl, floor=POWER_FLOOR, out=out)
+        return
+    with np.errstate(invalid="ignore"):
+        np.log(floor_power(image), out=out)
+    out[~np.isfinite(out)] = np.nan
 
 
 @dataclass(frozen=True)
@@ -277,10 +283,18 @@ class PwttStatistic:
 def _orbit_logs(stack: np.ndarray, pols: list[int], params: PwttParams) -> np.ndarray:
     """(time, pol, y, x) log backscatter, Lee-filtered per image with lee_mode 'per_image'."""
     is_filtered = params.lee_mode == "per_image"
-    return np.stack([
-        np.stack([_log_sigma0(stack[t, band], params.lee_size, params.lee_enl, is_filtered)
-                  for band in pols]) for t in range(stack.shape[0])
-    ]) if stack.shape[0] else np.empty((0, len(pols), *stack.shape[2:]), np.float32)
+    logs = np.empty((stack.shape[0], len(pols), *stack.shape[2:]), np.float32)
+    for t in range(stack.shape[0]):
+        for k, band in enumerate(pols):  # each image straight into its slot: no stacking copy
+            _log_sigma0(stack[t, band], params.lee_size, params.lee_enl, is_filtered, logs[t, k])
+    return logs
+
+
+def _dates_of_orbit(logs: np.ndarray, orbits: np.ndarray, orbit: int) -> np.ndarray:
+    """The dates of `logs` (axis 0) taken in `orbit`: a view when all are (the usual single
+    orbit), else a copy of the matching dates."""
+    is_orbit = orbits == orbit
+    return logs if bool(is_orbit.all()) else logs[is_orbit]
 
 
 def _per_orbit_tests(pre_log: np.ndarray, post_log: np.ndarray, params: PwttParams
@@ -388,8 +402,9 @@ def pwtt_statistic(pre: np.ndarray, post: np.ndarray, params: PwttParams,
     shape = pre.shape[2:]
     if params.statistic == "mahalanobis":
         return _mahalanobis_statistic(pre_log, post_log, pre_orbits, post_orbits, orbits, params)
-    per_orbit = [_per_orbit_tests(pre_log[pre_orbits == orbit], post_log[post_orbits == orbit],
-                                  params) for orbit in orbits]
+    per_orbit = [_per_orbit_tests(_dates_of_orbit(pre_log, pre_orbits, orbit),
+                                  _dates_of_orbit(post_log, post_orbits, orbit), params)
+                 for orbit in orbits]
     del pre_log, post_log
     if not per_orbit:  # no post date at all
         empty = np.full(shape, np.nan, np.float32)
