@@ -16,10 +16,15 @@ For each size it reports:
   xarray-spatial `focal.apply`, zonal statistics of districts and buildings with exactextract,
   the grid with xarray `coarsen`, COGs with rioxarray; skipped above --baseline-max px
   (it holds every image in memory);
-- the ratios: 2 workers / 1 worker, ruinmap (2 workers) / baseline.
+- the ratios: 2 workers / 1 worker, ruinmap (2 workers) / baseline;
+- with `--ingest always never` (`inputs.ingest`; the scene's files are tiled GeoTIFFs on the
+  grid, so `auto` reads them in place too): each mode's runs side by side, interleaved
+  `--repeats` times, their median wall time and phases, and the gain always / each mode.
 
     python benchmarks/bench_job.py --sizes 4096 --workdir /tmp/ruinmap-bench-job
     python benchmarks/bench_job.py --sizes 16384 --workers 1 2 --baseline-max 0
+    python benchmarks/bench_job.py --sizes 4096 --workers 2 --baseline-max 0 \
+        --ingest always never --repeats 3
 """
 
 from __future__ import annotations
@@ -141,13 +146,14 @@ def make_scene(folder: Path, size: int, seed: int = 0) -> Path:
 # ruinmap
 
 
-def run_ruinmap(job: Path, workers: int, out: Path) -> dict[str, Any]:
+def run_ruinmap(job: Path, workers: int, out: Path, ingest: str = "always") -> dict[str, Any]:
     from ruinmap.cluster.compute.connect import open_client
     from ruinmap.cluster.job.run import run_job
     from ruinmap.cluster.job.spec import OutputSpec, load_spec
 
     spec = load_spec(job)
-    spec = spec.model_copy(update={"output": OutputSpec(dir=str(out))})
+    spec = spec.model_copy(update={"output": OutputSpec(dir=str(out)), "inputs":
+                                   spec.inputs.model_copy(update={"ingest": ingest})})
     shutil.rmtree(out, ignore_errors=True)
     with open_client("local", n_workers=workers, dashboard=False) as client:
         started = time.perf_counter()
@@ -157,6 +163,43 @@ def run_ruinmap(job: Path, workers: int, out: Path) -> dict[str, Any]:
     return {"wall_s": wall, "phases": {k: round(v, 2) for k, v in result.timings.items()},
             "worker_peak_mib": [round(p) for p in peaks], "tiles": result.tiles_total,
             "client_peak_mib": round(_peak_rss_mib())}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time, with every phase's median and each run's wall time."""
+    ordered = sorted(runs, key=lambda r: r["wall_s"])
+    median = dict(ordered[len(ordered) // 2])
+    median["phases"] = {k: round(float(np.median([r["phases"][k] for r in runs])), 2)
+                        for k in median["phases"]}
+    median["wall_s_runs"] = [round(r["wall_s"], 2) for r in runs]
+    return median
+
+
+def _run_modes(job: Path, workers: int, out: Path, modes: list[str], repeats: int, size: int,
+               mpx: float) -> dict[str, Any]:
+    """Each `inputs.ingest` mode's median run, the modes interleaved `repeats` times so the
+    machine's load falls on each alike; with several, the gain always / mode."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for _ in range(max(1, repeats)):
+        for mode in modes:
+            run = run_ruinmap(job, workers, out, mode)
+            run["ingest"] = mode
+            runs[mode].append(run)
+            print(f"[{size}] ruinmap {workers} worker(s): {json.dumps(run)}", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+    result: dict[str, Any] = {}
+    for mode in modes:
+        result[mode] = _median_run(runs[mode])
+        result[mode]["mpx_per_s"] = round(mpx / result[mode]["wall_s"], 2)
+    if "always" in result and len(modes) > 1:
+        for mode in modes:
+            if mode != "always":
+                result[f"gain_always_vs_{mode}"] = round(
+                    result["always"]["wall_s"] / result[mode]["wall_s"], 2)
+        print(f"[{size}] {workers} worker(s), median wall s: "
+              f"{ {m: round(result[m]['wall_s'], 2) for m in modes} }, gains "
+              f"{ {k: v for k, v in result.items() if k.startswith('gain')} }", flush=True)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,6 +310,11 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scenes afterwards")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--baseline-only", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ingest", nargs="+", default=["always"],
+                        choices=("always", "auto", "never"),
+                        help="inputs.ingest modes run side by side (the first fills the rows)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each mode, interleaved; medians reported")
     args = parser.parse_args()
     if args.baseline_only:
         print(json.dumps(run_baseline(args.baseline_only, args.baseline_only.parent / "base")))
@@ -281,11 +329,11 @@ def main() -> int:
         mpx = size * size / 1e6
         row: dict[str, Any] = {"size": size, "megapixels": mpx, "ruinmap": {}}
         for workers in args.workers:
-            run = run_ruinmap(job, workers, folder / f"out_{workers}w")
-            run["mpx_per_s"] = round(mpx / run["wall_s"], 2)
-            row["ruinmap"][workers] = run
-            print(f"[{size}] ruinmap {workers} worker(s): {json.dumps(run)}", flush=True)
-            shutil.rmtree(folder / f"out_{workers}w", ignore_errors=True)
+            modes = _run_modes(job, workers, folder / f"out_{workers}w", args.ingest,
+                               args.repeats, size, mpx)
+            row["ruinmap"][workers] = modes[args.ingest[0]]
+            if len(args.ingest) > 1:
+                row.setdefault("ingest_modes", {})[workers] = modes
         if size <= args.baseline_max:
             proc = subprocess.run([sys.executable, __file__, "--baseline-only", str(job)],
                                   capture_output=True, text=True, env=os.environ.copy())
