@@ -20,12 +20,18 @@ For each size it reports:
   `store_read_s` (every input array of the store read once in the job's tile-sized blocks,
   nothing else) and `input_read_s` (every source GeoTIFF read once), with the ratios
   `tiles_s / store_read_s` (and its inverse, the share of the bound the tiles reach) and
-  `total_s / input_read_s`;
-- the ratios: 2 workers / 1 worker, ruinmap (2 workers) / baseline.
+  `total_s / input_read_s` (the store-read bound means something for `--ingest always` only:
+  a date read in place has no shards in the store);
+- the ratios: 2 workers / 1 worker, ruinmap (2 workers) / baseline;
+- with `--ingest always never` (`inputs.ingest`; the scene's files are tiled GeoTIFFs on the
+  grid, so `auto` reads them in place too): each mode's runs side by side, interleaved
+  `--repeats` times, their median wall time and phases, and the gain always / each mode.
 
     python benchmarks/bench_job.py --sizes 4096 --workdir /tmp/ruinmap-bench-job
     python benchmarks/bench_job.py --sizes 16384 --workers 1 2 --baseline-max 0
     python benchmarks/bench_job.py --sizes 32768 --workers 2 --baseline-max 0 --dates 3 2 --bands VV
+    python benchmarks/bench_job.py --sizes 4096 --workers 2 --baseline-max 0 \
+        --ingest always never --repeats 3
 """
 
 from __future__ import annotations
@@ -161,13 +167,14 @@ def make_scene(folder: Path, size: int, seed: int = 0, *, n_pre: int = N_PRE,
 # ruinmap
 
 
-def run_ruinmap(job: Path, workers: int, out: Path) -> dict[str, Any]:
+def run_ruinmap(job: Path, workers: int, out: Path, ingest: str = "always") -> dict[str, Any]:
     from ruinmap.cluster.compute.connect import open_client
     from ruinmap.cluster.job.run import run_job
     from ruinmap.cluster.job.spec import OutputSpec, load_spec
 
     spec = load_spec(job)
-    spec = spec.model_copy(update={"output": OutputSpec(dir=str(out))})
+    spec = spec.model_copy(update={"output": OutputSpec(dir=str(out)), "inputs":
+                                   spec.inputs.model_copy(update={"ingest": ingest})})
     shutil.rmtree(out, ignore_errors=True)
     with open_client("local", n_workers=workers, dashboard=False) as client:
         started = time.perf_counter()
@@ -255,6 +262,43 @@ def bound_ratios(run: dict[str, Any]) -> dict[str, float]:
     return {"tiles_over_store_read": round(tiles_s / run["store_read_s"], 2),
             "store_read_over_tiles": round(run["store_read_s"] / tiles_s, 3),
             "total_over_input_read": round(total_s / run["input_read_s"], 2)}
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time, with every phase's median and each run's wall time."""
+    ordered = sorted(runs, key=lambda r: r["wall_s"])
+    median = dict(ordered[len(ordered) // 2])
+    median["phases"] = {k: round(float(np.median([r["phases"][k] for r in runs])), 2)
+                        for k in median["phases"]}
+    median["wall_s_runs"] = [round(r["wall_s"], 2) for r in runs]
+    return median
+
+
+def _run_modes(job: Path, workers: int, out: Path, modes: list[str], repeats: int, size: int,
+               mpx: float) -> dict[str, Any]:
+    """Each `inputs.ingest` mode's median run, the modes interleaved `repeats` times so the
+    machine's load falls on each alike; with several, the gain always / mode."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    for _ in range(max(1, repeats)):
+        for mode in modes:
+            run = run_ruinmap(job, workers, out, mode)
+            run["ingest"] = mode
+            runs[mode].append(run)
+            print(f"[{size}] ruinmap {workers} worker(s): {json.dumps(run)}", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+    result: dict[str, Any] = {}
+    for mode in modes:
+        result[mode] = _median_run(runs[mode])
+        result[mode]["mpx_per_s"] = round(mpx / result[mode]["wall_s"], 2)
+    if "always" in result and len(modes) > 1:
+        for mode in modes:
+            if mode != "always":
+                result[f"gain_always_vs_{mode}"] = round(
+                    result["always"]["wall_s"] / result[mode]["wall_s"], 2)
+        print(f"[{size}] {workers} worker(s), median wall s: "
+              f"{ {m: round(result[m]['wall_s'], 2) for m in modes} }, gains "
+              f"{ {k: v for k, v in result.items() if k.startswith('gain')} }", flush=True)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,6 +438,11 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--baseline-only", type=Path, help=argparse.SUPPRESS)
     add_scene_shape_args(parser)
+    parser.add_argument("--ingest", nargs="+", default=["always"],
+                        choices=("always", "auto", "never"),
+                        help="inputs.ingest modes run side by side (the first fills the rows)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each mode, interleaved; medians reported")
     args = parser.parse_args()
     shape = scene_shape(args)
     if args.baseline_only:
@@ -411,11 +460,11 @@ def main() -> int:
                                "dates": [shape["n_pre"], shape["n_post"]],
                                "bands": list(shape["bands"])}
         for workers in args.workers:
-            run = run_ruinmap(job, workers, folder / f"out_{workers}w")
-            run["mpx_per_s"] = round(mpx / run["wall_s"], 2)
-            row["ruinmap"][workers] = run
-            print(f"[{size}] ruinmap {workers} worker(s): {json.dumps(run)}", flush=True)
-            shutil.rmtree(folder / f"out_{workers}w", ignore_errors=True)
+            modes = _run_modes(job, workers, folder / f"out_{workers}w", args.ingest,
+                               args.repeats, size, mpx)
+            row["ruinmap"][workers] = modes[args.ingest[0]]
+            if len(args.ingest) > 1:
+                row.setdefault("ingest_modes", {})[workers] = modes
         if size <= args.baseline_max:
             proc = subprocess.run([sys.executable, __file__, "--baseline-only", str(job)],
                                   capture_output=True, text=True, env=os.environ.copy())
