@@ -5,6 +5,7 @@
   in `out_dir`;
 - `job_run`: the pwtt job run once on `dask_client` with 128 px shards (3 x 3 tiles,
   the last row and column 64 px, 100 m grid cells cut by tile edges);
+- `job_run_other_tiles`: the same job ingested with 32 px chunks and 96 px shards (4 x 4 tiles);
 - `dask_cli_cluster`: a real `dask scheduler` and two `dask worker` processes on 127.0.0.1.
 """
 
@@ -40,6 +41,15 @@ def job_run(job_city: City, dask_client: Client) -> JobResult:
     spec = make_job_spec(job_city, out)
     return run_job(spec, client=dask_client, progress=False,
                    ingest_options=IngestOptions(chunk=64, shard=SHARD))
+
+
+@pytest.fixture(scope="session")
+def job_run_other_tiles(job_city: City, dask_client: Client) -> JobResult:
+    """The same job ingested with 32 px chunks and 96 px shards (4 x 4 tiles cut elsewhere):
+    for chunking invariance, and a second store other jobs can read without an ingest."""
+    out = job_city.out_dir.parent / "run_chunks"
+    return run_job(make_job_spec(job_city, out), client=dask_client, progress=False,
+                   ingest_options=IngestOptions(chunk=32, shard=96))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -43,11 +44,12 @@ def _districts(city: City) -> gpd.GeoDataFrame:
     return gpd.read_file(city.districts_path)
 
 
-def _with_districts(city: City, out: Path, frame: gpd.GeoDataFrame, **districts: str) -> JobSpec:
+def _with_districts(city: City, out: Path, frame: gpd.GeoDataFrame, **changes: Any) -> JobSpec:
+    """The city's job with `frame` as its districts; `changes` replace other top-level tables."""
     path = out.parent / f"{out.name}-districts.geojson"
     frame.to_file(path, driver="GeoJSON")
-    return make_job_spec(city, out, districts={"path": str(path), "id": "district_id",
-                                               **districts})
+    return make_job_spec(city, out, districts={"path": str(path), "id": "district_id"},
+                         **changes)
 
 
 def _bowtie(district: Polygon) -> Polygon:
@@ -57,15 +59,19 @@ def _bowtie(district: Polygon) -> Polygon:
 
 
 def test_bowtie_district_is_repaired_with_a_note(
-    job_city: City, tmp_path: Path, dask_client: Client, caplog: pytest.LogCaptureFixture
+    job_city: City, job_run: JobResult, tmp_path: Path, dask_client: Client,
+    caplog: pytest.LogCaptureFixture
 ) -> None:
     frame = _districts(job_city)
     bowtie = _bowtie(frame.geometry.iloc[0])
     assert not bowtie.is_valid
     frame.loc[0, "geometry"] = bowtie
-    spec = _with_districts(job_city, tmp_path / "out", frame)
+    # the note and the district table are all this checks: on the session job's store (no
+    # ingest) and without products
+    spec = _with_districts(job_city, tmp_path / "out", frame,
+                           inputs={"store": str(job_run.store)})
     with caplog.at_level(logging.WARNING, logger="ruinmap"):
-        result = _run(spec, dask_client)
+        result = run_job(spec, client=dask_client, progress=False, write_products=False)
     note = " ".join(r.getMessage() for r in caplog.records)
     assert "invalid polygon" in note and "make_valid" in note and "D001" in note, note
     row = result.districts.iloc[0]

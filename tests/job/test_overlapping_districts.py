@@ -12,7 +12,6 @@ import pytest
 import shapely
 from distributed import Client
 
-from ruinmap.cluster.ingest import IngestOptions
 from ruinmap.cluster.job.run import JobResult, run_job
 from ruinmap.synthetic import City
 from tests.support.jobs import make_job_spec
@@ -63,13 +62,14 @@ def test_each_quarter_reads_as_in_a_job_of_the_quarters_alone(
 
 
 def test_the_whole_city_reads_as_in_a_job_of_the_whole_city_alone_on_other_tiles(
-        overlap_run: JobResult, job_city: City, dask_client: Client, tmp_path: Path) -> None:
-    # a fresh ingest with other chunks and shards: other tiles, so this is also chunking
+        overlap_run: JobResult, job_run_other_tiles: JobResult, job_city: City,
+        dask_client: Client, tmp_path: Path) -> None:
+    # a store ingested with other chunks and shards: other tiles, so this is also chunking
     # invariance for the overlapping layer
     spec = make_job_spec(job_city, tmp_path / "whole",
+                         inputs={"store": str(job_run_other_tiles.store)},
                          districts=_write(_whole_city(job_city), tmp_path / "whole.geojson"))
-    alone = run_job(spec, client=dask_client, progress=False,
-                    ingest_options=IngestOptions(chunk=32, shard=96))
+    alone = run_job(spec, client=dask_client, progress=False)
     assert alone.tiles_total != overlap_run.tiles_total
     got, want = overlap_run.districts.iloc[:1], alone.districts
     pd.testing.assert_frame_equal(got[COUNTS].reset_index(drop=True), want[COUNTS])
