@@ -3,7 +3,7 @@
 
 score.tif, damage.tif with damage.tif.aux.xml and damage.qml (COGs read window by window from
 the store; one task each on the cluster's workers when the job gives a client, while this
-process writes the rest), `<method>_layers.tif` for a method with extra per-pixel layers
+process draws the figures), `<method>_layers.tif` for a method with extra per-pixel layers
 (pwtt_layers.tif: bands p_value, n_pre, n_post, named in the band descriptions), grid.tif
 with grid.qml (float32 bands: damaged fraction and mean score per cell),
 districts.parquet/.geojson/.csv/.gpkg and districts_hxl.csv, buildings.parquet/.gpkg (when
@@ -145,7 +145,7 @@ def write_products(result: JobResult, plan: JobPlan, polygons: Polygons, *,
     With `rewrite` every file is written; otherwise only missing ones. The job's signature is
     recorded in its work folder once all are written (`workdir.products_are_current`).
     With `client`, the full-size COGs (score, damage, the method's layers) are written by
-    tasks on its workers, one each, while this process writes the rest (a local output.dir
+    tasks on its workers, one each, while this process draws the figures (a local output.dir
     only: an s3:// one is staged here).
     """
     target = as_location(plan.spec.output.dir)
@@ -212,7 +212,7 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
                 credit=credit)
 
     # The full-size COGs first, on the workers when there are some (each reads its layer
-    # window by window from the store), so they run beside everything written here.
+    # window by window from the store), side by side and beside the figures drawn here.
     layers, signature = plan.layers, plan.signature
     cogs_written = [
         products.start_on(client, "score_tif", out / "score.tif", partial(
@@ -240,6 +240,9 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
     drawing = ThreadPoolExecutor(1, thread_name_prefix="ruinmap-map")
     map_drawn = drawing.submit(draw_figures)
     drawing.shutdown(wait=False)
+    # The COGs before the other files, as when they were written here: the larger files are
+    # the ones to meet a full disk, and every task is done before an error is raised.
+    _finish_all(cogs_written)
     products.write("grid_tif", out / "grid.tif", lambda: write_bands_cog(
         out / "grid.tif", [result.grid_fraction, result.grid_mean], GRID_BANDS,
         units=GRID_UNITS, transform=plan.cell_grid.affine, crs=grid.crs_wkt,
@@ -273,8 +276,6 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
         _write_h3(plan, result, products, score)
 
     map_drawn.result()
-    for finish in cogs_written:
-        finish()
     for key, name in FIGURES.items():
         if products.due(out / name):  # due: rewriting, or not yet at the target
             products.publish(out / name)
@@ -293,6 +294,19 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
             products.publish_as(path, str(path.relative_to(out)))
     products.written.update(catalog)
     mark_products_current(plan.work_dir, plan.signature)  # last: all are current
+
+
+def _finish_all(finishers: list[Callable[[], None]]) -> None:
+    """Wait for every started write; then raise the first one's error, if any (a task left
+    running could leave its temporary behind when the cluster stops)."""
+    errors = []
+    for finish in finishers:
+        try:
+            finish()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def _layer_cog(layers: Location, name: str, signature: str, dst: Path, **options: Any) -> Path:
