@@ -2,9 +2,10 @@
 `ruinmap.cluster.outputs`.
 
 score.tif, damage.tif with damage.tif.aux.xml and damage.qml (COGs read window by window from
-the store), `<method>_layers.tif` for a method with extra per-pixel layers (pwtt_layers.tif:
-bands p_value, n_pre, n_post, named in the band descriptions), grid.tif with grid.qml
-(float32 bands: damaged fraction and mean score per cell),
+the store; one task each on the cluster's workers when the job gives a client, while this
+process draws the figures), `<method>_layers.tif` for a method with extra per-pixel layers
+(pwtt_layers.tif: bands p_value, n_pre, n_post, named in the band descriptions), grid.tif
+with grid.qml (float32 bands: damaged fraction and mean score per cell),
 districts.parquet/.geojson/.csv/.gpkg and districts_hxl.csv, buildings.parquet/.gpkg (when
 footprints were given), grid_h3.gpkg/.parquet (with `[grid] h3_resolution`), map.png (title
 `output.title`, the imagery dates, the credit line `output.credit`, building outlines, an
@@ -22,11 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import geopandas as gpd
 import numpy as np
+from distributed import Client
 
 from ruinmap.cluster.job.catalog import stac_names, write_catalog
 from ruinmap.cluster.job.dating import dating_enabled, dating_products
@@ -100,26 +104,55 @@ class _Products:
     def write(self, key: str, path: Path, write: Callable[[], object],
               sidecars: dict[str, str] | None = None) -> None:
         """Write `path` (and the `sidecars` {key: file name} its writer leaves beside it)."""
-        files = {key: path, **{k: path.with_name(n) for k, n in (sidecars or {}).items()}}
+        files = self._files(key, path, sidecars)
         if self.due(path):
             write()
-            for file in files.values():
-                self.publish(file)
-            self.changed = True
+            self._published(files)
         self.written.update({k: self.final(file) for k, file in files.items()})
+
+    def start_on(self, client: Client | None, key: str, path: Path,
+                 write: Callable[[], object], sidecars: dict[str, str] | None = None
+                 ) -> Callable[[], None]:
+        """`write` as a task on a worker of `client` when one is given and the files stay
+        where they are written (a local output.dir, which the workers share: they wrote the
+        layers there); else at once, as `write`. Returns the function that waits for it (and
+        raises its error)."""
+        if client is None or self.target.is_remote or not self.due(path):
+            self.write(key, path, write, sidecars)
+            return lambda: None
+        files = self._files(key, path, sidecars)
+        future = client.submit(write, pure=False, key=f"ruinmap-product-{path.name}-{uuid4().hex}")
+
+        def finish() -> None:
+            future.result()
+            self._published(files)
+            self.written.update({k: self.final(file) for k, file in files.items()})
+
+        return finish
+
+    def _files(self, key: str, path: Path, sidecars: dict[str, str] | None) -> dict[str, Path]:
+        return {key: path, **{k: path.with_name(n) for k, n in (sidecars or {}).items()}}
+
+    def _published(self, files: dict[str, Path]) -> None:
+        for file in files.values():
+            self.publish(file)
+        self.changed = True
 
 
 def write_products(result: JobResult, plan: JobPlan, polygons: Polygons, *,
-                   rewrite: bool) -> dict[str, Location]:
+                   rewrite: bool, client: Client | None = None) -> dict[str, Location]:
     """Write every product of `result`; return {name: local path or s3:// URL}.
 
     With `rewrite` every file is written; otherwise only missing ones. The job's signature is
     recorded in its work folder once all are written (`workdir.products_are_current`).
+    With `client`, the full-size COGs (score, damage, the method's layers) are written by
+    tasks on its workers, one each, while this process draws the figures (a local output.dir
+    only: an s3:// one is staged here).
     """
     target = as_location(plan.spec.output.dir)
     with target.staging() as out:
         products = _Products(target, out, rewrite)
-        _write_all(result, plan, polygons, products)
+        _write_all(result, plan, polygons, products, client)
     return products.written
 
 
@@ -132,7 +165,7 @@ def _block_side(plan: JobPlan) -> int:
 
 
 def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
-               products: _Products) -> None:
+               products: _Products, client: Client | None) -> None:
     started = time.perf_counter()
     spec, params, grid, out = plan.spec, plan.params, plan.grid, products.out
     transform = grid.affine
@@ -179,28 +212,38 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
                 score_label=score_label, title=f"{title}: score of every pixel",
                 credit=credit)
 
+    # The full-size COGs first, on the workers when there are some (each reads its layer
+    # window by window from the store), side by side and beside the figures drawn here.
+    layers, signature = plan.layers, plan.signature
+    cogs_written = [
+        products.start_on(client, "score_tif", out / "score.tif", partial(
+            _layer_cog, layers, "score", signature, out / "score.tif", transform=transform,
+            crs=grid.crs_wkt, nodata=float("nan"), dtype=np.float32,
+            description="damage score", tags=tags, block=block)),
+        products.start_on(client, "damage_tif", out / "damage.tif", partial(
+            _layer_cog, layers, "damage", signature, out / "damage.tif", transform=transform,
+            crs=grid.crs_wkt, nodata=255, dtype=np.uint8, description="damage class",
+            class_names=params.class_labels, tags=tags, block=block),
+            sidecars=DAMAGE_SIDECARS),
+    ]
+    extra = extra_layers(params)
+    if extra:
+        layers_tif = out / layers_tif_name(spec.method)
+        cogs_written.append(products.start_on(client, "layers_tif", layers_tif, partial(
+            _layers_cog, layers, [layer.name for layer in extra], signature, layers_tif,
+            names=[layer.name for layer in extra], units=[layer.units for layer in extra],
+            transform=transform, crs=grid.crs_wkt,
+            tags={**tags, **{f"{layer.name}_description": layer.long_name
+                             for layer in extra}}, block=block)))
     # The map (matplotlib, mostly holding the GIL) is drawn on a thread of its own while the
     # COGs are written (GDAL and the Zarr codecs release the GIL): the products cost about
     # the longer of the two instead of their sum (2.6 -> 1.6 s at 4096^2).
     drawing = ThreadPoolExecutor(1, thread_name_prefix="ruinmap-map")
     map_drawn = drawing.submit(draw_figures)
     drawing.shutdown(wait=False)
-    products.write("score_tif", out / "score.tif", lambda: write_cog(
-        score, out / "score.tif", transform=transform, crs=grid.crs_wkt, nodata=float("nan"),
-        dtype=np.float32, description="damage score", tags=tags, block=block))
-    products.write("damage_tif", out / "damage.tif", lambda: write_cog(
-        damage, out / "damage.tif", transform=transform, crs=grid.crs_wkt, nodata=255,
-        dtype=np.uint8, description="damage class", class_names=params.class_labels, tags=tags,
-        block=block), sidecars=DAMAGE_SIDECARS)
-    extra = extra_layers(params)
-    if extra:
-        layers_tif = out / layers_tif_name(spec.method)
-        products.write("layers_tif", layers_tif, lambda: write_layers_cog(
-            [open_array(plan.layers, layer.name, "r", plan.signature) for layer in extra],
-            layers_tif, names=[layer.name for layer in extra],
-            units=[layer.units for layer in extra], transform=transform, crs=grid.crs_wkt,
-            tags={**tags, **{f"{layer.name}_description": layer.long_name
-                             for layer in extra}}, block=block))
+    # The COGs before the other files, as when they were written here: the larger files are
+    # the ones to meet a full disk, and every task is done before an error is raised.
+    _finish_all(cogs_written)
     products.write("grid_tif", out / "grid.tif", lambda: write_bands_cog(
         out / "grid.tif", [result.grid_fraction, result.grid_mean], GRID_BANDS,
         units=GRID_UNITS, transform=plan.cell_grid.affine, crs=grid.crs_wkt,
@@ -252,6 +295,32 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
             products.publish_as(path, str(path.relative_to(out)))
     products.written.update(catalog)
     mark_products_current(plan.work_dir, plan.signature)  # last: all are current
+
+
+def _finish_all(finishers: list[Callable[[], None]]) -> None:
+    """Wait for every started write; then raise the first one's error, if any (a task left
+    running could leave its temporary behind when the cluster stops)."""
+    errors = []
+    for finish in finishers:
+        try:
+            finish()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _layer_cog(layers: Location, name: str, signature: str, dst: Path, **options: Any) -> Path:
+    """`write_cog` of the layer `name` of the job's store (on a worker or here)."""
+    return write_cog(open_array(layers, name, "r", signature), dst, **options)
+
+
+def _layers_cog(layers: Location, layer_names: list[str], signature: str, dst: Path,
+                **options: Any) -> Path:
+    """`write_layers_cog` of the layers `layer_names` of the job's store (on a worker or
+    here)."""
+    return write_layers_cog([open_array(layers, name, "r", signature) for name in layer_names],
+                            dst, **options)
 
 
 def figure_title(spec: JobSpec, sources: list[dict[str, Any]]) -> str:

@@ -68,9 +68,10 @@ from ruinmap.cluster.job.masked import district_masked_fraction
 from ruinmap.cluster.job.merge import building_scores, district_table, grid_layers, merge_partials
 from ruinmap.cluster.job.monitor import prepare_job_folder
 from ruinmap.cluster.job.outdir import claim_output_dir
-from ruinmap.cluster.job.plan import JobPlan, plan_job
+from ruinmap.cluster.job.plan import JobPlan, pixel_sides_m, plan_job
 from ruinmap.cluster.job.polygons import Polygons, polygons_on_grid, read_polygons, tile_vectors
 from ruinmap.cluster.job.preflight import (
+    ImageryHeader,
     check_job_fits,
     check_result_not_empty,
     imagery_header,
@@ -83,6 +84,7 @@ from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
 from ruinmap.cluster.job.thresholds import ThresholdChoice, threshold_choice
 from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.job.warmup import start_kernel_warmup
 from ruinmap.cluster.job.workdir import STORE_NAME, products_are_current
 from ruinmap.cluster.methods import check_bands, extra_layers
 from ruinmap.cluster.methods.registry import scorer_for
@@ -129,7 +131,7 @@ def run_job(
     # every file the job opens in this thread is confined like the workers' reads
     with confinement(options.confine_to):
         with phase("checking the job and reading the inputs' headers", enabled=progress):
-            files, frames = _check(spec, options, budget)
+            files, frames, header = _check(spec, options, budget)
         claim_output_dir(as_location(spec.output.dir))  # never into a folder of the user's files
         # --scheduler, else the job's [cluster] address, else Dask config ruinmap.cluster.address
         address = resolve_address(scheduler, spec.cluster.given_address)
@@ -137,6 +139,10 @@ def run_job(
             with phase("connecting to the Dask cluster", enabled=progress):
                 cl = cluster.enter_context(client_for(client, address))
             dashboard = dashboard_link(cl)
+            # the workers load the tile kernels while they ingest (`warmup`)
+            start_kernel_warmup(cl, spec.method_params, header.bands, header.n_dates["pre"],
+                                header.n_dates["post"], pixel_sides_m(header.grid),
+                                masked=mask_choice(spec).is_applied)
             store = _ensure_store(spec, files, cl, options, progress)
             timings["ingest_s"] = time.perf_counter() - started
             with phase("planning the tiles", enabled=progress):
@@ -160,28 +166,29 @@ def run_job(
                          choice.class_thresholds)
                 classes_run = _run_class_tiles(cl, plan, polygons, pending, progress)
             timings["tiles_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            with phase("merging the tiles' results", enabled=progress):
+                result = _merge(plan, polygons, pending, timings, dashboard, choice)
+                result.classes_run = len(classes_run)
+            timings["merge_s"] = time.perf_counter() - t0
+            masked = district_masked_fraction(plan.store.sources, plan.grid,
+                                              polygons.district_geoms)
+            if masked is not None:  # only where the imagery came with layover/shadow masks
+                result.districts["masked_fraction"] = masked
+            # nodata over most of a district with imagery is never a silent empty row
+            sparse = sparse_district_warning(spec, result.districts, polygons.district_geoms,
+                                             plan.grid, plan.store.sources, plan.store.n_times)
+            if sparse is not None:
+                log.warning("%s", sparse)
+                result.warnings.append(sparse)
+            if write_products:
+                t0 = time.perf_counter()
+                with phase("writing the products (COGs, tables, figures, STAC)", enabled=progress):
+                    _write(result, plan, polygons, cl)
+                result.timings["products_s"] = time.perf_counter() - t0
+            # after the products: their COGs are written on the workers (`products`)
             with phase("closing the Dask cluster", enabled=progress):
                 cluster.close()  # a local cluster takes a second or two to stop
-        t0 = time.perf_counter()
-        with phase("merging the tiles' results", enabled=progress):
-            result = _merge(plan, polygons, pending, timings, dashboard, choice)
-            result.classes_run = len(classes_run)
-        timings["merge_s"] = time.perf_counter() - t0
-        masked = district_masked_fraction(plan.store.sources, plan.grid,
-                                          polygons.district_geoms)
-        if masked is not None:  # only where the imagery came with layover/shadow masks
-            result.districts["masked_fraction"] = masked
-        # nodata over most of a district with imagery is never a silent empty row
-        sparse = sparse_district_warning(spec, result.districts, polygons.district_geoms,
-                                         plan.grid, plan.store.sources, plan.store.n_times)
-        if sparse is not None:
-            log.warning("%s", sparse)
-            result.warnings.append(sparse)
-        if write_products:
-            t0 = time.perf_counter()
-            with phase("writing the products (COGs, tables, figures, STAC)", enabled=progress):
-                _write(result, plan, polygons)
-            result.timings["products_s"] = time.perf_counter() - t0
         check_result_not_empty(spec, result.districts, (plan.context.pre_orbits,
                                plan.context.post_orbits), plan.store.n_times)
         check_mask_not_empty(plan.mask, result.districts, spec.output.dir)
@@ -224,8 +231,9 @@ def ingest_mode_for(spec: JobSpec) -> str:
 
 
 def _check(spec: JobSpec, options: IngestOptions,
-           budget: JobBudget | None) -> tuple[SpecFiles, Frames]:
-    """The spec's files and polygons, and the bands the method needs, checked before work."""
+           budget: JobBudget | None) -> tuple[SpecFiles, Frames, ImageryHeader]:
+    """The spec's files and polygons, and the bands the method needs, checked before work;
+    also the imagery's header."""
     files = validate_spec_files(spec, options.confine_to)
     frames = read_polygons(spec, files, options.confine_to)
     header = imagery_header(files, options)
@@ -236,7 +244,7 @@ def _check(spec: JobSpec, options: IngestOptions,
     mask = mask_choice(spec)
     check_mask_covers(mask, header.grid, frames[1], options.confine_to)
     log.info("%s", mask.describe())
-    return files, frames
+    return files, frames, header
 
 
 def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: IngestOptions,
@@ -394,7 +402,7 @@ def _validate(result: JobResult) -> None:
     result.timings["validation_s"] = time.perf_counter() - t0
 
 
-def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
+def _write(result: JobResult, plan: JobPlan, polygons: Polygons, client: Client) -> None:
     # a re-run of a finished job whose products are all written rewrites nothing
     store = plan.layers
     rewrite = (result.tiles_run > 0 or result.classes_run > 0
@@ -404,4 +412,4 @@ def _write(result: JobResult, plan: JobPlan, polygons: Polygons) -> None:
                           result.grid_mean)
         describe_layers(store, plan.grid, plan.spec.method, plan.params.class_labels,
                         extra_layers(plan.params))
-    result.files = write_all_products(result, plan, polygons, rewrite=rewrite)
+    result.files = write_all_products(result, plan, polygons, rewrite=rewrite, client=client)
