@@ -637,23 +637,33 @@ def simulate_tiles(durations: np.ndarray, workers: int, scheduler_s: float) -> f
     return end
 
 
-def scaling_curve(job: dict[str, Any], sched_ms: float, merge_s: float,
-                  country: Country) -> dict[str, Any]:
+def scaling_curve(job: dict[str, Any] | None, sched_ms: float, merge_s: float,
+                  country: Country, tile_s: float | None = None) -> dict[str, Any]:
     """The simulated curve (see the module docstring) and the model's check on the
-    measured job."""
-    runs = job["runs"]
-    measured_tile = np.array(runs[max(runs)]["tile_s"])  # contended: all cores busy
-    tiles_per_job = runs[max(runs)]["tiles"]
-    side = job["size"] / math.isqrt(tiles_per_job)
-    scale = (country.tile_px / side) ** 2
-    check = {n: {"measured_tiles_s": r["tiles_s"],
-                 "model_tiles_s": round(simulate_tiles(
-                     np.resize(np.array(r["tile_s"]), tiles_per_job), n, sched_ms / 1e3), 2)}
-             for n, r in runs.items()}
-    rng = np.random.default_rng(1)
+    measured job; `tile_s`: the seconds of one tile of the country's size, given (every
+    tile alike), instead of the job's measured tiles."""
     n_tiles = math.ceil(country.height / country.tile_px) * math.ceil(country.width
                                                                        / country.tile_px)
-    durations = rng.choice(measured_tile, n_tiles) * scale
+    check: dict[int, Any] = {}
+    if tile_s is not None:
+        durations = np.full(n_tiles, tile_s)
+        source = f"every {country.tile_px}² tile {tile_s} s (given, --tile-s)"
+    else:
+        assert job is not None
+        runs = job["runs"]
+        measured_tile = np.array(runs[max(runs)]["tile_s"])  # contended: all cores busy
+        tiles_per_job = runs[max(runs)]["tiles"]
+        side = job["size"] / math.isqrt(tiles_per_job)
+        scale = (country.tile_px / side) ** 2
+        check = {n: {"measured_tiles_s": r["tiles_s"],
+                     "model_tiles_s": round(simulate_tiles(
+                         np.resize(np.array(r["tile_s"]), tiles_per_job), n, sched_ms / 1e3),
+                         2)}
+                 for n, r in runs.items()}
+        durations = np.random.default_rng(1).choice(measured_tile, n_tiles) * scale
+        source = (f"per-tile seconds drawn from the measured {job['size']}² job's tiles "
+                  f"({side:.0f}² px, {max(runs)} workers) scaled by pixels x{scale:.1f} to "
+                  f"{country.tile_px}² tiles")
     curve = []
     one = None
     for n in SIM_WORKERS:
@@ -665,10 +675,8 @@ def scaling_curve(job: dict[str, Any], sched_ms: float, merge_s: float,
                       "efficiency": round(one / total / n, 3)})
     return {"simulated": True,
             "model": "one scheduler hands tiles out in order, each hand-out costing the "
-                     "measured scheduler CPU per task; per-tile seconds drawn from the "
-                     f"measured {job['size']}² job's tiles ({side:.0f}² px, 2 workers) "
-                     f"scaled by pixels x{scale:.1f} to {country.tile_px}² tiles; plus the "
-                     "measured dry-run merge; no ingest, no products, no I/O contention",
+                     f"measured scheduler CPU per task; {source}; plus the measured dry-run "
+                     "merge; no ingest, no products, no I/O contention",
             "scheduler_ms_per_task": sched_ms, "tile_s_mean": round(float(durations.mean()), 2),
             "model_check": check, "curve": curve}
 
@@ -724,6 +732,11 @@ def main() -> int:
     parser.add_argument("--combine", type=Path, nargs="+",
                         help="take the parts from these --json files of earlier runs (the "
                              "curve needs all three) instead of measuring")
+    parser.add_argument("--tile-s", type=float,
+                        help="the curve with every country tile taking this many seconds "
+                             "(instead of the measured job's tiles)")
+    parser.add_argument("--merge-s", type=float,
+                        help="the curve with this merge time (instead of the dry run's)")
     parser.add_argument("--merge-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     country = SCALES[args.scale]
@@ -751,11 +764,14 @@ def main() -> int:
         results["job"] = job_part(args.job_size, args.workers, args.repeat, args.workdir / "job")
         if not args.keep:
             shutil.rmtree(args.workdir / "job", ignore_errors=True)
-    if {"dryrun", "sched", "job"} <= set(args.parts):
+    has_tiles = "job" in args.parts or args.tile_s is not None
+    has_merge = "dryrun" in args.parts or args.merge_s is not None
+    if "sched" in args.parts and has_tiles and has_merge:
         runs = results["sched"]["runs"]
         sched_ms = runs[max(runs)]["scheduler_cpu_ms_per_task_median"]
-        results["scaling"] = scaling_curve(results["job"], sched_ms, results["dryrun"]["merge_s"],
-                                           country)
+        merge_s = args.merge_s if args.merge_s is not None else results["dryrun"]["merge_s"]
+        results["scaling"] = scaling_curve(results.get("job"), sched_ms, merge_s, country,
+                                           args.tile_s)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
