@@ -88,19 +88,12 @@ SCALES = {
 }
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident memory of the calling process (VmHWM, MiB)."""
+def _status_mib(field: str) -> float:
+    """A memory figure of the calling process from /proc/self/status (`VmHWM`: its peak
+    resident memory; `VmRSS`: its resident memory now), MiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -407,13 +400,13 @@ def measure_merge(country: Country, folder: Path) -> dict[str, Any]:
 
     plan = country_plan(country, folder)
     polygons, truth = client_polygons(country, folder)
-    before = _rss_mib()
+    before = _status_mib("VmRSS")
     started, cpu = time.perf_counter(), time.process_time()
     result = _merge(plan, polygons, [], {}, None)
     merge_s = time.perf_counter() - started
     # CPU seconds too: on a machine shared with other work the wall time is mostly waiting
     cpu_s = time.process_time() - cpu
-    peak = _peak_rss_mib()
+    peak = _status_mib("VmHWM")
     buildings = result.buildings
     assert buildings is not None  # the plan has footprints
     np.testing.assert_allclose(buildings["mean_score"].to_numpy(np.float64),

@@ -16,7 +16,6 @@ store of the old dates, and a re-run appends again from there.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +23,6 @@ import numpy as np
 import zarr
 from distributed import Client
 
-from ruinmap.cluster.compute.phases import phase
-from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.ingest.layout import (
     StoreLayout,
     differences,
@@ -35,8 +32,7 @@ from ruinmap.cluster.ingest.layout import (
 )
 from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
 from ruinmap.cluster.ingest.plan import InputPlan
-from ruinmap.cluster.ingest.run import _verified_shards, shard_task
-from ruinmap.cluster.ingest.shards import write_unit
+from ruinmap.cluster.ingest.run import _verified_shards, check_recorded, shard_task, write_shards
 from ruinmap.cluster.ingest.sources import sha256_of
 from ruinmap.cluster.storage.arrays import Compression, consolidate, quiet_zarr
 from ruinmap.cluster.storage.location import Location
@@ -46,7 +42,7 @@ from ruinmap.cluster.storage.store import (
     read_store_attrs,
     update_store_attrs,
 )
-from ruinmap.errors import RuinmapError, StoreError
+from ruinmap.errors import StoreError
 
 __all__ = ["PostAppend", "append_new_post_dates", "appended_post_dates", "grow_store"]
 
@@ -168,22 +164,10 @@ def grow_store(out: Location, existing: dict[str, Any], layout: StoreLayout,
     pending = [u for u in units if unit_key(*u) not in done]
     log.info("appending %d post-event date(s) to %s: %d shard(s) to write, %d already done",
              len(append.dates), out, len(pending), len(units) - len(pending))
-    if pending:
-        with phase("starting the appended dates' ingest on the workers", enabled=progress):
-            [task] = client.scatter([shard_task(out, store_id, layout)], broadcast=True,
-                                    hash=False)
-            futures = [client.submit(write_unit, task, *u, pure=False,
-                                     key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}")
-                       for u in pending]
-        try:
-            for future in track(futures, "ingest", enabled=progress):
-                future.result()
-        except BaseException:
-            client.cancel(futures)
-            raise
-    missing = ledger.pending(unit_key(*u) for u in units)
-    if missing:
-        raise RuinmapError(f"{out}: {len(missing)} shard(s) not recorded, e.g. {missing[0]}")
+    for _ in write_shards(client, shard_task(out, store_id, layout), pending,
+                          "starting the appended dates' ingest on the workers", progress):
+        pass
+    check_recorded(out, ledger, units)
     # as the ingest: a STAC asset's item is its provenance (hashing it would download it)
     new_files = {f.path: f for a in layout.inputs.acquisitions["post"][append.first:]
                  for f in a.files}

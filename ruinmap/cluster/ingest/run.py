@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +59,7 @@ from ruinmap.cluster.storage.arrays import (
     shard_file,
 )
 from ruinmap.cluster.storage.checksums import verified_units
+from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location, ObjectURL, as_location, is_url
 from ruinmap.cluster.storage.s3 import gdal_options
 from ruinmap.cluster.storage.store import (
@@ -71,7 +72,7 @@ from ruinmap.cluster.storage.store import (
 )
 from ruinmap.errors import InputError, RuinmapError, StoreError
 
-__all__ = ["IngestReport", "ingest", "shard_task"]
+__all__ = ["IngestReport", "check_recorded", "ingest", "shard_task", "write_shards"]
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,35 @@ def _source_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
     )
 
 
+def write_shards(client: Client, task: object, pending: Sequence[Unit], starting: str,
+                 progress: bool | None) -> Iterator[int]:
+    """Write the `pending` shards, one `write_unit` task each on the workers (`starting`: the
+    phase line), yielding each one's bytes as it finishes; on any error or interrupt the
+    rest are cancelled."""
+    if not pending:
+        return
+    with phase(starting, enabled=progress):
+        [task_future] = client.scatter([task], broadcast=True, hash=False)
+        futures = [
+            client.submit(write_unit, task_future, *u,
+                          key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}", pure=False)
+            for u in pending
+        ]
+    try:
+        for future in track(futures, "ingest", enabled=progress):
+            yield future.result()
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def check_recorded(out: Location, ledger: Ledger, units: Sequence[Unit]) -> None:
+    """RuinmapError unless the ledger records every one of `units`."""
+    missing = ledger.pending(unit_key(*u) for u in units)
+    if missing:
+        raise RuinmapError(f"{out}: {len(missing)} shard(s) not recorded, e.g. {missing[0]}")
+
+
 def shard_task(out: Location, store_id: str, layout: StoreLayout) -> ShardTask:
     """What every shard task of `layout` writing into `out` needs (scattered once): how each
     acquisition's files are read onto the grid, mosaics included."""
@@ -366,24 +396,11 @@ def _write_store(
         out, inputs.grid.width, inputs.grid.height, rows * cols, len(pending),
         report.units_skipped,
     )
-    if pending:
-        with phase("starting the ingest on the workers", enabled=progress):
-            [task_future] = client.scatter([task], broadcast=True, hash=False)
-            futures = [
-                client.submit(write_unit, task_future, *u,
-                              key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}", pure=False)
-                for u in pending
-            ]
-        try:
-            for future in track(futures, "ingest", enabled=progress):
-                report.bytes_written += future.result()
-                report.units_written += 1
-        except BaseException:
-            client.cancel(futures)
-            raise
-    missing = ledger.pending(unit_key(*u) for u in units)
-    if missing:
-        raise RuinmapError(f"{out}: {len(missing)} shard(s) not recorded, e.g. {missing[0]}")
+    for written in write_shards(client, task, pending, "starting the ingest on the workers",
+                                progress):
+        report.bytes_written += written
+        report.units_written += 1
+    check_recorded(out, ledger, units)
     report.lap("write", started)
     final = dict(checksums)
     for path, job in background.items():
