@@ -31,7 +31,7 @@ import rasterio
 from rasterio.windows import Window
 
 from ruinmap.cluster.geo.grid import Grid, pixel_offset
-from ruinmap.cluster.ingest.plan import InputPlan, converted_bands, file_band_names
+from ruinmap.cluster.ingest.plan import InputPlan, file_band_names, source_read
 from ruinmap.cluster.ingest.sources import Acquisition, SourceFile, sha256_of
 from ruinmap.cluster.ingest.warp import SourceRead, read_source_window
 from ruinmap.cluster.settings import WORKER_ENV
@@ -168,20 +168,6 @@ def _why_copied(f: SourceFile, grid: Grid, confine_to: Roots | None) -> str | No
     return None
 
 
-def _in_place_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
-    """How a tile reads `f`: exactly as the ingest's shard task would (`ingest.run`)."""
-    mask = None
-    if f.mask_source is not None:
-        m = f.mask_source
-        mask = SourceRead(m.path, m.count, m.dtype, m.nodata, m.grid, pixel_offset(m.grid, grid))
-    return SourceRead(
-        f.path, f.count, f.dtype, f.nodata, f.grid, pixel_offset(f.grid, grid),
-        scale="power" if f.scale is None else f.scale.scale,
-        converted=converted_bands(names),
-        mask_kind=None if f.product.mask is None else f.product.mask.kind, mask=mask,
-    )
-
-
 def _acquisition_reason(acq: Acquisition, inputs: InputPlan, confine_to: Roots | None
                         ) -> tuple[str, str] | None:
     """(file, why) of the first reason `acq` must be copied, or None."""
@@ -218,7 +204,7 @@ def plan_in_place(inputs: InputPlan, mode: str, confine_to: Roots | None = None
                         "such dates) or make the file a COG on the grid (gdalwarp -of COG)")
                 continue
             dates[side][t] = tuple(
-                InPlaceFile(_in_place_read(f, names, inputs.grid), f.size_bytes, f.mtime_ns)
+                InPlaceFile(source_read(f, names, inputs.grid), f.size_bytes, f.mtime_ns)
                 for f, names in file_band_names(acq, inputs.bands))
     return InPlaceDates(dates, roots)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import rasterio
 
-from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.geo.grid import Grid, pixel_offset
 from ruinmap.cluster.geo.target import target_grid
 from ruinmap.cluster.ingest.mosaic import check_mosaic_resolutions, footprint_grid, merge_tiles
 from ruinmap.cluster.ingest.options import IngestOptions
@@ -44,7 +44,7 @@ from ruinmap.cluster.ingest.sources import (
     inspect_source,
     user_dates,
 )
-from ruinmap.cluster.ingest.warp import RESAMPLING_METHODS
+from ruinmap.cluster.ingest.warp import RESAMPLING_METHODS, SourceRead
 from ruinmap.cluster.settings import env_name, int_setting
 from ruinmap.cluster.storage.confined import confined_raster_path
 from ruinmap.cluster.storage.globs import expand_inputs
@@ -53,7 +53,8 @@ from ruinmap.cluster.storage.store import SIDES
 from ruinmap.errors import InputError, SpecError
 
 __all__ = ["LARGE_NODATA_SHARE", "MAX_PIXELS_KEY", "InputPlan", "check_grid_size",
-           "converted_bands", "expand_side", "file_band_names", "plan_inputs", "same_inputs"]
+           "converted_bands", "expand_side", "file_band_names", "plan_inputs", "same_inputs",
+           "source_read"]
 
 log = logging.getLogger(__name__)
 
@@ -357,3 +358,18 @@ def _with_scales(acq: Acquisition, bands: Sequence[str], requested: str,
     members = tuple(replace(m, files=tuple(decided[f.path] for f in m.files))
                     for m in acq.members)
     return replace(acq, files=tuple(files), members=members)
+
+
+def source_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
+    """How a worker reads `f` onto `grid`: its scale converted, its mask layer applied (an
+    ingest shard task, and a tile reading a date in place, `ingest.inplace`)."""
+    mask = None
+    if f.mask_source is not None:
+        m = f.mask_source
+        mask = SourceRead(m.path, m.count, m.dtype, m.nodata, m.grid, pixel_offset(m.grid, grid))
+    return SourceRead(
+        f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid, pixel_offset(f.grid, grid),
+        scale="power" if f.scale is None else f.scale.scale,
+        converted=converted_bands(names),
+        mask_kind=None if f.product.mask is None else f.product.mask.kind, mask=mask,
+    )

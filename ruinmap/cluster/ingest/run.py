@@ -43,9 +43,9 @@ from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
 from ruinmap.cluster.ingest.plan import (
     InputPlan,
     Patterns,
-    converted_bands,
     file_band_names,
     plan_inputs,
+    source_read,
 )
 from ruinmap.cluster.ingest.shards import ShardTask, write_unit
 from ruinmap.cluster.ingest.sources import Acquisition, SourceFile, sha256_of
@@ -265,20 +265,6 @@ def _verified_shards(out: Location, store_id: str, units: Sequence[Unit]) -> set
     return verified_units(ledger, files, kind="shard") if files else set()
 
 
-def _source_read(f: SourceFile, names: Sequence[str], grid: Grid) -> SourceRead:
-    """How a worker reads `f` onto `grid`: its scale converted, its mask layer applied."""
-    mask = None
-    if f.mask_source is not None:
-        m = f.mask_source
-        mask = SourceRead(m.path, m.count, m.dtype, m.nodata, m.grid, pixel_offset(m.grid, grid))
-    return SourceRead(
-        f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid, pixel_offset(f.grid, grid),
-        scale="power" if f.scale is None else f.scale.scale,
-        converted=converted_bands(names),
-        mask_kind=None if f.product.mask is None else f.product.mask.kind, mask=mask,
-    )
-
-
 def write_shards(client: Client, task: object, pending: Sequence[Unit], starting: str,
                  progress: bool | None) -> Iterator[int]:
     """Write the `pending` shards, one `write_unit` task each on the workers (`starting`: the
@@ -321,7 +307,7 @@ def shard_task(out: Location, store_id: str, layout: StoreLayout) -> ShardTask:
             if f.path not in names:  # a member's class mask (SCL): its values as they are
                 return SourceRead(f.read_path or f.path, f.count, f.dtype, f.nodata, f.grid,
                                   pixel_offset(f.grid, inputs.grid))
-            return _source_read(f, names[f.path], inputs.grid)
+            return source_read(f, names[f.path], inputs.grid)
 
         return read
 
@@ -334,7 +320,7 @@ def shard_task(out: Location, store_id: str, layout: StoreLayout) -> ShardTask:
         nodata=options.nodata,
         reads={
             side: tuple(
-                tuple(_source_read(f, names, inputs.grid)
+                tuple(source_read(f, names, inputs.grid)
                       for f, names in file_band_names(acq, inputs.bands))
                 for acq in inputs.acquisitions[side]
             )
