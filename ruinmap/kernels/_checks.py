@@ -71,3 +71,9 @@ def positive_int(value: object, name: str) -> int:
     if result < 1:
         raise InputError(f"{name} must be >= 1, got {value}")
     return result
+
+
+def contiguous_image(x: object) -> np.ndarray:
+    """A C-contiguous float32/float64 image: one compiled variant per dtype, unit-stride rows."""
+    img = as_image(x, "x")
+    return img if img.flags.c_contiguous else np.ascontiguousarray(img)

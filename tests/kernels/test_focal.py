@@ -36,6 +36,8 @@ from ruinmap.kernels.focal import (
     focal_mean_reference,
     focal_median,
     focal_median_reference,
+)
+from ruinmap.kernels.lee import (
     lee_filter,
     lee_filter_reference,
     lee_log_filter,

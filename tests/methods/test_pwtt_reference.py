@@ -26,7 +26,7 @@ import pytest
 from ruinmap.cluster.methods import PwttParams, ScoreContext
 from ruinmap.cluster.methods.pwtt import pwtt_layers, pwtt_statistic, smooth_statistic
 from ruinmap.errors import SpecError
-from ruinmap.kernels.focal import lee_filter_reference
+from ruinmap.kernels.lee import lee_filter_reference
 
 SHAPE = (24, 20)
 #: three orbits with pre and post dates, orbit 4 with pre dates only (not in the reference's

@@ -49,7 +49,8 @@ from ruinmap.kernels.combine import (
     normal_two_sided_p,
     stouffer_z,
 )
-from ruinmap.kernels.focal import focal_halo, lee_log_filter
+from ruinmap.kernels.focal import focal_halo
+from ruinmap.kernels.lee import lee_log_filter
 from ruinmap.kernels.ttest import two_sample_t
 
 __all__ = ["PWTT", "PWTT_LAYERS", "PwttParams", "PwttScorer", "PwttStatistic", "date_orbits",
