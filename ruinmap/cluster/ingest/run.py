@@ -26,6 +26,7 @@ from distributed import Client
 
 from ruinmap.cluster.compute.connect import client_for
 from ruinmap.cluster.compute.phases import phase
+from ruinmap.cluster.compute.portable import portable_errors
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.geo.grid import Grid, pixel_offset
 from ruinmap.cluster.ingest.inplace import plan_in_place
@@ -275,7 +276,7 @@ def write_shards(client: Client, task: object, pending: Sequence[Unit], starting
     with phase(starting, enabled=progress):
         [task_future] = client.scatter([task], broadcast=True, hash=False)
         futures = [
-            client.submit(write_unit, task_future, *u,
+            client.submit(portable_errors, write_unit, task_future, *u,
                           key=f"ingest-{unit_key(*u)}-{uuid.uuid4().hex[:8]}", pure=False)
             for u in pending
         ]

@@ -32,6 +32,7 @@ import geopandas as gpd
 import numpy as np
 from distributed import Client
 
+from ruinmap.cluster.compute.portable import portable_errors
 from ruinmap.cluster.job.catalog import stac_names, write_catalog
 from ruinmap.cluster.job.dating import dating_enabled, dating_products
 from ruinmap.cluster.job.monitor import job_runs
@@ -63,7 +64,6 @@ from ruinmap.cluster.outputs import (
 from ruinmap.cluster.outputs.h3grid import GRID_H3_GPKG, h3_grid, write_h3_grid
 from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.location import LocalPath, Location, as_location
-from ruinmap.errors import RuinmapError
 
 __all__ = ["GRID_BANDS", "figure_credit", "figure_title", "layers_tif_name", "write_products"]
 
@@ -122,7 +122,7 @@ class _Products:
             self.write(key, path, write, sidecars)
             return lambda: None
         files = self._files(key, path, sidecars)
-        future = client.submit(_with_portable_errors, write, pure=False,
+        future = client.submit(portable_errors, write, pure=False,
                                key=f"ruinmap-product-{path.name}-{uuid4().hex}")
 
         def finish() -> None:
@@ -297,17 +297,6 @@ def _write_all(result: JobResult, plan: JobPlan, polygons: Polygons,
             products.publish_as(path, str(path.relative_to(out)))
     products.written.update(catalog)
     mark_products_current(plan.work_dir, plan.signature)  # last: all are current
-
-
-def _with_portable_errors(write: Callable[[], object]) -> object:
-    """`write()` on a worker, its ruinmap errors raised afresh without their chain: a GDAL
-    error chained under one (a full disk's "Write failed") does not unpickle on the client,
-    and Dask would then hand it a plain Exception instead of, say, the DiskFullError."""
-    try:
-        return write()
-    except RuinmapError as exc:
-        error = type(exc)(*exc.args)
-    raise error  # outside the handler, so the new error has no context
 
 
 def _finish_all(finishers: list[Callable[[], None]]) -> None:

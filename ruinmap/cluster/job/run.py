@@ -44,6 +44,7 @@ from distributed import Client
 
 from ruinmap.cluster.compute.connect import client_for, dashboard_link
 from ruinmap.cluster.compute.phases import phase
+from ruinmap.cluster.compute.portable import portable_errors
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
 from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
@@ -291,7 +292,8 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
         vectors = tile_vectors(pending, plan.grid, polygons, plan.mask_margin)
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
-            client.submit(run_tile, plan_future, tile, vec, key=plan.task_key(tile),
+            client.submit(portable_errors, run_tile, plan_future, tile, vec,
+                          key=plan.task_key(tile),
                           pure=False, retries=1)
             for tile, vec in zip(pending, vectors, strict=True)
         ]
@@ -317,7 +319,7 @@ def _run_class_tiles(client: Client, plan: JobPlan, polygons: Polygons,
         vectors = tile_vectors(pending, plan.grid, polygons)
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
-            client.submit(run_class_tile, plan_future, tile, vec,
+            client.submit(portable_errors, run_class_tile, plan_future, tile, vec,
                           key=f"{class_task_prefix(plan)}{tile.iy}-{tile.ix}",
                           pure=False, retries=1)
             for tile, vec in zip(pending, vectors, strict=True)
