@@ -85,9 +85,8 @@ def job_level(args: argparse.Namespace) -> None:
     print(f"city {args.size}^2, {args.n_pre} pre + {args.n_post} post dates written in "
           f"{time.perf_counter() - started:.1f} s")
 
-    def dates(out: Path) -> np.ndarray:
-        return np.asarray(open_array(LocalPath(out / "store.zarr"), "damage_date_index",
-                                     "r", str(out))[...])
+    def layer(out: Path, name: str) -> np.ndarray:
+        return np.asarray(open_array(LocalPath(out / "store.zarr"), name, "r", str(out))[...])
 
     totals: dict[str, list[float]] = {"full": [], "append": []}
     phases: dict[str, dict[str, list[float]]] = {"full": {}, "append": {}}
@@ -106,9 +105,13 @@ def job_level(args: argparse.Namespace) -> None:
                 totals[mode].append(time.perf_counter() - t0)
                 for phase in ("ingest_s", "tiles_s", "products_s"):
                     phases[mode].setdefault(phase, []).append(result.timings.get(phase, 0.0))
-            np.testing.assert_array_equal(dates(append_out), dates(full_out))
+            for name in ("damage_date_index", "score", "damage"):  # the same results
+                np.testing.assert_array_equal(layer(append_out, name), layer(full_out, name))
             print(f"repeat {k}: full {totals['full'][-1]:.2f} s, append "
-                  f"{totals['append'][-1]:.2f} s")
+                  f"{totals['append'][-1]:.2f} s", flush=True)
+            if not args.keep:  # a 4096^2 x 40-date job is 10+ GB a folder
+                for out in (full_out, append_out):
+                    shutil.rmtree(out, ignore_errors=True)
     full, append = np.median(totals["full"]), np.median(totals["append"])
     detail = "; ".join(
         f"{phase[:-2]} {np.median(phases['full'][phase]):.2f} vs "
@@ -131,6 +134,8 @@ def main() -> None:
                         help="--job: folder of the city and the jobs' outputs")
     parser.add_argument("--workers", type=int, default=2, help="--job: local workers")
     parser.add_argument("--repeat", type=int, default=3, help="--job: repeats (medians)")
+    parser.add_argument("--keep", action="store_true",
+                        help="--job: keep each repeat's job folders (default: removed)")
     args = parser.parse_args()
     if args.job:
         job_level(args)

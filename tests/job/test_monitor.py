@@ -4,9 +4,11 @@ post-event date arrived appends it.
 On a dated synthetic city (128 px, 2 x 2 tiles, 6 pre and 6 post dates): a job over the first
 5 post dates, then the same spec with the 6th, equals one run over all 6 (every layer of the
 store, the dating state, damage_date.tif and the buildings' date columns); the old dates'
-shards of the store are not rewritten, the tiles advance their state over the new date only
-and job.json lists both runs. A dating state shard damaged between the runs is found by its
-checksum and its tile dated over the whole series again, with the same result.
+shards of the store are not rewritten, the tiles read neither the pre dates nor the old post
+dates (they continue from the score's kept moments and their dating state over the new date
+only) and job.json lists both runs. A dating state shard damaged between the runs is found by its
+checksum and its tile dated over the whole series again, with the same result; so are damaged
+kept moments of the score, whose tiles then fold the whole series again.
 """
 
 from __future__ import annotations
@@ -111,11 +113,20 @@ def test_appending_a_date_equals_the_whole_series_run(
     out = _copy(first_five, tmp_path / "monitored")
     old_shards = _post_shards(out)
     store_id = read_store_attrs(out / STORE_NAME)["store_id"]
-    with caplog.at_level(logging.WARNING, logger="ruinmap"):
+    # the tiles continue from their kept moments and dating state: they never read the pre
+    # dates again, so zeroing those in the store changes nothing
+    pre = open_array(LocalPath(out / STORE_NAME), "pre", "r+", "test")
+    pre[...] = 0.0
+    with caplog.at_level(logging.INFO, logger="ruinmap"):
         result = _run(_spec(city, out, 6), dask_client)
     assert not [r for r in caplog.records if "dating state" in r.getMessage()]
+    assert any("from its kept moments of 5 post dates" in r.getMessage()
+               for r in caplog.records)
     assert result.tiles_run == result.tiles_total == 4  # the score uses every post date
     assert_same_results(out, whole)
+    moments = [json.loads(p.read_text()) for p in (out / WORK_DIR / "moments-ledger").iterdir()]
+    assert sorted((e["key"].split("-")[0], e.get("held")) for e in moments) == [
+        *[("post0", 5)] * 4, *[("post1", 6)] * 4, *[("pre", None)] * 4]
 
     # only the new date was ingested: the old shards are the same files, untouched
     new_shards = _post_shards(out)
@@ -157,6 +168,23 @@ def test_a_damaged_dating_state_is_dated_again(
     warned = [r.getMessage() for r in caplog.records if "dating state" in r.getMessage()]
     assert len(warned) == 1, warned
     assert "tile/1/0" in warned[0] and "does not match its checksum" in warned[0]
+    assert_same_results(out, whole)
+
+
+def test_damaged_kept_moments_are_folded_again(
+        city: City, first_five: Path, whole: Path, dask_client: Client,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = _copy(first_five, tmp_path / "moments")
+    shard = out / STORE_NAME / "pwtt_moments_post_0" / "c" / "0" / "0" / "1"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with caplog.at_level(logging.INFO, logger="ruinmap"):
+        _run(_spec(city, out, 6), dask_client)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("tile/0/1: its kept moments (pwtt_moments_post_0) are missing or changed" in m
+               for m in messages), messages
+    assert not any("from its kept moments" in m for m in messages)
     assert_same_results(out, whole)
 
 

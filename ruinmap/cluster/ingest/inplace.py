@@ -264,14 +264,17 @@ def _read_in_place(files: Sequence[InPlaceFile], grid: Grid, window: Window,
 
 def read_dates_window(store: Location, side: str, n_times: int, in_place: InPlaceDates,
                       grid: Grid, window: tuple[int, int, int, int], nodata: float | None,
-                      token: str = "") -> np.ndarray:
+                      token: str = "", first: int = 0) -> np.ndarray:
     """The (time, band, y, x) float32 block of `side` over `window` = (row0, col0, row1,
     col1) of `grid`: the dates the store holds from its array, the in-place dates from their
-    files (`nodata`: the store's nodata override)."""
+    files (`nodata`: the store's nodata override). With `first`, only the dates from that
+    index on (a store without in-place dates: monitoring refuses those)."""
     r0, c0, r1, c1 = window
     here = in_place.dates.get(side, {})
+    if first and here:
+        raise ValueError("reading from a later date needs a store without in-place dates")
     if len(here) < n_times:
-        block = np.asarray(open_array(store, side, "r", token)[:, :, r0:r1, c0:c1],
+        block = np.asarray(open_array(store, side, "r", token)[first:, :, r0:r1, c0:c1],
                            dtype=np.float32)
         if not here:
             return block

@@ -28,6 +28,7 @@ import pandas as pd
 
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
 from ruinmap.cluster.job.dating_state import (
+    BASELINE_ARRAY,
     STATE_ARRAY,
     create_state_array,
     resume_state,
@@ -40,7 +41,10 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods.dating import (
     DatingParams,
     advance_dates,
+    baseline_fields,
+    baseline_from_fields,
     dates_magnitude,
+    dating_baseline,
     dating_enabled,
 )
 from ruinmap.cluster.outputs.timeseries import (
@@ -51,7 +55,7 @@ from ruinmap.cluster.outputs.timeseries import (
 )
 from ruinmap.cluster.storage.arrays import consolidate, create_array, open_array
 from ruinmap.cluster.storage.checksums import file_checksum
-from ruinmap.errors import SpecError
+from ruinmap.errors import SpecError, StoreError
 from ruinmap.kernels.dating import STATUS_CONFIRMED, STATUS_NONE, STATUS_UNCERTAIN
 
 __all__ = ["DATING_ARRAYS", "STATUS_NAMES", "DatedSeries", "building_dates", "date_tile",
@@ -109,7 +113,8 @@ def prepare_dating_arrays(plan: JobPlan, chunk: int) -> None:
     dates are all fill writes no shard, so another job's shards must not survive."""
     marker = plan.work_dir.join(_MARKER)
     store = plan.layers
-    if all(store.join(name, "zarr.json").is_file() for name in (*DATING_ARRAYS, STATE_ARRAY)):
+    if all(store.join(name, "zarr.json").is_file()
+           for name in (*DATING_ARRAYS, STATE_ARRAY, BASELINE_ARRAY)):
         try:
             if json.loads(marker.read_bytes())["signature"] == plan.base_signature:
                 return
@@ -124,23 +129,40 @@ def prepare_dating_arrays(plan: JobPlan, chunk: int) -> None:
     marker.write_durably(json.dumps({"signature": plan.base_signature}).encode())
 
 
-def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray, post: np.ndarray,
-              origin: tuple[int, int]) -> dict[str, str | None]:
+def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray | None, post: np.ndarray,
+              origin: tuple[int, int], first: int = 0) -> dict[str, str | None]:
     """Date `tile` from the padded window (pre, post) whose first pixel is at `origin`
-    inside it: its stored state (`dating_state`) advanced over the post dates it does not
-    hold yet (all of them the first time, the appended ones when monitoring), saved, and the
-    tile's shards of the date layers written; returns {layer: sha256 of its shard}."""
+    inside it (`post` holds the store's post dates from index `first` on): its stored state
+    (`dating_state`) advanced over the post dates it does not hold yet (all of them the first
+    time, the appended ones when monitoring), saved, and the tile's shards of the date layers
+    written; returns {layer: sha256 of its shard}.
+
+    The pre-event baseline comes from `pre`, or when the state holds dates already from
+    the baseline kept with it (so `pre` may be None when the client checked that every
+    tile's state holds the dates `post` lacks: `dating_state.states_hold`)."""
     series = dated_series(plan)
     dates = tuple(d.isoformat() for d in series.post_dates)
-    held, state = resume_state(plan, tile, dates)
+    held, state, kept = resume_state(plan, tile, dates)
+    dr, dc = origin
+    crop = (slice(None), slice(dr, dr + tile.height), slice(dc, dc + tile.width))
     if held < len(dates):
-        dr, dc = origin
-        crop = (slice(None), slice(dr, dr + tile.height), slice(dc, dc + tile.width))
+        shape = post.shape[2:]
+        if kept is not None:  # the kept one, on the padded window (NaN beyond the tile)
+            fields = baseline_fields(kept)
+            padded = np.full((fields.shape[0], *shape), np.nan)
+            padded[crop] = fields
+            window_baseline = baseline_from_fields(padded, plan.params, plan.context)
+        elif pre is not None:
+            window_baseline = dating_baseline(pre, plan.params, plan.context)
+        else:  # pragma: no cover - the client checks every state first (`states_hold`)
+            raise StoreError(f"tile {tile.key}: its dating state was lost during the run; "
+                             "run the job again")
         # on the padded window (pwtt's Lee filter reaches into the halo), then cropped
         magnitude = dates_magnitude(pre, post, plan.params, plan.context,
-                                    series.order[held:])[crop]
+                                    series.order[held:], window_baseline, first)[crop]
         advance_dates(np.ascontiguousarray(magnitude), state, plan.params, held)
-        state_checksum: str | None = save_state(plan, tile, state, dates)
+        state_checksum: str | None = save_state(
+            plan, tile, state, dates, np.ascontiguousarray(baseline_fields(window_baseline)[crop]))
     else:  # saved by an earlier attempt of this run that stopped before its ledger entry
         state_checksum = file_checksum(layer_shard(plan, STATE_ARRAY, tile))
     layers = {"damage_date_index": state.date.astype(np.int16),

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ from ruinmap.cluster.job.classes import (
     verified_class_tiles,
 )
 from ruinmap.cluster.job.dating import dated_series, dating_enabled, prepare_dating_arrays
-from ruinmap.cluster.job.dating_state import verify_states
+from ruinmap.cluster.job.dating_state import states_hold, verify_states
 from ruinmap.cluster.job.integrity import load_verified_partial, verified_tiles
 from ruinmap.cluster.job.layers import describe_layers, write_grid_layers
 from ruinmap.cluster.job.masked import district_masked_fraction
@@ -80,6 +81,12 @@ from ruinmap.cluster.job.preflight import (
 )
 from ruinmap.cluster.job.products import write_products as write_all_products
 from ruinmap.cluster.job.result import JobResult
+from ruinmap.cluster.job.score_state import (
+    MomentsBase,
+    keeps_moments,
+    moments_base,
+    prepare_moment_arrays,
+)
 from ruinmap.cluster.job.spec import JobSpec
 from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
@@ -154,6 +161,8 @@ def run_job(
                 if dating_enabled(plan.params):
                     dated_series(plan)  # undated or too few post dates: before any work
                     prepare_dating_arrays(plan, store.chunk)
+                if keeps_moments(plan):  # the score's moments, for monitoring (`score_state`)
+                    prepare_moment_arrays(plan, store.chunk)
             t0 = time.perf_counter()
             pending = _run_tiles(cl, plan, polygons, progress, on_progress)
             choice, classes_run = None, []
@@ -288,11 +297,12 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
         on_progress(finished, len(plan.tiles))
     if not pending:
         return pending
+    moments = _moments_base(plan) if keeps_moments(plan) else None
     with phase("starting the tiles on the workers", enabled=progress):
         vectors = tile_vectors(pending, plan.grid, polygons, plan.mask_margin)
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
-            client.submit(portable_errors, run_tile, plan_future, tile, vec,
+            client.submit(portable_errors, run_tile, plan_future, tile, vec, moments,
                           key=plan.task_key(tile),
                           pure=False, retries=1)
             for tile, vec in zip(pending, vectors, strict=True)
@@ -303,6 +313,19 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
         if on_progress is not None:
             on_progress(finished, len(plan.tiles))
     return pending
+
+
+def _moments_base(plan: JobPlan) -> MomentsBase:
+    """Whether this run's tiles continue from kept moments (`score_state.moments_base`); a
+    job that dates also needs every tile's dating state to hold the same dates."""
+    holds = None
+    if dating_enabled(plan.params):
+        dates = tuple(d.isoformat() for d in dated_series(plan).post_dates)
+        holds = functools.partial(states_hold, plan, dates)
+    base = moments_base(plan, holds)
+    if base.held:
+        log.info("continuing every tile from its kept moments of %d post dates", base.held)
+    return base
 
 
 def _run_class_tiles(client: Client, plan: JobPlan, polygons: Polygons,

@@ -39,6 +39,7 @@ from ruinmap.cluster.job.integrity import write_layer_shard
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
+from ruinmap.cluster.job.score_state import MomentsBase, moment_layers
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import compute_layers
 from ruinmap.cluster.storage.store import StoreInfo
@@ -50,10 +51,11 @@ __all__ = ["district_label_layers", "read_window_stack", "run_tile"]
 
 
 def read_window_stack(
-    store: StoreInfo, side: str, tile: Tile, halo: int, token: str = "",
+    store: StoreInfo, side: str, tile: Tile, halo: int, token: str = "", first: int = 0,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """The (time, band, y, x) window of `tile` widened by `halo` (clipped at the image edge),
-    each date from the store's array or, when the store reads it in place, its source file.
+    each date (from index `first` on) from the store's array or, when the store reads it in
+    place, its source file.
 
     Returns the block and the (row, col) of the tile's first pixel inside it.
     """
@@ -61,7 +63,7 @@ def read_window_stack(
     r0, c0, r1, c1 = grid.padded(tile.row0, tile.col0, tile.height, tile.width, halo)
     block = read_dates_window(store.location, side, store.n_times[side],
                               InPlaceDates.from_store_attrs(store.attrs), grid,
-                              (r0, c0, r1, c1), store.attrs.get("nodata"), token)
+                              (r0, c0, r1, c1), store.attrs.get("nodata"), token, first)
     return block, (tile.row0 - r0, tile.col0 - c0)
 
 
@@ -88,20 +90,33 @@ def tile_row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
     return pixel_area_m2(plan.grid.crs_wkt, plan.grid.transform, rows) / plan.pixel_size_m**2
 
 
-def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float]:
-    """Score, write and reduce one tile, then record it; returns timings in seconds."""
+def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
+             moments: MomentsBase | None = None) -> dict[str, float]:
+    """Score, write and reduce one tile, then record it; returns timings in seconds.
+
+    With `moments` (a job that keeps its score's moments, `score_state`), the tile writes
+    them, and when they hold the first post dates already reads neither the pre dates nor
+    those post dates: only the appended ones."""
     started = time.perf_counter()
     store, params = plan.store, plan.params
-    pre, (dr, dc) = read_window_stack(store, "pre", tile, plan.halo, plan.signature)
-    post, _ = read_window_stack(store, "post", tile, plan.halo, plan.signature)
+    first = moments.held if moments is not None else 0
+    post, (dr, dc) = read_window_stack(store, "post", tile, plan.halo, plan.signature, first)
+    pre = (None if first else
+           read_window_stack(store, "pre", tile, plan.halo, plan.signature)[0])
     read_s = time.perf_counter() - started
-    padded_shape = pre.shape[2:]
+    padded_shape = post.shape[2:]
     window = plan.grid.padded(tile.row0, tile.col0, tile.height, tile.width, plan.halo)
     built = window_mask(plan.mask, plan.grid, window, vectors.mask_wkb, plan.pixel_size_m)
     valid = np.zeros(padded_shape, bool)  # the method fills it (`mask_statistic`)
-    padded = compute_layers(pre, post, params, plan.context, built, valid)
+    if moments is not None:
+        padded = moment_layers(plan, tile, moments, pre, post, window, (dr, dc), built, valid)
+    else:
+        assert pre is not None
+        padded = compute_layers(pre, post, params, plan.context, built, valid)
     # the date layers read the same padded window (method_params.dating)
-    dated = date_tile(plan, tile, pre, post, (dr, dc)) if dating_enabled(params) else {}
+    dated = (date_tile(plan, tile, pre, post, (dr, dc), first) if dating_enabled(params)
+             else {})
+    dates_read = float(post.shape[0] + (0 if pre is None else pre.shape[0]))
     del pre, post
     crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
     score = np.ascontiguousarray(padded.score[crop])
@@ -148,4 +163,5 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> dict[str, float
     # last: a recorded tile's outputs and partial are durable, their checksums with it
     plan.ledger.record(tile.key, {"signature": plan.signature, "seconds": round(total_s, 3)},
                        checksums=checksums)
-    return {"read_s": read_s, "score_s": score_s, "write_s": write_s, "total_s": total_s}
+    return {"read_s": read_s, "score_s": score_s, "write_s": write_s, "total_s": total_s,
+            "dates_read": dates_read}

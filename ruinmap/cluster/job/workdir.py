@@ -11,7 +11,11 @@
 - with `method_params.dating`: `dating.json` (whose date layers these are) and
   `dating-ledger/` (each tile's sequential dating state: how many dates it holds and its
   sha256, `dating_state`), both kept when a monitored job appends post dates (`monitor`),
-  as is the list of runs in `job.json`.
+  as is the list of runs in `job.json`;
+- with the score's moments kept (`method_params.incremental`, default with dating):
+  `moments.json` (whose moment arrays these are) and `moments-ledger/` (each tile's kept
+  moments: how many post dates they hold and their sha256, `score_state`), also kept when
+  a monitored job appends post dates.
 
 Nothing else belongs here (`WORK_ENTRIES`; `outdir.claim_output_dir` refuses a work folder
 holding anything else), and starting over removes only these entries.
@@ -43,9 +47,11 @@ JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
 # every name ruinmap writes at the top of the work folder (add new ones here)
 WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials", "class-ledger",
-                "dating.json", "dating-ledger")
-#: what a monitored job keeps when it appends post dates (`monitor`): the dating state
-KEPT_ON_APPEND = (JOB_MARKER, "dating.json", "dating-ledger")
+                "dating.json", "dating-ledger", "moments.json", "moments-ledger")
+#: what a monitored job keeps when it appends post dates (`monitor`): the dating state and
+#: the score's moments
+KEPT_ON_APPEND = (JOB_MARKER, "dating.json", "dating-ledger", "moments.json",
+                  "moments-ledger")
 
 
 def tile_ledger(work_dir: Location) -> Ledger:

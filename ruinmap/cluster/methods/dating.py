@@ -40,9 +40,22 @@ from ruinmap.kernels.dating import (
     two_exceedance_update,
 )
 
-__all__ = ["DatingBaseline", "DatingParams", "DatingRule", "DatingState", "advance_dates",
-           "date_window", "dates_magnitude", "dating_baseline", "dating_enabled",
-           "dating_magnitude", "dating_state"]
+__all__ = [
+    "DatingBaseline",
+    "DatingParams",
+    "DatingRule",
+    "DatingState",
+    "advance_dates",
+    "baseline_field_count",
+    "baseline_fields",
+    "baseline_from_fields",
+    "date_window",
+    "dates_magnitude",
+    "dating_baseline",
+    "dating_enabled",
+    "dating_magnitude",
+    "dating_state",
+]
 
 DatingRule = Literal["two_exceedance", "cusum"]
 
@@ -217,14 +230,57 @@ def dating_magnitude(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase
         return magnitude
 
 
-def dates_magnitude(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase,
-                    context: ScoreContext, dates: Sequence[int]) -> np.ndarray:
+def dates_magnitude(pre: np.ndarray | None, post: np.ndarray, params: MethodParamsBase,
+                    context: ScoreContext, dates: Sequence[int],
+                    baseline: DatingBaseline | None = None, first: int = 0) -> np.ndarray:
     """`dating_magnitude` of the post dates `dates` only (store indices, in the order
-    given): each date's magnitude needs its own image and the pre-event baseline, never the
-    other post dates, so monitoring computes the appended dates' alone."""
+    given; `post` holds the store's post dates from index `first` on): each date's
+    magnitude needs its own image and the pre-event baseline (`baseline`, else computed from
+    `pre`), never the other post dates, so monitoring computes the appended dates' alone."""
     index = np.asarray(dates, dtype=np.int64)
     orbits = tuple(int(o) for o in np.asarray(context.post_orbits)[index])
-    return dating_magnitude(pre, post[index], params, replace(context, post_orbits=orbits))
+    if baseline is None:
+        if pre is None:
+            raise ValueError("dates_magnitude needs the pre dates or their baseline")
+        baseline = dating_baseline(pre, params, context)
+    return dating_magnitude(np.empty((0, *post.shape[1:]), post.dtype), post[index - first],
+                            params, replace(context, post_orbits=orbits), baseline)
+
+
+def baseline_fields(baseline: DatingBaseline) -> np.ndarray:
+    """The baseline as (field, y, x) float64 (exact for every part): centre, scale, then
+    (cusum) the inverse covariance, each flattened over its leading axes
+    (`baseline_from_fields` undoes it)."""
+    shape = baseline.centre.shape[-2:]
+    parts = [baseline.centre.reshape(-1, *shape), baseline.scale.reshape(-1, *shape)]
+    if baseline.inverse is not None:
+        parts.append(np.moveaxis(baseline.inverse, (2, 3), (0, 1)).reshape(-1, *shape))
+    return np.concatenate([part.astype(np.float64) for part in parts])
+
+
+def baseline_field_count(params: MethodParamsBase, context: ScoreContext) -> int:
+    """How many fields `baseline_fields` gives for a job of `params` over `context`."""
+    assert isinstance(params, DatingParams)
+    n_bands = len(_bands(params, context.bands))
+    n_orbits = len(set(int(o) for o in context.pre_orbits))
+    return 2 * n_bands * n_orbits + (n_bands**2 if params.dating_rule == "cusum" else 0)
+
+
+def baseline_from_fields(fields: np.ndarray, params: MethodParamsBase,
+                         context: ScoreContext) -> DatingBaseline:
+    """The `DatingBaseline` that `baseline_fields` packed into `fields`."""
+    assert isinstance(params, DatingParams)
+    orbits = tuple(int(o) for o in np.unique(np.asarray(context.pre_orbits)))
+    n_bands = len(_bands(params, context.bands))
+    shape = fields.shape[-2:]
+    half = n_bands * len(orbits)
+    centre = fields[:half].reshape(n_bands, len(orbits), *shape).astype(np.float32)
+    scale = fields[half:2 * half].reshape(n_bands, len(orbits), *shape).astype(np.float32)
+    inverse = None
+    if params.dating_rule == "cusum":
+        inverse = np.moveaxis(fields[2 * half:].astype(np.float64)
+                              .reshape(n_bands, n_bands, *shape), (0, 1), (2, 3))
+    return DatingBaseline(orbits, centre, scale, inverse)
 
 
 DatingState = ExceedanceState | CusumState

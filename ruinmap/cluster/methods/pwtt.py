@@ -53,8 +53,20 @@ from ruinmap.kernels.focal import focal_halo
 from ruinmap.kernels.lee import lee_log_filter
 from ruinmap.kernels.ttest import two_sample_t
 
-__all__ = ["PWTT", "PWTT_LAYERS", "PwttParams", "PwttScorer", "PwttStatistic", "date_orbits",
-           "pwtt_layers", "pwtt_score", "pwtt_statistic", "smooth_statistic"]
+__all__ = [
+    "PWTT",
+    "PWTT_LAYERS",
+    "PwttParams",
+    "PwttScorer",
+    "PwttStatistic",
+    "combine_orbits",
+    "date_orbits",
+    "pwtt_layers",
+    "pwtt_score",
+    "pwtt_statistic",
+    "smooth_statistic",
+    "statistic_layers",
+]
 
 #: The reference code every default below cites: oballinger/PWTT pwtt/__init__.py at this commit
 REFERENCE = "oballinger/PWTT pwtt/__init__.py @ e116b6b16768127fce2f5fd0d05a4dd9693f30cf"
@@ -156,6 +168,12 @@ class PwttParams(MethodParamsBase, DatingParams):
         default=(2.0, 3.3, 4.0, 5.0),
         description="possible, likely (damaged), high confidence, severe",
     )
+    incremental: bool | None = Field(
+        default=None,
+        description="keep every pixel's per-orbit moments of the log backscatter in the "
+                    "job's store, so that post dates appended to a monitored job cost work in "
+                    "those dates only (`job.score_state`); default: on with dating. Needs "
+                    "statistic = 't'")
     orbits: dict[str, int] = Field(default_factory=dict,
                                    description="file glob -> Sentinel-1 relative orbit")
     orbit_tags: tuple[str, ...] = Field(
@@ -231,6 +249,21 @@ class PwttParams(MethodParamsBase, DatingParams):
                              "'mahalanobis' (its composites are normalised, not backscatter); "
                              "use lee_mode = 'per_image'")
         return self
+
+    @model_validator(mode="after")
+    def _incremental_needs_t(self) -> PwttParams:
+        if self.incremental and self.statistic != "t":
+            raise ValueError(
+                f"incremental = true needs statistic = 't' (its moments can take new dates); "
+                f"statistic '{self.statistic}' is recomputed over the whole series on every "
+                "run: drop incremental or use statistic = 't'")
+        return self
+
+    @property
+    def keeps_moments(self) -> bool:
+        """Whether the job keeps its moments (`incremental`, default: with dating)."""
+        wanted = self.dating if self.incremental is None else self.incremental
+        return wanted and self.statistic == "t"
 
     @property
     def ddof(self) -> int:
@@ -407,6 +440,16 @@ def pwtt_statistic(pre: np.ndarray, post: np.ndarray, params: PwttParams,
                                   _dates_of_orbit(post_log, post_orbits, orbit), params)
                  for orbit in orbits]
     del pre_log, post_log
+    return combine_orbits(per_orbit, params, shape)
+
+
+OrbitTests = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def combine_orbits(per_orbit: Sequence[OrbitTests], params: PwttParams,
+                   shape: tuple[int, ...]) -> PwttStatistic:
+    """The statistic of the orbits' tests (|t| and df per polarisation, the first
+    polarisation's n_pre and n_post; `pwtt_statistic` step 3)."""
     if not per_orbit:  # no post date at all
         empty = np.full(shape, np.nan, np.float32)
         zeros = np.zeros(shape, np.float32)
@@ -428,7 +471,7 @@ def pwtt_statistic(pre: np.ndarray, post: np.ndarray, params: PwttParams,
     statistic = np.fmax.reduce(stats.reshape(-1, *shape), axis=0)
     p_min = np.fmin.reduce(normal_two_sided_p(stats).reshape(-1, *shape), axis=0)
     with np.errstate(invalid="ignore"):
-        p = np.minimum(p_min * len(orbits), 1.0)  # Bonferroni over the orbits (:753-754)
+        p = np.minimum(p_min * len(per_orbit), 1.0)  # Bonferroni over the orbits (:753-754)
     return PwttStatistic(statistic.astype(np.float32), p.astype(np.float32),
                          n_pre.max(axis=0).astype(np.float32),
                          n_post.max(axis=0).astype(np.float32))
@@ -458,7 +501,15 @@ def pwtt_layers(pre: np.ndarray, post: np.ndarray, params: PwttParams,
     `mask_score_to_data` NaN where the unmasked statistic is, reference :821-822) and its
     layers `p_value`, `n_pre`, `n_post` (`PWTT_LAYERS`). Damaged where score > `threshold`
     (3.3, :374)."""
-    stat = pwtt_statistic(pre, post, params, context)
+    return statistic_layers(pwtt_statistic(pre, post, params, context), params, context,
+                            mask, valid)
+
+
+def statistic_layers(stat: PwttStatistic, params: PwttParams, context: ScoreContext,
+                     mask: np.ndarray | None = None, valid: np.ndarray | None = None
+                     ) -> ScoreLayers:
+    """`pwtt_layers` from the per-pixel statistic of the padded window (masking,
+    smoothing and the extra layers)."""
     has_data = np.isfinite(stat.statistic)  # the reference re-masks to its data, not built-up
     statistic = mask_statistic(stat.statistic, mask, valid)
     score = smooth_statistic(statistic, params, context.pixel_size_m)
