@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,15 +145,21 @@ def _entry(ledger: Ledger, key: str) -> dict[str, Any] | None:
 
 
 def _shards_whole(plan: JobPlan, name: str, key_of: str) -> bool:
-    """Whether every tile's shard of `name` matches the checksum its ledger entry holds."""
+    """Whether every tile's shard of `name` matches the checksum its ledger entry holds
+    (hashed in threads: hashlib and file reads release the GIL)."""
     ledger = moments_ledger(plan.work_dir)
-    for tile in plan.tiles:
+
+    def whole(tile: Tile) -> bool:
         entry = _entry(ledger, f"{key_of}-{tile.key}")
         recorded = (entry or {}).get("checksums", {}).get("moments")
-        if recorded is None or file_checksum(layer_shard(plan, name, tile)) != recorded:
-            log.warning("tile %s: its kept moments (%s) are missing or changed; every tile "
-                        "folds its whole series again", tile.key, name)
-            return False
+        return recorded is not None and file_checksum(layer_shard(plan, name, tile)) == recorded
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="ruinmap-verify") as pool:
+        for tile, is_whole in zip(plan.tiles, pool.map(whole, plan.tiles), strict=True):
+            if not is_whole:
+                log.warning("tile %s: its kept moments (%s) are missing or changed; every "
+                            "tile folds its whole series again", tile.key, name)
+                return False
     return True
 
 
