@@ -32,6 +32,7 @@ end in the same date layers; it prints the medians of the totals and of the phas
 from __future__ import annotations
 
 import argparse
+import pickle
 import shutil
 import time
 from pathlib import Path
@@ -80,10 +81,17 @@ def job_level(args: argparse.Namespace) -> None:
 
     work = Path(args.workdir)
     started = time.perf_counter()
-    city = make_city(work / "city", size=args.size, n_pre=args.n_pre, n_post=args.n_post,
-                     seed=5, destroyed_fraction=0.2, dated_destruction=True)
-    print(f"city {args.size}^2, {args.n_pre} pre + {args.n_post} post dates written in "
-          f"{time.perf_counter() - started:.1f} s")
+    # a 4096^2 x 40-date city is 5.4 GB: --keep keeps it (and its description) for a re-run
+    described = work / f"city-{args.size}-{args.n_pre}-{args.n_post}.pickle"
+    if args.keep and described.is_file():
+        city = pickle.loads(described.read_bytes())
+        print(f"city {args.size}^2, {args.n_pre} pre + {args.n_post} post dates reused")
+    else:
+        city = make_city(work / "city", size=args.size, n_pre=args.n_pre, n_post=args.n_post,
+                         seed=5, destroyed_fraction=0.2, dated_destruction=True)
+        described.write_bytes(pickle.dumps(city))
+        print(f"city {args.size}^2, {args.n_pre} pre + {args.n_post} post dates written in "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
 
     def layer(out: Path, name: str) -> np.ndarray:
         return np.asarray(open_array(LocalPath(out / "store.zarr"), name, "r", str(out))[...])
@@ -135,7 +143,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="--job: local workers")
     parser.add_argument("--repeat", type=int, default=3, help="--job: repeats (medians)")
     parser.add_argument("--keep", action="store_true",
-                        help="--job: keep each repeat's job folders (default: removed)")
+                        help="--job: keep the city for a re-run with the same shape, and each "
+                             "repeat's job folders (default: removed)")
     args = parser.parse_args()
     if args.job:
         job_level(args)
