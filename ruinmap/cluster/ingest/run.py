@@ -233,8 +233,10 @@ def _check_complete_is_same(out: Location, existing: dict[str, Any],
     if differs == ["sources"]:
         # touched or copied files: compare their contents before calling them different
         stored = known_checksums(existing)
+        # a STAC asset's item and href are its provenance, never a hash (as `ingest`'s)
         sums = {
-            f.path: stored.get((f.path, f.size_bytes, f.mtime_ns)) or sha256_of(f.path)
+            f.path: None if f.item is not None else
+            stored.get((f.path, f.size_bytes, f.mtime_ns)) or sha256_of(f.path)
             for f in layout.inputs.files
         }
         differs = differences(existing, layout.attrs(checksums=sums), True)

@@ -72,7 +72,10 @@ def write_unit(task: ShardTask, side: str, t: int, iy: int, ix: int) -> int:
                 for read in task.reads[side][t]
             ]
     block = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    array = open_array(task.store, side, "r+", task.store_id)
+    # keyed by the side's length too: a monitored store grows along post_time (`append`),
+    # and a worker that wrote the store before must not write through its old shape
+    n_dates = max(len(task.reads.get(side, ())), max(task.mosaics.get(side, {}), default=-1) + 1)
+    array = open_array(task.store, side, "r+", f"{task.store_id}:{n_dates}")
     selection = (t, slice(None), slice(row0, row0 + block.shape[1]),
                  slice(col0, col0 + block.shape[2]))
     write_shard(task.store, array, (t, 0, iy, ix), selection, block, durable=task.durable)
