@@ -47,8 +47,11 @@ vendor-maplibre:
 	    echo "sha256:"; cd $(MAPLIBRE_DIR) && sha256sum maplibre-gl.js maplibre-gl.css LICENSE.txt; \
 	  } > $(MAPLIBRE_DIR)/PROVENANCE && rm -rf $$tmp
 
+# Two test processes (pytest-xdist), each given whole files (`loadfile`): a file's module
+# fixtures are set up once, and the session's cluster, jobs and services once per process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

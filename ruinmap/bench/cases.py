@@ -122,7 +122,7 @@ CASES: tuple[Case, ...] = (
         lambda d: (_pre(d),), kwargs={"radius": 1}, halo=1,
     ),
     Case(
-        "lee_filter", "ruinmap.kernels.focal", {"size": 3, "enl": 5.0},
+        "lee_filter", "ruinmap.kernels.lee", {"size": 3, "enl": 5.0},
         lambda d: (_pre(d),), kwargs={"size": 3, "enl": 5.0}, halo=1,
     ),
     Case(

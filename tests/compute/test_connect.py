@@ -59,7 +59,9 @@ def test_dashboard_link_only_when_it_answers(options, served):
     # no workers: the scheduler alone serves (or not) the dashboard
     with LocalCluster(n_workers=0, processes=True, host="127.0.0.1",
                       **options) as cluster, Client(cluster) as client:
-        link = dashboard_link(client)
+        # a generous wait: bokeh renders its first page slowly on a loaded machine (the
+        # 2 s default timed out under pytest -n 2), and a refused link answers 404 at once
+        link = dashboard_link(client, timeout_s=30)
         assert (link is not None) == served
         if served:
             with urllib.request.urlopen(link, timeout=10) as answer:

@@ -55,6 +55,17 @@ def _pair(tmp_path: Path, dtype: str = "float32", bands: int = 2, dates: int = 2
     return paths["pre"], paths["post"], data
 
 
+@pytest.fixture(scope="module")
+def float32_store(tmp_path_factory, dask_client) -> tuple[list[Path], list[Path], Path]:
+    """One float32 pair ingested with SMALL, for the tests that only read the store:
+    (pre paths, post paths, store)."""
+    folder = tmp_path_factory.mktemp("float32_store")
+    pre, post, _ = _pair(folder)
+    out = folder / "store.zarr"
+    ingest(pre, post, out, SMALL, client=dask_client)
+    return pre, post, out
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32"])
 def test_aligned_inputs_pass_through_pixel_equal(tmp_path, dask_client, dtype):
     pre, post, data = _pair(tmp_path, dtype)
@@ -71,10 +82,8 @@ def test_aligned_inputs_pass_through_pixel_equal(tmp_path, dask_client, dtype):
             np.testing.assert_array_equal(stored[t], source.astype(np.float32))
 
 
-def test_store_grid_equals_first_pre_grid(tmp_path, dask_client):
-    pre, post, _ = _pair(tmp_path)
-    out = tmp_path / "store.zarr"
-    ingest(pre, post, out, SMALL, client=dask_client)
+def test_store_grid_equals_first_pre_grid(float32_store):
+    pre, _, out = float32_store
     ds = open_store(out)
     with rasterio.open(pre[0]) as src:
         assert tuple(ds.rio.transform()) == tuple(src.transform)
@@ -83,10 +92,8 @@ def test_store_grid_equals_first_pre_grid(tmp_path, dask_client):
         np.testing.assert_array_equal(ds.y.values, src.transform.f - (np.arange(H) + 0.5) * 10)
 
 
-def test_store_is_readable_with_plain_open_zarr_and_rioxarray(tmp_path, dask_client):
-    pre, post, _ = _pair(tmp_path)
-    out = tmp_path / "store.zarr"
-    ingest(pre, post, out, SMALL, client=dask_client)
+def test_store_is_readable_with_plain_open_zarr_and_rioxarray(float32_store):
+    _, _, out = float32_store
     ds = xr.open_zarr(out)
     assert ds.rio.crs.to_epsg() == 32636
     assert ds["pre"].dims == ("pre_time", "band", "y", "x")
@@ -122,10 +129,8 @@ def test_store_uses_sharding_codec_with_configured_sizes(tmp_path, dask_client):
     assert attrs["compression"]["codec"] == "blosc-lz4"
 
 
-def test_provenance_records_sources_checksums_grid_and_version(tmp_path, dask_client):
-    pre, post, _ = _pair(tmp_path)
-    out = tmp_path / "store.zarr"
-    ingest(pre, post, out, SMALL, client=dask_client)
+def test_provenance_records_sources_checksums_grid_and_version(float32_store):
+    pre, post, out = float32_store
     attrs = validate_store(out)
     assert attrs["format"] == "ruinmap-store" and attrs["format_version"] == 1
     assert attrs["complete"] is True

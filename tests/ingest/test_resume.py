@@ -21,14 +21,17 @@ from ruinmap.cluster.storage.store import is_complete, is_ruinmap_store, ledger_
 from tests.support.rasters import write_geotiff
 from tests.support.repo import REPO
 
-N = 256  # image side (px)
+N = 128  # image side (px): 64 units of 32 px, enough that a kill after 1 or 2 lands mid-ingest
 SHARD = 32
 OPTIONS = IngestOptions(chunk=SHARD, shard=SHARD)
 TOTAL_UNITS = 4 * (N // SHARD) ** 2  # 2 pre + 2 post dates
 DEADLINE_S = 120.0
 
 
-def _inputs(tmp_path: Path) -> tuple[list[Path], list[Path]]:
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[Path]]:
+    """The GeoTIFFs every test ingests (read only): 2 pre dates, 2 post, one off the grid."""
+    tmp_path = tmp_path_factory.mktemp("resume")
     rng = np.random.default_rng(2)
     pre = [
         write_geotiff(
@@ -48,6 +51,15 @@ def _inputs(tmp_path: Path) -> tuple[list[Path], list[Path]]:
         ),
     ]
     return pre, post
+
+
+@pytest.fixture(scope="module")
+def reference(inputs: tuple[list[Path], list[Path]], tmp_path_factory: pytest.TempPathFactory,
+              dask_client) -> Path:
+    """The inputs ingested in one uninterrupted run: what a resumed store must equal."""
+    out = tmp_path_factory.mktemp("resume_reference") / "reference.zarr"
+    ingest(*inputs, out, OPTIONS, client=dask_client)
+    return out
 
 
 def _wait_for(condition, what: str, proc: subprocess.Popen | None = None) -> None:
@@ -127,8 +139,10 @@ def _killed_ingest(pre: list[Path], post: list[Path], out: Path, recorded: int) 
         _kill_group(proc)
 
 
-def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_path, dask_client):
-    pre, post = _inputs(tmp_path)
+def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(
+    tmp_path, dask_client, inputs, reference
+):
+    pre, post = inputs
     out = tmp_path / "killed.zarr"
     _killed_ingest(pre, post, out, 1)
     ledger = ledger_of(out)
@@ -163,8 +177,6 @@ def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_pat
     assert not list(out.rglob("*.partial"))
     assert _shard_stats(out, done) == finished, "finished shards were rewritten"
 
-    reference = tmp_path / "reference.zarr"
-    ingest(pre, post, reference, OPTIONS, client=dask_client)
     got, want = open_store(out), open_store(reference)
     for name in ("pre", "post"):
         np.testing.assert_array_equal(got[name].values, want[name].values)
@@ -174,9 +186,9 @@ def test_ingest_killed_mid_write_resumes_without_redoing_finished_shards(tmp_pat
 
 
 def test_a_resumed_ingest_rewrites_recorded_shards_that_are_corrupted(
-    tmp_path, dask_client, caplog
+    tmp_path, dask_client, caplog, inputs, reference
 ):
-    pre, post = _inputs(tmp_path)
+    pre, post = inputs
     out = tmp_path / "killed.zarr"
     _killed_ingest(pre, post, out, 2)
     ledger = ledger_of(out)
@@ -212,8 +224,6 @@ def test_a_resumed_ingest_rewrites_recorded_shards_that_are_corrupted(
     assert is_complete(out)
     assert _shard_stats(out, untouched) == finished, "sound shards were rewritten"
 
-    reference = tmp_path / "reference.zarr"
-    ingest(pre, post, reference, OPTIONS, client=dask_client)
     got, want = open_store(out), open_store(reference)
     for name in ("pre", "post"):
         np.testing.assert_array_equal(got[name].values, want[name].values)

@@ -110,19 +110,19 @@ def variants(x: np.ndarray) -> dict[str, np.ndarray]:
 # --- fast log --------------------------------------------------------------------------------
 
 
-@njit
+@njit(cache=True)
 def _apply_db(x: np.ndarray, out: np.ndarray) -> None:
     for i in range(x.size):
         out[i] = fastlog.fast_db(x[i])
 
 
-@njit
+@njit(cache=True)
 def _apply_log10(x: np.ndarray, out: np.ndarray) -> None:
     for i in range(x.size):
         out[i] = fastlog.fast_log10(x[i])
 
 
-@njit
+@njit(cache=True)
 def _apply_ln_log2_log10_f32(x: np.ndarray, out: np.ndarray) -> None:
     for i in range(x.size):
         out[0, i] = fastlog.ln_f32(x[i])
@@ -130,7 +130,7 @@ def _apply_ln_log2_log10_f32(x: np.ndarray, out: np.ndarray) -> None:
         out[2, i] = fastlog.log10_f32(x[i])
 
 
-@njit
+@njit(cache=True)
 def _apply_ln_log2_log10_f64(x: np.ndarray, out: np.ndarray) -> None:
     for i in range(x.size):
         out[0, i] = fastlog.ln_f64(x[i])
