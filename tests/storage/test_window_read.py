@@ -50,7 +50,7 @@ def test_read_window_equals_zarr_on_any_window(tmp_path, compression, chunk, sha
     store = as_location(tmp_path / "store.zarr")
     assert ShardLayout.of(array) is not None  # the fast path, not zarr's
 
-    @settings(max_examples=60, deadline=None, database=None,
+    @settings(max_examples=25, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.integers(0, SHAPE[2] - 1), st.integers(0, SHAPE[3] - 1),
            st.integers(1, SHAPE[2]), st.integers(1, SHAPE[3]))

@@ -108,9 +108,10 @@ def read_window(location: Location, name: str, window: tuple[int, int, int, int]
     array = open_array(location, name, "r", token)
     layout = None if location.is_remote else ShardLayout.of(array)
     r0, c0, r1, c1 = window
-    if layout is None:
+    if layout is None or not 0 <= r0 < r1 <= layout.shape[2] or not 0 <= c0 < c1 <= layout.shape[3]:
         return np.asarray(array[:, :, r0:r1, c0:c1])
-    block = np.full((*layout.shape[:2], r1 - r0, c1 - c0), layout.fill_value, layout.dtype)
+    # every pixel is written once below, by its chunk or as fill: no second pass over memory
+    block = np.empty((*layout.shape[:2], r1 - r0, c1 - c0), layout.dtype)
     for coords in _shards_over(layout, window):
         _read_shard(shard_file(location, array, coords), layout, coords, window, block)
     return block
@@ -128,36 +129,36 @@ def _read_shard(path: Location, layout: ShardLayout, coords: tuple[int, ...],
                 window: tuple[int, int, int, int], block: np.ndarray) -> None:
     """Decode the inner chunks of shard `coords` (file `path`) that `window` touches into
     `block`; an absent shard is all fill value (zarr stores none)."""
+    r0, c0, r1, c1 = window
+    _, _, iy, ix = layout.inner
+    n_t, n_b, n_y, n_x = layout.chunks_per_shard
+    t0, b0 = coords[0] * layout.shard[0], coords[1] * layout.shard[1]
+    ts = range(t0, min(t0 + n_t, layout.shape[0]))
+    bs = range(b0, min(b0 + n_b, layout.shape[1]))
+    y_base, x_base = coords[2] * layout.shard[2], coords[3] * layout.shard[3]
+    ys = range(max(r0, y_base) // iy, (min(r1, y_base + layout.shard[2]) - 1) // iy + 1)
+    xs = range(max(c0, x_base) // ix, (min(c1, x_base + layout.shard[3]) - 1) // ix + 1)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return
+        fd = None
     try:
-        index = _shard_index(fd, path, layout)
-        r0, c0, r1, c1 = window
-        _, _, iy, ix = layout.inner
-        n_t, n_b, n_y, n_x = layout.chunks_per_shard
-        t0, b0 = coords[0] * layout.shard[0], coords[1] * layout.shard[1]
-        y_base, x_base = coords[2] * layout.shard[2], coords[3] * layout.shard[3]
-        ys = range(max(r0, y_base) // iy, (min(r1, y_base + layout.shard[2]) - 1) // iy + 1)
-        xs = range(max(c0, x_base) // ix, (min(c1, x_base + layout.shard[3]) - 1) // ix + 1)
-        for kt, kb in product(range(n_t), range(n_b)):
-            t, b = t0 + kt, b0 + kb
-            if t >= layout.shape[0] or b >= layout.shape[1]:
+        index = None if fd is None else _shard_index(fd, path, layout)
+        for t, b, cy, cx in product(ts, bs, ys, xs):
+            # the chunk's rows and columns inside the window, chunk-relative
+            y0, y1 = max(r0, cy * iy) - cy * iy, min(r1, (cy + 1) * iy) - cy * iy
+            x0, x1 = max(c0, cx * ix) - cx * ix, min(c1, (cx + 1) * ix) - cx * ix
+            target = block[t, b, cy * iy + y0 - r0:cy * iy + y1 - r0,
+                           cx * ix + x0 - c0:cx * ix + x1 - c0]
+            entry = None if index is None else index[t - t0, b - b0, cy % n_y, cx % n_x]
+            if fd is None or entry is None or (entry[0] == _MISSING and entry[1] == _MISSING):
+                target[...] = layout.fill_value  # zarr stores no chunk (or shard) of fill
                 continue
-            for cy, cx in product(ys, xs):
-                offset, nbytes = index[kt, kb, cy % n_y, cx % n_x]
-                if offset == _MISSING and nbytes == _MISSING:
-                    continue
-                # the chunk's rows and columns inside the window, chunk-relative
-                y0, y1 = max(r0, cy * iy) - cy * iy, min(r1, (cy + 1) * iy) - cy * iy
-                x0, x1 = max(c0, cx * ix) - cx * ix, min(c1, (cx + 1) * ix) - cx * ix
-                data = os.pread(fd, int(nbytes), int(offset))
-                rows = _decode_rows(data, layout, y0, y1, path)
-                block[t, b, cy * iy + y0 - r0:cy * iy + y1 - r0,
-                      cx * ix + x0 - c0:cx * ix + x1 - c0] = rows[:, x0:x1]
+            data = os.pread(fd, int(entry[1]), int(entry[0]))
+            target[...] = _decode_rows(data, layout, y0, y1, path)[:, x0:x1]
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _shard_index(fd: int, path: Location, layout: ShardLayout) -> np.ndarray:
