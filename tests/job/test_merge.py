@@ -11,6 +11,7 @@ from ruinmap.cluster.job.merge import building_scores, district_table, grid_laye
 from ruinmap.cluster.job.partials import (
     DISTRICT_ROWS,
     TilePartial,
+    district_fields,
     load_partial,
     save_partial,
     score_edges,
@@ -242,3 +243,28 @@ def test_district_table_counts_buildings_by_centroid_district() -> None:
     assert table[["built_km2", "damaged_built_km2", "damaged_built_fraction"]].isna().all().all()
     assert [c for c in table.columns if c.startswith("class_")] == [
         "class_1_km2", "class_2_km2", "class_3_km2", "class_4_km2"]
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_district_fields_of_a_projected_grid_equal_unit_row_areas(n_layers: int) -> None:
+    """Without row areas (a projected grid) the areas are counted, not weighted: the same
+    fields, to the bit and dtype, as weighting every pixel by 1."""
+    rng = np.random.default_rng(5)
+    shape = (37, 41)
+    score = rng.normal(0.0, 3.0, shape).astype(np.float32)
+    score[rng.random(shape) < 0.2] = np.nan
+    score[rng.random(shape) < 0.03] = np.inf
+    classes = np.where(np.isnan(score), 255, rng.integers(0, 4, shape)).astype(np.uint8)
+    labels = rng.integers(0, 6, (n_layers, *shape)).astype(np.int32)
+    if n_layers == 2:  # each district in one layer: 1-3 in the first, 4-5 in the second
+        labels[0][labels[0] > 3] = 0
+        labels[1][labels[1] <= 3] = 0
+    n_post = rng.integers(0, 4, shape).astype(np.float32)
+    kwargs = dict(observed=rng.random(shape) < 0.7, threshold=1.0, n_classes=4,
+                  edges=np.linspace(-6.0, 6.0, 13), n_districts=5)
+    counted = district_fields(score, classes, labels, None, n_post, **kwargs)
+    weighted = district_fields(score, classes, labels, np.ones(shape[0]), n_post, **kwargs)
+    assert counted.keys() == weighted.keys()
+    for name, values in counted.items():
+        assert values.dtype == weighted[name].dtype, name
+        np.testing.assert_array_equal(values, weighted[name], err_msg=name)

@@ -35,10 +35,10 @@ from ruinmap.cluster.ingest.plan import InputPlan, file_band_names, source_read
 from ruinmap.cluster.ingest.sources import Acquisition, SourceFile, sha256_of
 from ruinmap.cluster.ingest.warp import SourceRead, read_source_window
 from ruinmap.cluster.settings import WORKER_ENV
-from ruinmap.cluster.storage.arrays import open_array
 from ruinmap.cluster.storage.confined import Roots, confined_raster_path
 from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.cluster.storage.store import SIDES
+from ruinmap.cluster.storage.window_read import read_window
 from ruinmap.errors import InputError, SpecError, StoreError
 
 __all__ = ["INGEST_MODES", "InPlaceDates", "InPlaceFile", "check_in_place_unchanged",
@@ -274,8 +274,8 @@ def read_dates_window(store: Location, side: str, n_times: int, in_place: InPlac
     if first and here:
         raise ValueError("reading from a later date needs a store without in-place dates")
     if len(here) < n_times:
-        block = np.asarray(open_array(store, side, "r", token)[first:, :, r0:r1, c0:c1],
-                           dtype=np.float32)
+        # straight from the shards: a halo's chunks above and below decode only their rows
+        block = read_window(store, side, window, token, first).astype(np.float32, copy=False)
         if not here:
             return block
     else:

@@ -194,8 +194,6 @@ def district_fields(score: np.ndarray, classes: np.ndarray, district_labels: np.
     """The `d_*` fields of a partial (n_districts rows each) from one label image or a
     (layers, rows, cols) stack of them (see `tile_partial`); also the second pass's class
     counts (`job.classes`)."""
-    if row_area is None:
-        row_area = np.ones(score.shape[0])
     if observed is None:
         observed = np.isfinite(score)
     layers = district_labels if district_labels.ndim == 3 else district_labels[np.newaxis]
@@ -215,21 +213,34 @@ def district_fields(score: np.ndarray, classes: np.ndarray, district_labels: np.
 
 
 def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
-                     row_area: np.ndarray, n_post: np.ndarray | None, observed: np.ndarray, *,
-                     threshold: float, n_classes: int, edges: np.ndarray, n_districts: int
-                     ) -> dict[str, np.ndarray]:
+                     row_area: np.ndarray | None, n_post: np.ndarray | None,
+                     observed: np.ndarray, *, threshold: float, n_classes: int,
+                     edges: np.ndarray, n_districts: int) -> dict[str, np.ndarray]:
     """The `d_*` fields of a partial from one label image (n_districts rows each)."""
-    area = np.broadcast_to(np.asarray(row_area, np.float64)[:, np.newaxis], score.shape)
     district = label_stats(labels, score, n_districts, edges)
+    size = n_districts + 1
     valid = classes != 255
     flat = labels[valid].astype(np.int64) * n_classes + classes[valid]
-    d_classes = np.bincount(flat, minlength=(n_districts + 1) * n_classes)
-    d_classes = d_classes.reshape(n_districts + 1, n_classes)[1:]
+    d_classes = np.bincount(flat, minlength=size * n_classes)
     damaged = score > threshold
-    d_damaged = np.bincount(labels[damaged], minlength=n_districts + 1)[1:]
+    d_damaged = np.bincount(labels[damaged], minlength=size)
     finite = np.isfinite(score)  # what label_stats counts as valid
-    size = n_districts + 1
-    class_area = np.bincount(flat, weights=area[valid], minlength=size * n_classes)
+    class_area: np.ndarray
+    damaged_area: np.ndarray
+    valid_area: np.ndarray
+    observed_area: np.ndarray
+    if row_area is None:  # a projected grid: every pixel's area is 1, so areas are counts
+        class_area = d_classes.astype(np.float64)
+        damaged_area = d_damaged[1:].astype(np.float64)
+        valid_area = np.bincount(labels[finite], minlength=size)[1:].astype(np.float64)
+        observed_area = np.bincount(labels[observed], minlength=size)[1:].astype(np.float64)
+    else:
+        area = np.broadcast_to(np.asarray(row_area, np.float64)[:, np.newaxis], score.shape)
+        class_area = np.bincount(flat, weights=area[valid], minlength=size * n_classes)
+        damaged_area = np.bincount(labels[damaged], weights=area[damaged], minlength=size)[1:]
+        valid_area = np.bincount(labels[finite], weights=area[finite], minlength=size)[1:]
+        observed_area = np.bincount(labels[observed], weights=area[observed],
+                                    minlength=size)[1:]
     npost_sum: np.ndarray = np.zeros(n_districts, np.float64)
     npost_count: np.ndarray = np.zeros(n_districts, np.int64)
     if n_post is not None:
@@ -240,12 +251,10 @@ def _district_fields(score: np.ndarray, classes: np.ndarray, labels: np.ndarray,
     return {
         "d_count": district.count, "d_sum": district.sum, "d_sum_sq": district.sum_sq,
         "d_min": district.min, "d_max": district.max, "d_hist": district.hist,
-        "d_classes": d_classes.astype(np.int64), "d_damaged": d_damaged.astype(np.int64),
-        "d_valid_area": np.bincount(labels[finite], weights=area[finite], minlength=size)[1:],
-        "d_observed_area": np.bincount(labels[observed], weights=area[observed],
-                                       minlength=size)[1:],
-        "d_damaged_area": np.bincount(labels[damaged], weights=area[damaged],
-                                      minlength=size)[1:],
+        "d_classes": d_classes.reshape(size, n_classes)[1:].astype(np.int64),
+        "d_damaged": d_damaged[1:].astype(np.int64),
+        "d_valid_area": valid_area, "d_observed_area": observed_area,
+        "d_damaged_area": damaged_area,
         "d_class_area": class_area.reshape(size, n_classes)[1:],
         "d_npost_sum": npost_sum, "d_npost_count": npost_count,
     }

@@ -74,11 +74,13 @@ def district_label_layers(vectors: TileVectors, transform: Affine, shape: tuple[
     without overlaps has one layer; a tile no district reaches gets one empty image."""
     geoms = shapely.from_wkb(vectors.district_wkb)
     n_layers = int(vectors.district_layer.max()) + 1 if len(vectors.district_layer) else 1
-    return np.stack([
+    layers = [
         labels_on_window(geoms[vectors.district_layer == k],
                          vectors.district_label[vectors.district_layer == k], transform, shape)
         for k in range(n_layers)
-    ])
+    ]
+    # one layer (no overlaps, the usual case) needs no stacking copy of the tile's labels
+    return layers[0][np.newaxis] if n_layers == 1 else np.stack(layers)
 
 
 def tile_row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
