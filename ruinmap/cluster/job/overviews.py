@@ -18,6 +18,7 @@ resampling method.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ OVERVIEW_FACTORS = (2, 4, 8)
 OVERVIEWS_GROUP = "score_overviews"
 # rows of the layer read at once (rounded to whole blocks and shards): bounds the memory
 _STRIP_BYTES = 64 * 2**20
+# columns of a level's chunk: a viewer reading a small area reads little
+_LEVEL_CHUNK_COLS = 1024
 
 
 def _strip_rows(score: zarr.Array) -> int:
@@ -45,16 +48,15 @@ def _strip_rows(score: zarr.Array) -> int:
     return min(max(step, budget // step * step), -(-height // step) * step)
 
 
-def score_overviews(score: zarr.Array) -> dict[int, np.ndarray]:
-    """{factor: the block means of `score` at that factor}, read strip by strip."""
+def score_overview_strips(score: zarr.Array) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+    """(first row of the strip, {factor: the block means of the strip at that factor}) for
+    each row strip of `score` in turn: the strips start on whole blocks of every factor, so
+    the levels are the strips' means stacked."""
     height = score.shape[0]
     rows = _strip_rows(score)
-    parts: dict[int, list[np.ndarray]] = {f: [] for f in OVERVIEW_FACTORS}
     for r0 in range(0, height, rows):
         strip = np.asarray(score[r0:min(r0 + rows, height), :], dtype=np.float32)
-        for factor in OVERVIEW_FACTORS:  # strips start on whole blocks of every factor
-            parts[factor].append(block_reduce(strip, factor, "mean"))
-    return {f: np.concatenate(p, axis=0) for f, p in parts.items()}
+        yield r0, {factor: block_reduce(strip, factor, "mean") for factor in OVERVIEW_FACTORS}
 
 
 def _multiscales() -> dict[str, Any]:
@@ -68,13 +70,19 @@ def _multiscales() -> dict[str, Any]:
 
 
 def write_score_overviews(store: Location, grid: Grid, score_attrs: dict[str, Any]) -> None:
-    """(Re)write `score_overviews/` of the job's store from its `score` layer (module doc)."""
+    """(Re)write `score_overviews/` of the job's store from its `score` layer (module doc).
+
+    Each strip's means go into the levels as soon as they are made, so this process holds one
+    strip and its means, never a level (level 1 of a 32768^2 score is 1 GB); a level's chunk
+    is a whole number of strips' rows, so no chunk is written twice.
+    """
     with quiet_zarr():
         score = zarr.open_array(store=store.zarr_store(), path="score", mode="r", zarr_format=3)
-        levels = score_overviews(score)
+        strip_rows = _strip_rows(score)
         store.join(OVERVIEWS_GROUP).remove_tree()
         zarr.open_group(store=store.zarr_store(), path=OVERVIEWS_GROUP, mode="w",
                         zarr_format=3, attributes={"multiscales": _multiscales()})
+        levels: dict[int, zarr.Array] = {}
         for level, factor in enumerate(OVERVIEW_FACTORS, start=1):
             cells = grid.coarsened(factor)
             base = f"{OVERVIEWS_GROUP}/{level}"
@@ -83,9 +91,20 @@ def write_score_overviews(store: Location, grid: Grid, score_attrs: dict[str, An
             attrs = {**score_attrs, **geozarr_attrs(cells), "overview_factor": factor,
                      "_FillValue": fill_value_attr(np.nan, np.float32)}
             attrs.pop("grid_mapping", None)  # the level's georeference is its proj:/spatial:
-            write_array(store, f"{base}/score", levels[factor], dimension_names=("y", "x"),
-                        attributes=attrs)
+            height, width = cells.shape
+            # every strip's rows divide by the coarsest factor: chunk rows of that many
+            # level rows are whole strips' worth at every level
+            chunk_rows = min(strip_rows // max(OVERVIEW_FACTORS), height)
+            levels[factor] = zarr.create_array(
+                store=store.zarr_store(), name=f"{base}/score", shape=(height, width),
+                dtype=np.float32, chunks=(chunk_rows, min(width, _LEVEL_CHUNK_COLS)),
+                fill_value=np.nan, dimension_names=("y", "x"), attributes=attrs,
+                overwrite=True)
             write_array(store, f"{base}/x", cells.x_coords(), dimension_names=("x",),
                         attributes=coordinate_attrs(cells, "x"))
             write_array(store, f"{base}/y", cells.y_coords(), dimension_names=("y",),
                         attributes=coordinate_attrs(cells, "y"))
+        for r0, means in score_overview_strips(score):
+            for factor, values in means.items():
+                row = r0 // factor
+                levels[factor][row:row + values.shape[0], :] = values
