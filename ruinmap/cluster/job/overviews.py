@@ -39,10 +39,15 @@ OVERVIEWS_GROUP = "score_overviews"
 _WINDOW_BYTES = 64 * 2**20
 
 
+def _shape(score: zarr.Array) -> tuple[int, int]:
+    height, width = score.shape
+    return int(height), int(width)
+
+
 def _window_shape(score: zarr.Array, max_bytes: int) -> tuple[int, int]:
     # whole blocks of the coarsest factor and whole chunks of the layer
     factor = max(OVERVIEW_FACTORS)
-    return window_shape(score.shape, 4, max_bytes=max_bytes, multiple=(factor, factor),
+    return window_shape(_shape(score), 4, max_bytes=max_bytes, multiple=(factor, factor),
                         chunks=source_chunk_shape(score))
 
 
@@ -52,7 +57,7 @@ def score_overview_windows(score: zarr.Array, max_bytes: int = _WINDOW_BYTES
     that factor}) for each window of `score` in turn: the windows start on whole blocks of
     every factor, so each level is its windows' means laid side by side."""
     factor = max(OVERVIEW_FACTORS)  # the windows of `_window_shape`
-    for row_slice, col_slice in raster_windows(score.shape, 4, max_bytes=max_bytes,
+    for row_slice, col_slice in raster_windows(_shape(score), 4, max_bytes=max_bytes,
                                                multiple=(factor, factor),
                                                chunks=source_chunk_shape(score)):
         window = np.asarray(score[row_slice, col_slice], dtype=np.float32)
