@@ -6,8 +6,9 @@ grid, so `xr.open_zarr(store, group="score_overviews/2")` opens level 2 as a dat
 A level's cell is the mean of the valid (non-NaN) score pixels of its factor x factor block,
 NaN where there is none (`kernels.grid.block_reduce` "mean"; edge blocks use the pixels they
 have), computed from the full-resolution layer for every level, so no level compounds the
-rounding of another. The layer is read in row strips of whole blocks of the coarsest factor
-(and whole shards of the layer), never whole.
+rounding of another. The layer is read in windows of whole blocks of the coarsest factor
+(and whole chunks of the layer, `outputs.windows`), never whole, and each window's means are
+written into the levels at once.
 
 The `score_overviews` group carries a `multiscales` attribute modelled on the Zarr
 multiscales convention the GeoZarr draft uses (zarr-conventions/multiscales): its `layout`
@@ -17,13 +18,14 @@ resampling method.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import zarr
 
 from ruinmap.cluster.geo.grid import Grid
+from ruinmap.cluster.outputs.windows import raster_windows, source_chunk_shape, window_shape
 from ruinmap.cluster.storage.arrays import quiet_zarr, write_array
 from ruinmap.cluster.storage.cf import coordinate_attrs, fill_value_attr, geozarr_attrs
 from ruinmap.cluster.storage.location import Location
@@ -33,28 +35,34 @@ __all__ = ["OVERVIEWS_GROUP", "OVERVIEW_FACTORS", "write_score_overviews"]
 
 OVERVIEW_FACTORS = (2, 4, 8)
 OVERVIEWS_GROUP = "score_overviews"
-# rows of the layer read at once (rounded to whole blocks and shards): bounds the memory
-_STRIP_BYTES = 64 * 2**20
+# bytes of the layer read at once (whole blocks and chunks): bounds the memory at any width
+_WINDOW_BYTES = 64 * 2**20
 
 
-def _strip_rows(score: zarr.Array) -> int:
+def _shape(score: zarr.Array) -> tuple[int, int]:
     height, width = score.shape
-    shard_rows = int((score.shards or score.chunks)[0])
-    step = math.lcm(max(OVERVIEW_FACTORS), shard_rows)
-    budget = max(_STRIP_BYTES // max(width * 4, 1), 1)
-    return min(max(step, budget // step * step), -(-height // step) * step)
+    return int(height), int(width)
 
 
-def score_overviews(score: zarr.Array) -> dict[int, np.ndarray]:
-    """{factor: the block means of `score` at that factor}, read strip by strip."""
-    height = score.shape[0]
-    rows = _strip_rows(score)
-    parts: dict[int, list[np.ndarray]] = {f: [] for f in OVERVIEW_FACTORS}
-    for r0 in range(0, height, rows):
-        strip = np.asarray(score[r0:min(r0 + rows, height), :], dtype=np.float32)
-        for factor in OVERVIEW_FACTORS:  # strips start on whole blocks of every factor
-            parts[factor].append(block_reduce(strip, factor, "mean"))
-    return {f: np.concatenate(p, axis=0) for f, p in parts.items()}
+def _window_shape(score: zarr.Array, max_bytes: int) -> tuple[int, int]:
+    # whole blocks of the coarsest factor and whole chunks of the layer
+    factor = max(OVERVIEW_FACTORS)
+    return window_shape(_shape(score), 4, max_bytes=max_bytes, multiple=(factor, factor),
+                        chunks=source_chunk_shape(score))
+
+
+def score_overview_windows(score: zarr.Array, max_bytes: int = _WINDOW_BYTES
+                           ) -> Iterator[tuple[tuple[int, int], dict[int, np.ndarray]]]:
+    """((first row, first column) of the window, {factor: the block means of the window at
+    that factor}) for each window of `score` in turn: the windows start on whole blocks of
+    every factor, so each level is its windows' means laid side by side."""
+    factor = max(OVERVIEW_FACTORS)  # the windows of `_window_shape`
+    for row_slice, col_slice in raster_windows(_shape(score), 4, max_bytes=max_bytes,
+                                               multiple=(factor, factor),
+                                               chunks=source_chunk_shape(score)):
+        window = np.asarray(score[row_slice, col_slice], dtype=np.float32)
+        yield (row_slice.start, col_slice.start), {
+            f: block_reduce(window, f, "mean") for f in OVERVIEW_FACTORS}
 
 
 def _multiscales() -> dict[str, Any]:
@@ -67,14 +75,21 @@ def _multiscales() -> dict[str, Any]:
     return {"layout": layout, "resampling_method": "mean"}
 
 
-def write_score_overviews(store: Location, grid: Grid, score_attrs: dict[str, Any]) -> None:
-    """(Re)write `score_overviews/` of the job's store from its `score` layer (module doc)."""
+def write_score_overviews(store: Location, grid: Grid, score_attrs: dict[str, Any], *,
+                          window_bytes: int = _WINDOW_BYTES) -> None:
+    """(Re)write `score_overviews/` of the job's store from its `score` layer (module doc).
+
+    Each window's means go into the levels as soon as they are made, so this process holds
+    one window and its means, never a level (level 1 of a 32768^2 score is 1 GB); a level's
+    chunk is the coarsest level's share of a window, so no chunk is written twice.
+    """
     with quiet_zarr():
         score = zarr.open_array(store=store.zarr_store(), path="score", mode="r", zarr_format=3)
-        levels = score_overviews(score)
+        window_rows, window_cols = _window_shape(score, window_bytes)
         store.join(OVERVIEWS_GROUP).remove_tree()
         zarr.open_group(store=store.zarr_store(), path=OVERVIEWS_GROUP, mode="w",
                         zarr_format=3, attributes={"multiscales": _multiscales()})
+        levels: dict[int, zarr.Array] = {}
         for level, factor in enumerate(OVERVIEW_FACTORS, start=1):
             cells = grid.coarsened(factor)
             base = f"{OVERVIEWS_GROUP}/{level}"
@@ -83,9 +98,20 @@ def write_score_overviews(store: Location, grid: Grid, score_attrs: dict[str, An
             attrs = {**score_attrs, **geozarr_attrs(cells), "overview_factor": factor,
                      "_FillValue": fill_value_attr(np.nan, np.float32)}
             attrs.pop("grid_mapping", None)  # the level's georeference is its proj:/spatial:
-            write_array(store, f"{base}/score", levels[factor], dimension_names=("y", "x"),
-                        attributes=attrs)
+            height, width = cells.shape
+            # a window at this level spans a whole number of the coarsest level's shares
+            coarsest = max(OVERVIEW_FACTORS)
+            chunks = (min(window_rows // coarsest, height), min(window_cols // coarsest, width))
+            levels[factor] = zarr.create_array(
+                store=store.zarr_store(), name=f"{base}/score", shape=(height, width),
+                dtype=np.float32, chunks=chunks,
+                fill_value=np.nan, dimension_names=("y", "x"), attributes=attrs,
+                overwrite=True)
             write_array(store, f"{base}/x", cells.x_coords(), dimension_names=("x",),
                         attributes=coordinate_attrs(cells, "x"))
             write_array(store, f"{base}/y", cells.y_coords(), dimension_names=("y",),
                         attributes=coordinate_attrs(cells, "y"))
+        for (r0, c0), means in score_overview_windows(score, window_bytes):
+            for factor, values in means.items():
+                row, col = r0 // factor, c0 // factor
+                levels[factor][row:row + values.shape[0], col:col + values.shape[1]] = values

@@ -2,8 +2,9 @@
 bars, with the count intervals as error bars where the table has them) and `score_hist.png`
 (the score's histogram over valid pixels, with the damage threshold and the class edges).
 
-The histogram is counted strip by strip from the stored score (rows of whole chunks, at most
-`_STRIP_BYTES` at a time): one pass for the range, one for the counts, never the whole array.
+The histogram is counted window by window from the stored score (whole chunks, at most
+`_STRIP_BYTES` at a time, `windows.raster_windows`): one pass for the range, one for the
+counts, never the whole array.
 Both figures use matplotlib's Agg canvas directly, like map.png (no pyplot state).
 """
 
@@ -22,8 +23,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ruinmap.cluster.outputs.cog import source_row_chunk
 from ruinmap.cluster.outputs.palette import damage_colors, hex_color
+from ruinmap.cluster.outputs.windows import raster_windows, source_chunk_shape
 from ruinmap.cluster.storage.durable import atomic_path
 from ruinmap.errors import InputError
 
@@ -49,12 +50,13 @@ class ScoreHistogram:
 
 
 def _strips(source: Any) -> Any:
-    height, width = int(source.shape[0]), int(source.shape[1])
-    chunk = source_row_chunk(source) or 1
-    rows = max(chunk, _STRIP_BYTES // max(width * 4, 1) // chunk * chunk)
-    for r0 in range(0, height, rows):
-        strip = np.asarray(source[r0:min(r0 + rows, height), :], dtype=np.float64)
-        yield strip[np.isfinite(strip)]
+    """The valid values of `source` as float64, window by window (whole chunks, at most
+    `_STRIP_BYTES` of float32 score each, so the same memory at any width)."""
+    shape = (int(source.shape[0]), int(source.shape[1]))
+    for rows, cols in raster_windows(shape, 4, max_bytes=_STRIP_BYTES,
+                                     chunks=source_chunk_shape(source)):
+        window = np.asarray(source[rows, cols], dtype=np.float64)
+        yield window[np.isfinite(window)]
 
 
 def score_histogram(source: Any, bins: int = 120) -> ScoreHistogram:
