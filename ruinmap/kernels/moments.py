@@ -20,11 +20,10 @@ from ruinmap.errors import InputError
 from ruinmap.kernels._checks import as_stack
 from ruinmap.kernels._layout import contiguous_row, core_inputs, kernel_jit
 from ruinmap.kernels.ttest import (
-    TEST_KINDS,
     TwoSampleT,
     _add_observation,
-    _min_obs,
     _two_sample_pixel,
+    two_sample_options,
 )
 
 __all__ = ["Moments", "accumulate_moments", "accumulate_moments_reference",
@@ -129,12 +128,7 @@ def moments_two_sample_t(pre: Moments, post: Moments, *, test: str = "welch", dd
     shape = pre.shift.shape
     _check_moments(pre, shape)
     _check_moments(post, shape)
-    if test not in TEST_KINDS:
-        raise InputError(f"test must be one of {', '.join(TEST_KINDS)}, got {test!r}")
-    if ddof not in (0, 1):
-        raise InputError(f"ddof must be 0 (population) or 1 (sample variance), got {ddof!r}")
-    lo_pre = _min_obs(min_pre, "min_pre")
-    lo_post = _min_obs(min_post, "min_post")
+    lo_pre, lo_post = two_sample_options(test, ddof, min_pre, min_post)
     out = [np.empty(shape, np.float32) for _ in range(4)]
     _t_from_moments((pre.shift, pre.n, pre.sum1, pre.sum2),
                     (post.shift, post.n, post.sum1, post.sum2), lo_pre, lo_post,

@@ -364,6 +364,15 @@ class TwoSampleT:
 TEST_KINDS = ("welch", "pooled")
 
 
+def two_sample_options(test: str, ddof: int, min_pre: int, min_post: int) -> tuple[int, int]:
+    """Check a two-sample t's options (`two_sample_t`); returns the minimum counts."""
+    if test not in TEST_KINDS:
+        raise InputError(f"test must be one of {', '.join(TEST_KINDS)}, got {test!r}")
+    if ddof not in (0, 1):
+        raise InputError(f"ddof must be 0 (population) or 1 (sample variance), got {ddof!r}")
+    return _min_obs(min_pre, "min_pre"), _min_obs(min_post, "min_post")
+
+
 def two_sample_t(
     pre_stack: np.ndarray, post_stack: np.ndarray, *, test: str = "welch", ddof: int = 1,
     min_pre: int = 2, min_post: int = 2,
@@ -386,12 +395,7 @@ def two_sample_t(
     pre = as_stack(pre_stack, "pre_stack")
     post = as_stack(post_stack, "post_stack")
     same_image_shape(pre_stack=pre, post_stack=post)
-    if test not in TEST_KINDS:
-        raise InputError(f"test must be one of {', '.join(TEST_KINDS)}, got {test!r}")
-    if ddof not in (0, 1):
-        raise InputError(f"ddof must be 0 (population) or 1 (sample variance), got {ddof!r}")
-    lo_pre = _min_obs(min_pre, "min_pre")
-    lo_post = _min_obs(min_post, "min_post")
+    lo_pre, lo_post = two_sample_options(test, ddof, min_pre, min_post)
     pre, post = core_inputs(pre, post)
     shape = pre.shape[1:]
     out = [np.empty(shape, np.float32) for _ in range(4)]

@@ -82,6 +82,13 @@ def _copy(source: Path, to: Path) -> Path:
     return to
 
 
+def _flip_a_byte(shard: Path, part: int) -> None:
+    """Damage `shard` in place: flip the byte 1/`part` of the way in."""
+    data = bytearray(shard.read_bytes())
+    data[len(data) // part] ^= 0xFF
+    shard.write_bytes(bytes(data))
+
+
 def _post_shards(out: Path) -> dict[str, int]:
     folder = out / STORE_NAME / "post"
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns
@@ -159,10 +166,7 @@ def test_a_damaged_dating_state_is_dated_again(
         city: City, first_five: Path, whole: Path, dask_client: Client,
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = _copy(first_five, tmp_path / "damaged")
-    shard = out / STORE_NAME / "dating_state" / "c" / "0" / "1" / "0"
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    shard.write_bytes(bytes(data))
+    _flip_a_byte(out / STORE_NAME / "dating_state" / "c" / "0" / "1" / "0", 2)
     with caplog.at_level(logging.WARNING, logger="ruinmap"):
         _run(_spec(city, out, 6), dask_client)
     warned = [r.getMessage() for r in caplog.records if "dating state" in r.getMessage()]
@@ -175,10 +179,7 @@ def test_damaged_kept_moments_are_folded_again(
         city: City, first_five: Path, whole: Path, dask_client: Client,
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     out = _copy(first_five, tmp_path / "moments")
-    shard = out / STORE_NAME / "pwtt_moments_post_0" / "c" / "0" / "0" / "1"
-    data = bytearray(shard.read_bytes())
-    data[len(data) // 3] ^= 0xFF
-    shard.write_bytes(bytes(data))
+    _flip_a_byte(out / STORE_NAME / "pwtt_moments_post_0" / "c" / "0" / "0" / "1", 3)
     with caplog.at_level(logging.INFO, logger="ruinmap"):
         _run(_spec(city, out, 6), dask_client)
     messages = [r.getMessage() for r in caplog.records]
