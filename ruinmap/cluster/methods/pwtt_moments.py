@@ -25,9 +25,9 @@ from ruinmap.cluster.methods.pwtt import (
     OrbitTests,
     PwttParams,
     PwttStatistic,
-    _dates_of_orbit,
-    _orbit_logs,
     combine_orbits,
+    dates_of_orbit,
+    orbit_logs,
 )
 from ruinmap.kernels.moments import Moments, accumulate_moments, moments_two_sample_t
 
@@ -71,10 +71,10 @@ def _fold(moments: PwttMoments, which: str, stack: np.ndarray, orbits: Sequence[
           params: PwttParams, context: ScoreContext) -> None:
     """Fold the dates of `stack` (time, band, y, x), taken in `orbits`, into one side."""
     pols = band_indices(context.bands, params.polarisations, "polarisations")
-    logs = _orbit_logs(stack, pols, params)  # (time, pol, y, x)
+    logs = orbit_logs(stack, pols, params)  # (time, pol, y, x)
     taken = np.asarray(orbits)
     for index, orbit in enumerate(moments.orbits):
-        dates = _dates_of_orbit(logs, taken, orbit)
+        dates = dates_of_orbit(logs, taken, orbit)
         for k in range(len(pols)):
             if dates.shape[0]:
                 accumulate_moments(dates[:, k], moments.side(which, index, k))
