@@ -148,9 +148,8 @@ def date_tile(plan: JobPlan, tile: Tile, pre: np.ndarray | None, post: np.ndarra
     if held < len(dates):
         shape = post.shape[2:]
         if kept is not None:  # the kept one, on the padded window (NaN beyond the tile)
-            fields = baseline_fields(kept)
-            padded = np.full((fields.shape[0], *shape), np.nan)
-            padded[crop] = fields
+            padded = np.full((kept.shape[0], *shape), np.nan)
+            padded[crop] = kept
             window_baseline = baseline_from_fields(padded, plan.params, plan.context)
         elif pre is not None:
             window_baseline = dating_baseline(pre, plan.params, plan.context)

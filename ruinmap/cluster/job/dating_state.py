@@ -27,11 +27,9 @@ from ruinmap.cluster.job.integrity import layer_shard, write_layer_shard
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods.dating import (
-    DatingBaseline,
     DatingParams,
     DatingState,
     baseline_field_count,
-    baseline_from_fields,
     dating_state,
 )
 from ruinmap.cluster.storage.arrays import create_array, open_array
@@ -121,10 +119,10 @@ def _tile_block(plan: JobPlan, name: str, tile: Tile) -> np.ndarray:
 
 
 def resume_state(plan: JobPlan, tile: Tile, dates: tuple[str, ...]
-                 ) -> tuple[int, DatingState, DatingBaseline | None]:
+                 ) -> tuple[int, DatingState, np.ndarray | None]:
     """How many of the post dates `dates` (ISO, time order) `tile`'s stored state holds,
-    that state and the baseline it was advanced against; (0, the initial state, None) when
-    it cannot be trusted (module doc)."""
+    that state and the baseline it was advanced against (`baseline_fields` of the tile's
+    pixels); (0, the initial state, None) when it cannot be trusted (module doc)."""
     shape = (tile.height, tile.width)
     fresh = dating_state(plan.params, shape)
     found = _entry(plan, tile, dates)
@@ -143,9 +141,7 @@ def resume_state(plan: JobPlan, tile: Tile, dates: tuple[str, ...]
             return 0, fresh, None
     data = _tile_block(plan, STATE_ARRAY, tile)
     state = type(fresh)(*(data[k].astype(field.dtype) for k, field in enumerate(fresh)))
-    baseline = baseline_from_fields(_tile_block(plan, BASELINE_ARRAY, tile), plan.params,
-                                    plan.context)
-    return held, state, baseline
+    return held, state, _tile_block(plan, BASELINE_ARRAY, tile)
 
 
 def states_hold(plan: JobPlan, dates: tuple[str, ...], held: int) -> bool:

@@ -206,13 +206,15 @@ def dating_baseline(pre: np.ndarray, params: MethodParamsBase,
         return DatingBaseline(orbits, centre, scale, _inverse_covariance(z_pre))
 
 
-def dating_magnitude(pre: np.ndarray, post: np.ndarray, params: MethodParamsBase,
+def dating_magnitude(pre: np.ndarray | None, post: np.ndarray, params: MethodParamsBase,
                      context: ScoreContext, baseline: DatingBaseline | None = None
                      ) -> np.ndarray:
     """(post time, y, x) float32: the per-date magnitude the rule tests (module doc), against
-    `baseline` (default: computed from `pre`)."""
+    `baseline` (default: computed from `pre`, which may be None when it is given)."""
     assert isinstance(params, DatingParams)
     if baseline is None:
+        if pre is None:
+            raise ValueError("dating_magnitude needs the pre dates or their baseline")
         baseline = dating_baseline(pre, params, context)
     post_orbits = np.asarray(context.post_orbits)
     with warnings.catch_warnings():
@@ -239,12 +241,12 @@ def dates_magnitude(pre: np.ndarray | None, post: np.ndarray, params: MethodPara
     `pre`), never the other post dates, so monitoring computes the appended dates' alone."""
     index = np.asarray(dates, dtype=np.int64)
     orbits = tuple(int(o) for o in np.asarray(context.post_orbits)[index])
-    if baseline is None:
+    if baseline is None:  # the baseline reads every pre date's orbit: the whole context's
         if pre is None:
             raise ValueError("dates_magnitude needs the pre dates or their baseline")
         baseline = dating_baseline(pre, params, context)
-    return dating_magnitude(np.empty((0, *post.shape[1:]), post.dtype), post[index - first],
-                            params, replace(context, post_orbits=orbits), baseline)
+    return dating_magnitude(None, post[index - first], params,
+                            replace(context, post_orbits=orbits), baseline)
 
 
 def baseline_fields(baseline: DatingBaseline) -> np.ndarray:
