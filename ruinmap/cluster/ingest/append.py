@@ -25,9 +25,9 @@ from distributed import Client
 
 from ruinmap.cluster.ingest.layout import (
     StoreLayout,
+    content_checksums,
     differences,
     iso_date,
-    known_checksums,
     unit_key,
 )
 from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
@@ -76,9 +76,7 @@ def _without_post_from(attrs: dict[str, Any], first: int) -> dict[str, Any]:
 def _same_contents(existing: dict[str, Any], trimmed: dict[str, Any],
                    layout: StoreLayout) -> bool:
     """Whether the store's sources are `trimmed`'s by content (touched or copied files)."""
-    stored = known_checksums(existing)
-    sums = {f.path: stored.get((f.path, f.size_bytes, f.mtime_ns)) or sha256_of(f.path)
-            for f in layout.inputs.files if f.item is None}
+    sums = content_checksums(existing, layout.inputs.files)
     by_content = {**trimmed, "sources": [{**s, "sha256": sums.get(s["path"], s.get("sha256"))}
                                          for s in trimmed["sources"]]}
     return not differences(existing, by_content, True)

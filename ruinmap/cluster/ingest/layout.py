@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +19,12 @@ from ruinmap import __version__
 from ruinmap.cluster.ingest.inplace import InPlaceDates
 from ruinmap.cluster.ingest.options import IngestOptions
 from ruinmap.cluster.ingest.plan import InputPlan
-from ruinmap.cluster.ingest.sources import SourceFile
+from ruinmap.cluster.ingest.sources import SourceFile, sha256_of
 from ruinmap.cluster.storage.arrays import Compression
 from ruinmap.cluster.storage.store import FORMAT_VERSION, SIDES, STORE_FORMAT
 
-__all__ = ["StoreLayout", "Unit", "differences", "known_checksums", "recorded_checksums",
-           "unit_key"]
+__all__ = ["StoreLayout", "Unit", "content_checksums", "differences", "known_checksums",
+           "recorded_checksums", "unit_key"]
 
 Unit = tuple[str, int, int, int]  # side, time index, shard row, shard column
 
@@ -190,6 +190,17 @@ def known_checksums(attrs: dict[str, Any]) -> dict[tuple[str, int, int | None], 
         for s in attrs.get("sources", [])
         if s.get("sha256")
     }
+
+
+def content_checksums(attrs: dict[str, Any], files: Sequence[SourceFile]
+                      ) -> dict[str, str | None]:
+    """The sha256 of each of `files` to compare a store's sources by content: the one the
+    store (`attrs`) records while the file is unchanged, else hashed now; None for a STAC
+    asset, whose item and href are its provenance (hashing it would download it)."""
+    stored = known_checksums(attrs)
+    return {f.path: None if f.item is not None else
+            stored.get((f.path, f.size_bytes, f.mtime_ns)) or sha256_of(f.path)
+            for f in files}
 
 
 def _signature(attrs: dict[str, Any], by_content: bool) -> dict[str, Any]:

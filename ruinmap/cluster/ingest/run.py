@@ -33,9 +33,9 @@ from ruinmap.cluster.ingest.inplace import plan_in_place
 from ruinmap.cluster.ingest.layout import (
     StoreLayout,
     Unit,
+    content_checksums,
     differences,
     iso_date,
-    known_checksums,
     recorded_checksums,
     unit_key,
 )
@@ -232,13 +232,7 @@ def _check_complete_is_same(out: Location, existing: dict[str, Any],
     differs = differences(existing, layout.attrs(checksums={}), False)
     if differs == ["sources"]:
         # touched or copied files: compare their contents before calling them different
-        stored = known_checksums(existing)
-        # a STAC asset's item and href are its provenance, never a hash (as `ingest`'s)
-        sums = {
-            f.path: None if f.item is not None else
-            stored.get((f.path, f.size_bytes, f.mtime_ns)) or sha256_of(f.path)
-            for f in layout.inputs.files
-        }
+        sums = content_checksums(existing, layout.inputs.files)
         differs = differences(existing, layout.attrs(checksums=sums), True)
     if differs:
         raise StoreError(
