@@ -42,12 +42,14 @@ from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.score_state import MomentsBase, moment_layers
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import compute_layers
+from ruinmap.cluster.methods.params import MethodParamsBase
 from ruinmap.cluster.storage.store import StoreInfo
 from ruinmap.kernels import classify
 from ruinmap.kernels.classify import NODATA_CLASS
 from ruinmap.kernels.thresholds import score_hist_edges
 
-__all__ = ["district_label_layers", "read_window_stack", "run_tile"]
+__all__ = ["district_label_layers", "first_pass_classes", "first_pass_threshold",
+           "read_window_stack", "run_tile"]
 
 
 def read_window_stack(
@@ -92,6 +94,20 @@ def tile_row_area(plan: JobPlan, tile: Tile) -> np.ndarray | None:
     return pixel_area_m2(plan.grid.crs_wkt, plan.grid.transform, rows) / plan.pixel_size_m**2
 
 
+def first_pass_classes(score: np.ndarray, params: MethodParamsBase) -> np.ndarray:
+    """A tile's classes: by `class_thresholds`, or with an automatic threshold all 0 (and
+    nodata where the score is NaN) until the second pass applies the chosen one."""
+    if params.is_automatic:
+        return np.where(np.isnan(score), NODATA_CLASS, 0).astype(np.uint8)
+    return classify(score, params.class_thresholds)
+
+
+def first_pass_threshold(params: MethodParamsBase) -> float:
+    """The score above which a tile's partial counts a pixel damaged: with an automatic
+    threshold none yet (the second pass counts them)."""
+    return math.inf if params.is_automatic else params.fixed_threshold
+
+
 def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
              moments: MomentsBase | None = None) -> dict[str, float]:
     """Score, write and reduce one tile, then record it; returns timings in seconds.
@@ -131,10 +147,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
         score[~built[crop]] = np.nan  # only built-up pixels are reported, as in PWTT
         counted = observed & built[crop]
     automatic = params.is_automatic
-    if automatic:  # classes wait for the chosen threshold (second pass): all 0 here
-        classes = np.where(np.isnan(score), NODATA_CLASS, 0).astype(np.uint8)
-    else:
-        classes = classify(score, params.class_thresholds)
+    classes = first_pass_classes(score, params)
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": write_layer_shard(plan, "score", tile, score),
                  **{name: write_layer_shard(plan, name, tile, layer)
@@ -150,8 +163,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
     partial = tile_partial(
         score, classes,
-        # an automatic job counts no damaged pixel here: the second pass counts them
-        threshold=math.inf if automatic else params.fixed_threshold,
+        threshold=first_pass_threshold(params),
         n_classes=len(params.class_edges_given) + 1,
         edges=plan.edges, district_labels=districts, n_districts=plan.n_districts,
         building_labels=buildings, building_index=vectors.building_index,

@@ -14,7 +14,6 @@ that starts first wait for a kernel the thread is loading rather than load it tw
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 
@@ -22,11 +21,10 @@ import numpy as np
 from distributed import Client
 
 from ruinmap.cluster.job.partials import automatic_score_edges, score_edges, tile_partial
+from ruinmap.cluster.job.task import first_pass_classes, first_pass_threshold
 from ruinmap.cluster.methods import compute_layers
 from ruinmap.cluster.methods.base import ScoreContext
 from ruinmap.cluster.methods.params import MethodParamsBase, PixelSize
-from ruinmap.kernels import classify
-from ruinmap.kernels.classify import NODATA_CLASS
 from ruinmap.kernels.thresholds import score_hist_edges
 
 __all__ = ["WARMUP_THREAD", "start_kernel_warmup", "warm_tile_kernels"]
@@ -59,15 +57,12 @@ def warm_tile_kernels(params: MethodParamsBase, bands: tuple[str, ...], n_pre: i
     layers = compute_layers(pre, post, params, context, built, valid)
     score = np.ascontiguousarray(layers.score)
     automatic = params.is_automatic
-    if automatic:
-        classes = np.where(np.isnan(score), NODATA_CLASS, 0).astype(np.uint8)
-    else:
-        classes = classify(score, params.class_thresholds)
+    classes = first_pass_classes(score, params)
     n_post_layer = layers.extra.get("n_post")
     footprint = np.zeros(shape, np.int32)
     footprint[2:6, 2:6] = 1
     tile_partial(
-        score, classes, threshold=math.inf if automatic else params.fixed_threshold,
+        score, classes, threshold=first_pass_threshold(params),
         n_classes=len(params.class_edges_given) + 1,
         edges=automatic_score_edges() if automatic else score_edges(params.class_thresholds),
         district_labels=np.ones((1, *shape), np.int32), n_districts=1,
