@@ -118,7 +118,7 @@ CASES: tuple[Case, ...] = (
     ),
     *(_focal(r) for r in FOCAL_RADII),
     Case(
-        "focal_median", "ruinmap.kernels.focal", {"radius": 1},
+        "focal_median", "ruinmap.kernels.focal_median", {"radius": 1},
         lambda d: (_pre(d),), kwargs={"radius": 1}, halo=1,
     ),
     Case(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ruinmap.kernels.classify import classify
 from ruinmap.kernels.cva import cva_magnitude
-from ruinmap.kernels.focal import focal_mean, focal_median
+from ruinmap.kernels.focal import focal_mean
+from ruinmap.kernels.focal_median import focal_median
 from ruinmap.kernels.grid import block_reduce
 from ruinmap.kernels.indices import log_ratio, nd_change, normalized_difference, to_db
 from ruinmap.kernels.lee import lee_filter

@@ -28,15 +28,13 @@ from hypothesis.extra import numpy as hnp
 from ruinmap.errors import InputError
 from ruinmap.kernels import focal
 from ruinmap.kernels.focal import (
-    MAX_MEDIAN_RADIUS,
     disk_half_widths,
     disk_offsets,
     focal_halo,
     focal_mean,
     focal_mean_reference,
-    focal_median,
-    focal_median_reference,
 )
+from ruinmap.kernels.focal_median import MAX_MEDIAN_RADIUS, focal_median, focal_median_reference
 from ruinmap.kernels.lee import (
     lee_filter,
     lee_filter_reference,

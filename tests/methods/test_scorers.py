@@ -20,7 +20,8 @@ from ruinmap.cluster.methods import (
 )
 from ruinmap.errors import SpecError
 from ruinmap.kernels.cva import cva_magnitude_reference
-from ruinmap.kernels.focal import focal_mean_reference, focal_median_reference
+from ruinmap.kernels.focal import focal_mean_reference
+from ruinmap.kernels.focal_median import focal_median_reference
 from ruinmap.kernels.indices import log_ratio_reference, nd_change_reference
 from ruinmap.kernels.lee import lee_filter_reference
 from ruinmap.kernels.ttest import welch_t_reference
