@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -163,7 +164,8 @@ def _shards_whole(plan: JobPlan, name: str, key_of: str) -> bool:
     return True
 
 
-def moments_base(plan: JobPlan, dating_holds: Any = None) -> MomentsBase:
+def moments_base(plan: JobPlan,
+                 dating_holds: Callable[[int], bool] | None = None) -> MomentsBase:
     """This run's `MomentsBase` (module doc): continue from the buffer in which every tile
     holds the same prefix of the series, verified, else fold the whole series into buffer
     0. `dating_holds(held)`: whether every tile's dating state holds the first `held` dates
