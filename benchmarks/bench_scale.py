@@ -16,10 +16,12 @@ Three parts, each measured in this run (`--parts`, default all):
 - **sched**: the country plan's task graph (tasks, bytes the client sends per tile task) and
   the scheduler's time per task on a real local cluster (1 and 2 worker processes): 1,500
   tasks submitted like `run._run_tiles` submits tiles (the plan scattered once, one task per
-  tile with its key, tile and vectors), doing nothing, with empty vectors; the scheduler's
-  own CPU seconds per task are read on the scheduler. The bytes of the country's vectors
-  (WKB of each footprint a tile is sent, twice with the built-up mask) are fitted on 40
-  tiles and summed, not sent.
+  tile with its key, tile and the `VectorsFile` of its polygons), doing nothing; the
+  scheduler's own CPU seconds per task are read on the scheduler. The tiles' polygon files
+  (`job.vector_files`: WKB of each footprint a tile needs, twice with the built-up mask),
+  their bytes and the client's time to write them, are measured on 40 tiles (written for
+  real) and fitted and summed over the country, beside what the same polygons weighed as
+  task arguments before they moved to files.
 - **job**: the real job (bench_job's 4096² scene: 5 pre + 3 post dates, VV + VH, 100
   districts, 50,000 footprints) with 1 and 2 local workers, `--repeat` times each; per-tile
   seconds from its ledger. Then the **scaling curve**: the tile phase of the country
@@ -455,18 +457,18 @@ def _scale_name(country: Country) -> str:
 # the task graph and the scheduler
 
 
-def noop_tile(plan: Any, tile: Any, vectors: Any) -> dict[str, float]:
+def noop_tile(plan: Any, tile: Any, vectors: Any, moments: Any) -> dict[str, float]:
     """A tile task that does nothing (its arguments still travel)."""
     return {"total_s": 0.0}
 
 
-def empty_vectors(plan: Any) -> list[Any]:
-    """Per tile, `TileVectors` with empty arrays: the scheduler's cost without payload."""
-    from ruinmap.cluster.job.polygons import TileVectors
+def vector_refs(plan: Any, folder: Path) -> list[Any]:
+    """Per tile, the `VectorsFile` its task is sent (`run._run_tiles`); nothing is read."""
+    from ruinmap.cluster.job.vector_files import VectorsFile
+    from ruinmap.cluster.storage.location import LocalPath
 
-    empty, none = np.empty(0, object), np.empty(0, np.int64)
-    return [TileVectors(empty, none, none, empty, none, none, np.empty((0, 2), np.int64))
-            for _ in plan.tiles]
+    return [VectorsFile(LocalPath(folder).join("vectors", f"tile_{t.iy}_{t.ix}.npz"), t.key,
+                        "0" * 64) for t in plan.tiles]
 
 
 def sized_vectors(country: Country, cells: np.ndarray, tile: Any, which: np.ndarray,
@@ -492,11 +494,17 @@ def sized_vectors(country: Country, cells: np.ndarray, tile: Any, which: np.ndar
     )  # fmt: skip
 
 
-def task_graph(country: Country, plan: Any, sample: int = 40) -> dict[str, Any]:
+def task_graph(country: Country, plan: Any, folder: Path, sample: int = 40) -> dict[str, Any]:
     """Tasks and the bytes the client pickles for them: the plan once, and each tile's
-    (tile, vectors), fitted as bytes = a + b x footprints on `sample` tiles of the country's
-    footprints and summed over every tile."""
+    (tile, `VectorsFile`); and the tiles' polygon files (`vector_files`) the client writes
+    instead, their bytes and the client's seconds to write them fitted as a + b x
+    footprints on `sample` tiles of the country's footprints (written for real into
+    `folder`) and summed over every tile. `task_args_before_mib`: the same polygons as
+    task arguments, as they were sent before the files."""
     import pickle
+
+    from ruinmap.cluster.job.vector_files import remove_vector_files, write_vector_files
+    from ruinmap.cluster.storage.location import LocalPath
 
     rng = np.random.default_rng(country.seed)
     cells = district_cells(country, rng)
@@ -505,16 +513,33 @@ def task_graph(country: Country, plan: Any, sample: int = 40) -> dict[str, Any]:
     starts = np.searchsorted(tile_of, np.arange(len(plan.tiles) + 1))
     footprints = np.diff(starts)
     picked = np.unique(np.linspace(0, len(plan.tiles) - 1, sample).astype(int))
-    sizes = [len(pickle.dumps((plan.tiles[k], sized_vectors(
-        country, cells, plan.tiles[k], entry_fp[starts[k] : starts[k + 1]], rng)),
-        protocol=5)) for k in picked]
-    slope, intercept = np.polyfit(footprints[picked], sizes, 1)
-    per_tile = intercept + slope * footprints
+    work = LocalPath(folder)
+    refs = vector_refs(plan, folder)
+    arg_bytes = [len(pickle.dumps((plan.tiles[k], refs[k]), protocol=5)) for k in picked]
+    before, file_bytes, write_s = [], [], []
+    for k in picked:
+        vectors = sized_vectors(country, cells, plan.tiles[k],
+                                entry_fp[starts[k] : starts[k + 1]], rng)
+        before.append(len(pickle.dumps((plan.tiles[k], vectors), protocol=5)))
+        t0 = time.perf_counter()
+        [ref] = write_vector_files(work, "tile", [plan.tiles[k]], [vectors])
+        write_s.append(time.perf_counter() - t0)
+        file_bytes.append(Path(ref.location).stat().st_size)
+    remove_vector_files(work)
+
+    def summed(values: list[float]) -> np.ndarray:
+        slope, intercept = np.polyfit(footprints[picked], values, 1)
+        return intercept + slope * footprints
+
+    per_tile_before, per_file, per_write = summed(before), summed(file_bytes), summed(write_s)
     return {"tasks": len(plan.tiles) + 1, "plan_kib": round(len(pickle.dumps(plan)) / 1024, 1),
-            "task_args_mib": round(float(per_tile.sum()) / 2**20, 1),
-            "task_args_kib_median": round(float(np.median(per_tile)) / 1024, 1),
-            "task_args_kib_max": round(float(per_tile.max()) / 1024, 1),
-            "bytes_per_footprint": round(float(slope), 1), "fitted_on_tiles": len(picked)}
+            "task_args_mib": round(float(np.mean(arg_bytes)) * len(plan.tiles) / 2**20, 3),
+            "task_args_bytes_max": int(max(arg_bytes)),
+            "task_args_before_mib": round(float(per_tile_before.sum()) / 2**20, 1),
+            "vector_files_mib": round(float(per_file.sum()) / 2**20, 1),
+            "vector_file_kib_median": round(float(np.median(per_file)) / 1024, 1),
+            "vector_files_write_s": round(float(per_write.sum()), 2),
+            "fitted_on_tiles": len(picked)}
 
 
 def _scheduler_cpu_s() -> float:
@@ -542,8 +567,8 @@ def time_scheduler(plan: Any, vectors: list[Any], workers: int) -> dict[str, Any
         scatter_s = time.perf_counter() - t0
         cpu0 = client.run_on_scheduler(_scheduler_cpu_s)
         started = time.perf_counter()
-        futures = [client.submit(noop_tile, plan_future, tile, vec, key=plan.task_key(tile),
-                                 pure=False, retries=1)
+        futures = [client.submit(noop_tile, plan_future, tile, vec, None,
+                                 key=plan.task_key(tile), pure=False, retries=1)
                    for tile, vec in zip(plan.tiles, vectors, strict=True)]
         submitted = time.perf_counter() - started
         wait(futures)
@@ -560,7 +585,7 @@ def time_scheduler(plan: Any, vectors: list[Any], workers: int) -> dict[str, Any
 def scheduler_part(country: Country, folder: Path, workers: list[int], repeat: int
                    ) -> dict[str, Any]:
     plan = country_plan(country, folder / "sched")
-    vectors = empty_vectors(plan)
+    vectors = vector_refs(plan, folder / "sched")
     runs = {}
     for n in workers:
         reps = [time_scheduler(plan, vectors, n) for _ in range(repeat)]
@@ -569,7 +594,7 @@ def scheduler_part(country: Country, folder: Path, workers: list[int], repeat: i
             "scheduler_cpu_ms_per_task_median":
                 statistics.median(r["scheduler_cpu_ms_per_task"] for r in reps)}
         print(f"sched {n} worker(s): {json.dumps(runs[n])}", flush=True)
-    graph = task_graph(country, plan)
+    graph = task_graph(country, plan, folder / "sched")
     print(f"graph: {json.dumps(graph)}", flush=True)
     return {"graph": graph, "runs": runs}
 
@@ -692,7 +717,11 @@ def print_table(results: dict[str, Any]) -> None:
     if sched:
         g = sched["graph"]
         print(f"\ntask graph: {g['tasks']} tasks, plan {g['plan_kib']} KiB once, task args "
-              f"{g['task_args_mib']} MiB (median {g['task_args_kib_median']} KiB a tile)")
+              f"{g['task_args_mib']} MiB (at most {g['task_args_bytes_max']} bytes a tile; "
+              f"the polygons as arguments were {g['task_args_before_mib']} MiB); the tiles' "
+              f"polygon files {g['vector_files_mib']} MiB (median "
+              f"{g['vector_file_kib_median']} KiB), written by the client in "
+              f"{g['vector_files_write_s']} s")
         for n, r in sched["runs"].items():
             print(f"  no-op tiles, {n} worker(s): wall {r['wall_s_median']} s, "
                   f"{r['tasks_per_s']} tasks/s, scheduler CPU "

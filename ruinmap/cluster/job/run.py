@@ -10,7 +10,8 @@
    resuming an unfinished ingest; its metadata is read once (`StoreInfo`);
 3. `plan_job`: grid, tiles (one per store shard, smaller for small scenes), halo, the
    method's pre-pass and the job's signature, in one `JobPlan`;
-4. `_run_tiles`: sends each tile not in the ledger to the cluster (`task.run_tile`): each
+4. `_run_tiles`: sends each tile not in the ledger to the cluster (`task.run_tile`), its
+   polygons in a file of the work folder rather than in the task (`vector_files`): each
    writes `score` and `damage` into the job's own store (`output.dir/store.zarr`, also when
    the imagery comes from `inputs.store`, which is only read), saves its partial and records
    itself in the job's ledger (`<output.dir>/.ruinmap-job/`, see `workdir`);
@@ -92,6 +93,12 @@ from ruinmap.cluster.job.spec.files import SpecFiles, validate_spec_files
 from ruinmap.cluster.job.task import run_tile
 from ruinmap.cluster.job.thresholds import ThresholdChoice, threshold_choice
 from ruinmap.cluster.job.tiles import Tile
+from ruinmap.cluster.job.vector_files import (
+    VectorsFile,
+    load_tile_vectors,
+    remove_vector_files,
+    write_vector_files,
+)
 from ruinmap.cluster.job.warmup import start_kernel_warmup
 from ruinmap.cluster.job.workdir import STORE_NAME, products_are_current
 from ruinmap.cluster.methods import check_bands, extra_layers
@@ -299,20 +306,33 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
         return pending
     moments = _moments_base(plan) if keeps_moments(plan) else None
     with phase("starting the tiles on the workers", enabled=progress):
-        vectors = tile_vectors(pending, plan.grid, polygons, plan.mask_margin)
+        files = write_vector_files(plan.work_dir, "tile", pending, tile_vectors(
+            pending, plan.grid, polygons, plan.mask_margin))
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
-            client.submit(portable_errors, run_tile, plan_future, tile, vec, moments,
+            client.submit(portable_errors, _tile_task, plan_future, tile, file, moments,
                           key=plan.task_key(tile),
                           pure=False, retries=1)
-            for tile, vec in zip(pending, vectors, strict=True)
+            for tile, file in zip(pending, files, strict=True)
         ]
     for future in track(futures, "tiles", enabled=progress):
         log.debug("tile timings %s", future.result())
         finished += 1
         if on_progress is not None:
             on_progress(finished, len(plan.tiles))
+    remove_vector_files(plan.work_dir)
     return pending
+
+
+def _tile_task(plan: JobPlan, tile: Tile, vectors: VectorsFile,
+               moments: MomentsBase | None) -> dict[str, float]:
+    """`run_tile` on a worker, with the tile's polygons read from their file."""
+    return run_tile(plan, tile, load_tile_vectors(vectors), moments)
+
+
+def _class_task(plan: JobPlan, tile: Tile, vectors: VectorsFile) -> float:
+    """`run_class_tile` on a worker, with the tile's polygons read from their file."""
+    return run_class_tile(plan, tile, load_tile_vectors(vectors))
 
 
 def _moments_base(plan: JobPlan) -> MomentsBase:
@@ -339,16 +359,18 @@ def _run_class_tiles(client: Client, plan: JobPlan, polygons: Polygons,
     if not pending:
         return pending
     with phase("starting the classes on the workers", enabled=progress):
-        vectors = tile_vectors(pending, plan.grid, polygons)
+        files = write_vector_files(plan.work_dir, "classes", pending,
+                                   tile_vectors(pending, plan.grid, polygons))
         [plan_future] = client.scatter([plan], broadcast=True)
         futures = [
-            client.submit(portable_errors, run_class_tile, plan_future, tile, vec,
+            client.submit(portable_errors, _class_task, plan_future, tile, file,
                           key=f"{class_task_prefix(plan)}{tile.iy}-{tile.ix}",
                           pure=False, retries=1)
-            for tile, vec in zip(pending, vectors, strict=True)
+            for tile, file in zip(pending, files, strict=True)
         ]
     for future in track(futures, "classes", enabled=progress):
         future.result()
+    remove_vector_files(plan.work_dir)
     return pending
 
 

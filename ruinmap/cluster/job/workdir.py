@@ -7,6 +7,8 @@
 - `partials/tile_<iy>_<ix>.npz`: each finished tile's partial aggregates and its tile key;
 - `class-ledger/` and `partials/classes_<iy>_<ix>.npz`: the second pass of a job with an
   automatic threshold (`classes`);
+- `vectors/`: while a pass of tiles runs, each tile's polygons, which its task reads
+  (`vector_files`; removed when the pass ends);
 - `products.json`: the signature of the job whose products were last written completely;
 - with `method_params.dating`: `dating.json` (whose date layers these are) and
   `dating-ledger/` (each tile's sequential dating state: how many dates it holds and its
@@ -47,7 +49,7 @@ JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
 # every name ruinmap writes at the top of the work folder (add new ones here)
 WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials", "class-ledger",
-                "dating.json", "dating-ledger", "moments.json", "moments-ledger")
+                "dating.json", "dating-ledger", "moments.json", "moments-ledger", "vectors")
 #: what a monitored job keeps when it appends post dates (`monitor`): the dating state and
 #: the score's moments
 KEPT_ON_APPEND = (JOB_MARKER, "dating.json", "dating-ledger", "moments.json",
