@@ -53,7 +53,9 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
             "Put every pre- and post-event image (GeoTIFF/COG, one file per date; globs allowed) "
             "on one grid and write them, shard by shard on a Dask cluster, into one Zarr v3 "
             "store with arrays pre and post (time, band, y, x), float32, NaN = nodata. "
-            "Resumes an interrupted run; a complete store is left alone unless --overwrite."
+            "Resumes an interrupted run; a complete store is left alone unless --overwrite, "
+            "or grown by post-event files given since it was made (later dates only: "
+            "monitoring; only their shards are written)."
         ),
     )
     p.add_argument(
@@ -176,7 +178,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> Runner:
     def run(args: argparse.Namespace) -> int:
         from ruinmap.cli_logging import log_to_terminal
         from ruinmap.cluster.ingest import DEFAULT_CHUNK, DEFAULT_COMPRESSION, IngestOptions
-        from ruinmap.cluster.ingest import ingest as run_ingest
+        from ruinmap.cluster.ingest import ingest_or_append as run_ingest
 
         log_to_terminal()
         resolution = _floats(args.resolution, "--resolution", (1, 2))

@@ -10,12 +10,16 @@ state advances in time order (`job.monitor`). `grow_store` then resizes `post` a
 touched), writes the new dates' shards on the cluster (one task each, recorded in the store's
 ledger, so a killed append resumes and verifies what it wrote), and only then records the new
 sources in the store's attributes: until that last step the store is still the complete
-store of the old dates, and a re-run appends again from there.
+store of the old dates, and a re-run appends again from there. `ingest_or_append` is the
+ingest both `ruinmap ingest` and a job's own store run: the same store grows whether the
+job made it or a user did (and names it in `inputs.store`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +27,8 @@ import numpy as np
 import zarr
 from distributed import Client
 
+from ruinmap.cluster.compute.connect import client_for
+from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.ingest.layout import (
     StoreLayout,
     content_checksums,
@@ -31,11 +37,18 @@ from ruinmap.cluster.ingest.layout import (
     unit_key,
 )
 from ruinmap.cluster.ingest.options import IngestOptions, choose_shard
-from ruinmap.cluster.ingest.plan import InputPlan
-from ruinmap.cluster.ingest.run import _verified_shards, check_recorded, shard_task, write_shards
+from ruinmap.cluster.ingest.plan import InputPlan, Patterns, plan_inputs
+from ruinmap.cluster.ingest.run import (
+    IngestReport,
+    _verified_shards,
+    check_recorded,
+    ingest,
+    shard_task,
+    write_shards,
+)
 from ruinmap.cluster.ingest.sources import sha256_of
 from ruinmap.cluster.storage.arrays import Compression, consolidate, quiet_zarr
-from ruinmap.cluster.storage.location import Location
+from ruinmap.cluster.storage.location import Location, as_location
 from ruinmap.cluster.storage.store import (
     is_ruinmap_store,
     ledger_of,
@@ -44,7 +57,7 @@ from ruinmap.cluster.storage.store import (
 )
 from ruinmap.errors import StoreError
 
-__all__ = ["PostAppend", "append_new_post_dates", "appended_post_dates", "grow_store"]
+__all__ = ["PostAppend", "appended_post_dates", "grow_store", "ingest_or_append"]
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +192,10 @@ def grow_store(out: Location, existing: dict[str, Any], layout: StoreLayout,
     return len(pending)
 
 
-def append_new_post_dates(out: Location, inputs: InputPlan, options: IngestOptions,
-                          client: Client, progress: bool | None) -> PostAppend | None:
-    """Grow the complete store at `out` by the post dates `inputs` adds to it (module doc);
-    None, touching nothing, when there is no such store or `inputs` adds no later dates."""
+def _pending_append(out: Location, inputs: InputPlan, options: IngestOptions
+                    ) -> tuple[dict[str, Any], StoreLayout, PostAppend] | None:
+    """The complete store's attributes, the layout of `inputs` and the post dates it adds to
+    the store at `out`; None when there is no such store or no later dates."""
     if options.overwrite or not is_ruinmap_store(out):
         return None
     existing = read_store_attrs(out)
@@ -192,6 +205,41 @@ def append_new_post_dates(out: Location, inputs: InputPlan, options: IngestOptio
                          choose_shard(options.chunk, options.shard, len(inputs.bands)),
                          Compression.parse(options.compression), options)
     append = appended_post_dates(existing, layout)
-    if append is not None:
-        grow_store(out, existing, layout, append, client, progress)
-    return append
+    return None if append is None else (existing, layout, append)
+
+
+def ingest_or_append(pre: Patterns, post: Patterns, out: str | os.PathLike[str],
+                     options: IngestOptions | None = None, *, client: Client | None = None,
+                     scheduler: str | None = None, progress: bool | None = None,
+                     inputs: InputPlan | None = None) -> IngestReport:
+    """`ingest`, except that a complete store made from these inputs but for post-event
+    dates given since is grown by those dates (`grow_store`: their shards only) where
+    `ingest` would refuse it; what `ruinmap ingest` and the job's own store run, so a
+    monitored store (the job's, or one a user ingests and names in `inputs.store`) grows
+    the same way. A cluster is opened (`client`, else `scheduler`) only to write shards."""
+    options = options or IngestOptions()
+    location = as_location(out)
+    if inputs is None:
+        with phase("reading the inputs' headers", enabled=progress):
+            inputs = plan_inputs(pre, post, options)
+    pending = _pending_append(location, inputs, options)
+    if pending is None:
+        return ingest(pre, post, location, options, client=client, scheduler=scheduler,
+                      progress=progress, inputs=inputs)
+    started = time.perf_counter()
+    with client_for(client, scheduler) as cl:
+        written = grow_store(location, *pending, cl, progress)
+        report = ingest(pre, post, location, options, client=cl, progress=progress,
+                        inputs=inputs)
+    _, layout, append = pending
+    rows, cols = layout.shards_per_date
+    grid = inputs.grid
+    report.was_noop = False
+    report.units_written, report.units_skipped = written, report.units_total - written
+    report.bytes_written = (grid.width * grid.height * len(inputs.bands) * 4 * written
+                            // (rows * cols))  # float32, as `ingest` counts it
+    report.stored_bytes = sum(location.join(side).total_bytes() for side in ("pre", "post"))
+    report.seconds = time.perf_counter() - started
+    report.notes = [f"appended {len(append.dates)} post-event date(s) "
+                    f"({', '.join(append.dates)}) to the complete store: their shards only"]
+    return report

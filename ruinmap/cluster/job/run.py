@@ -49,8 +49,8 @@ from ruinmap.cluster.compute.phases import phase
 from ruinmap.cluster.compute.portable import portable_errors
 from ruinmap.cluster.compute.progress import track
 from ruinmap.cluster.compute.stragglers import wait_for_stragglers
-from ruinmap.cluster.ingest import IngestOptions, ingest, plan_inputs
-from ruinmap.cluster.ingest.append import append_new_post_dates
+from ruinmap.cluster.ingest import IngestOptions, plan_inputs
+from ruinmap.cluster.ingest.append import ingest_or_append
 from ruinmap.cluster.ingest.inplace import InPlaceDates, check_in_place_unchanged
 from ruinmap.cluster.ingest.stac import plan_stac_inputs
 from ruinmap.cluster.job.budget import JobBudget, check_budget
@@ -275,9 +275,8 @@ def _ensure_store(spec: JobSpec, files: SpecFiles, client: Client, options: Inge
             inputs = (plan_stac_inputs(files.stac, options) if files.stac is not None
                       else plan_inputs(list(files.pre), list(files.post), options))
         # monitoring: post dates that arrived since the store was made are appended to it
-        append_new_post_dates(out, inputs, options, client, progress)
-        ingest(list(files.pre), list(files.post), out, options, client=client,
-               progress=progress, inputs=inputs)
+        ingest_or_append(list(files.pre), list(files.post), out, options, client=client,
+                         progress=progress, inputs=inputs)
         store = StoreInfo.read(out)
     # the tiles read these files: they must still be the ones the store was planned from
     check_in_place_unchanged(store.location, store.attrs)
