@@ -13,6 +13,7 @@ import shapely
 from distributed import Client
 
 from ruinmap.cluster.job.run import JobResult, run_job
+from ruinmap.cluster.job.spec import parse_spec
 from ruinmap.synthetic import City
 from tests.support.jobs import make_job_spec
 
@@ -94,3 +95,25 @@ def test_the_footprints_keep_their_first_district(overlap_run: JobResult) -> Non
     assert overlap_run.buildings is not None
     ids = overlap_run.buildings["district_id"].dropna().astype(str)
     assert len(ids) > 0 and (ids == "city").all()  # the whole city is the file's first
+
+
+def test_the_damage_time_series_counts_each_pixel_in_every_district_holding_it(
+        job_city: City, job_run: JobResult, dask_client: Client, tmp_path: Path) -> None:
+    # the quarters partition the whole city: by every date, the city's dated damage (area
+    # and buildings) is the sum of its quarters'; one label image would have given each
+    # pixel and footprint to one of them only
+    quarters = gpd.read_file(job_city.districts_path)
+    both = pd.concat([_whole_city(job_city), quarters], ignore_index=True)
+    data = make_job_spec(job_city, tmp_path / "dated", inputs={"store": str(job_run.store)},
+                         districts=_write(gpd.GeoDataFrame(both, crs=quarters.crs),
+                                          tmp_path / "both.geojson")).to_json_dict()
+    data["method_params"] = {**data["method_params"], "dating": True}
+    run_job(parse_spec(data, tmp_path), client=dask_client, progress=False)
+    series = pd.read_csv(tmp_path / "dated" / "districts_timeseries.csv")
+    city = series[series["district_id"] == "city"].set_index("date")
+    parts = (series[~series["district_id"].isin(["city", "all"])].groupby("date")
+             [["damaged_km2", "buildings_damaged", "buildings_damaged_any"]].sum())
+    assert city["damaged_km2"].iloc[-1] > 0 and city["buildings_damaged_any"].iloc[-1] > 0
+    pd.testing.assert_series_equal(city["damaged_km2"], parts["damaged_km2"], rtol=1e-6)
+    for column in ("buildings_damaged", "buildings_damaged_any"):
+        pd.testing.assert_series_equal(city[column], parts[column])

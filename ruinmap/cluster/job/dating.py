@@ -25,8 +25,10 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from affine import Affine
 
 from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.job.dating_state import (
     BASELINE_ARRAY,
     STATE_ARRAY,
@@ -58,7 +60,8 @@ from ruinmap.cluster.storage.checksums import file_checksum
 from ruinmap.errors import SpecError, StoreError
 from ruinmap.kernels.dating import STATUS_CONFIRMED, STATUS_NONE, STATUS_UNCERTAIN
 
-__all__ = ["DATING_ARRAYS", "STATUS_NAMES", "DatedSeries", "building_dates", "date_tile",
+__all__ = ["DATING_ARRAYS", "STATUS_NAMES", "DatedSeries", "building_dates",
+           "damaged_area_by_date", "date_tile",
            "dated_series", "dating_enabled", "dating_products", "prepare_dating_arrays"]
 
 #: name -> (dtype, fill value) of the per-pixel date layers
@@ -212,6 +215,52 @@ def building_dates(labels: np.ndarray, date_idx: np.ndarray, earliest: np.ndarra
     return out
 
 
+def damaged_area_by_date(plan: JobPlan, polygons: Polygons, n_dates: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The ground area (km²) of the damaged pixels (score > the threshold) whose damage was
+    confirmed at each post date: per district (districts, dates), a pixel counting in every
+    district holding it (one label image per overlap layer, `Polygons.district_layer`), and
+    over the whole grid (dates), each pixel once. Each row's pixel area is its own
+    (`geo.units.pixel_area_m2`: geodesic on a lon/lat grid), as in the district table.
+
+    Read in row strips of the store's chunks, so the client holds one strip, not the grid.
+    """
+    grid = plan.grid
+    height, width = grid.shape
+    arrays = {name: open_array(plan.layers, name, "r", plan.signature)
+              for name in ("score", "damage_date_index", "damage_date_status")}
+    chunk_rows = int(arrays["score"].chunks[0])
+    # about 64 MiB of float32 score a strip, whole chunks of rows
+    strip = max(chunk_rows, (2**24 // max(width, 1)) // chunk_rows * chunk_rows)
+    n_districts = len(polygons.district_ids)
+    layers = polygons.district_layer
+    by_district = np.zeros(n_districts * n_dates)
+    everywhere = np.zeros(n_dates)
+    threshold = plan.params.fixed_threshold
+    for r0 in range(0, height, strip):
+        r1 = min(r0 + strip, height)
+        date_idx = np.asarray(arrays["damage_date_index"][r0:r1], np.int64)
+        hit = ((np.asarray(arrays["score"][r0:r1]) > threshold)
+               & (np.asarray(arrays["damage_date_status"][r0:r1]) == STATUS_CONFIRMED)
+               & (date_idx >= 0))
+        if not hit.any():
+            continue
+        row_km2 = pixel_area_m2(grid.crs_wkt, grid.transform, np.arange(r0, r1)) / 1e6
+        weight = np.broadcast_to(row_km2[:, np.newaxis], hit.shape)[hit]
+        dates = date_idx[hit]
+        everywhere += np.bincount(dates, weights=weight, minlength=n_dates)[:n_dates]
+        window = grid.affine @ Affine.translation(0, r0)
+        for layer in range(int(layers.max()) + 1 if len(layers) else 0):
+            members = np.flatnonzero(layers == layer)
+            labels = labels_on_window(polygons.district_geoms[members], members + 1, window,
+                                      (r1 - r0, width))[hit]
+            inside = labels > 0
+            by_district += np.bincount((labels[inside] - 1) * n_dates + dates[inside],
+                                       weights=weight[inside],
+                                       minlength=n_districts * n_dates)
+    return by_district.reshape(n_districts, n_dates), everywhere
+
+
 def dating_products(plan: JobPlan, polygons: Polygons, buildings: gpd.GeoDataFrame | None,
                     out: Path) -> dict[str, Path]:
     """Write damage_date.tif, districts_timeseries.csv and .png into `out` and add the date
@@ -249,20 +298,19 @@ def dating_products(plan: JobPlan, polygons: Polygons, buildings: gpd.GeoDataFra
                                np.datetime64(before_date)), np.datetime64("NaT"))
         buildings["damage_date_status"] = [STATUS_NAMES[int(s)] for s in dated["status"]]
         building_table = pd.DataFrame({
-            "district": polygons.building_district, "date": dated["date"].to_numpy(),
-            "status": dated["status"].to_numpy(),
+            "date": dated["date"].to_numpy(), "status": dated["status"].to_numpy(),
             "damaged": (buildings["damaged"].fillna(False).to_numpy(bool)
                         if "damaged" in buildings else np.ones(len(buildings), bool))})
 
-    districts = labels_on_window(polygons.district_geoms,
-                                 np.arange(1, len(polygons.district_ids) + 1), grid.affine,
-                                 grid.shape)
-    score = np.asarray(open_array(plan.layers, "score", "r", plan.signature)[...])
-    damaged_px = (score > plan.params.threshold) & (status == STATUS_CONFIRMED)
+    by_district, everywhere = damaged_area_by_date(plan, polygons, len(series.post_dates))
+    pairs = polygons.building_pairs
+    if building_table is not None and pairs is None and polygons.building_district is not None:
+        held = np.flatnonzero(polygons.building_district >= 0)
+        pairs = (held, polygons.building_district[held])
     table = district_timeseries(
         series.post_dates, polygons.district_ids, polygons.district_names,
-        pixel_district=districts[damaged_px] - 1, pixel_date=date_idx[damaged_px],
-        pixel_area_km2=plan.pixel_size_m ** 2 / 1e6, buildings=building_table)
+        damaged_km2=by_district, all_damaged_km2=everywhere, buildings=building_table,
+        building_pairs=pairs)
     csv = out / "districts_timeseries.csv"
     table.to_csv(csv, index=False)
     written["districts_timeseries_csv"] = csv

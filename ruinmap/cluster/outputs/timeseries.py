@@ -66,33 +66,35 @@ def write_date_cog(dst: str | os.PathLike[str], date_days: np.ndarray,
 
 
 def district_timeseries(post_dates: Sequence[date], district_ids: np.ndarray,
-                        district_names: np.ndarray, *, pixel_district: np.ndarray,
-                        pixel_date: np.ndarray, pixel_area_km2: float,
-                        buildings: pd.DataFrame | None) -> pd.DataFrame:
+                        district_names: np.ndarray, *, damaged_km2: np.ndarray,
+                        all_damaged_km2: np.ndarray, buildings: pd.DataFrame | None,
+                        building_pairs: tuple[np.ndarray, np.ndarray] | None) -> pd.DataFrame:
     """One row per district and post-event date (plus district "all"): cumulative damage
     dated by then.
 
-    `damaged_km2`: area of the damaged pixels (0-based district `pixel_district`, -1 none)
-    whose confirmed date index `pixel_date` is at most that date's. With `buildings`
-    (columns district (-1 none), date (index), status (0/1/2), damaged (bool)):
+    `damaged_km2` (districts, dates): the area of the damaged pixels whose confirmed date is
+    each date, per district holding them (a pixel counts in every overlapping district);
+    `all_damaged_km2` (dates): the same over the whole grid, each pixel once. With
+    `buildings` (per footprint, columns date (index), status (0/1/2), damaged (bool)) and
+    `building_pairs` (footprint, district) (every district holding a footprint's centroid):
     `buildings_damaged` counts the damaged buildings confirmed by then,
-    `buildings_damaged_any` those dated at all (confirmed or uncertain).
+    `buildings_damaged_any` those dated at all (confirmed or uncertain); "all" counts each
+    building once, in a district or not.
     """
     n_dates, n_districts = len(post_dates), len(district_ids)
-    inside = (pixel_district >= 0) & (pixel_date >= 0)
-    area = np.zeros((n_districts + 1, n_dates))
-    np.add.at(area, (pixel_district[inside], pixel_date[inside]), pixel_area_km2)
-    dated = pixel_date[pixel_date >= 0]
-    np.add.at(area, (np.full(dated.size, n_districts), dated), pixel_area_km2)
+    area = np.vstack([np.asarray(damaged_km2, np.float64).reshape(n_districts, n_dates),
+                      np.asarray(all_damaged_km2, np.float64).reshape(1, n_dates)])
     counts: dict[str, np.ndarray] = {}
     if buildings is not None:
-        district = buildings["district"].fillna(-1).to_numpy(np.int64)
-        district = np.where(district >= 0, district, n_districts)  # outside: in "all" only
+        which, district = building_pairs if building_pairs is not None else (
+            np.empty(0, np.int64), np.empty(0, np.int64))
+        date_idx = buildings["date"].to_numpy(np.int64)
         for column, lowest in (("buildings_damaged", 2), ("buildings_damaged_any", 1)):
             hit = buildings["damaged"].to_numpy(bool) & (buildings["status"].to_numpy() >= lowest)
             grid = np.zeros((n_districts + 1, n_dates))
-            np.add.at(grid, (district[hit], buildings["date"].to_numpy()[hit]), 1)
-            grid[n_districts] = grid.sum(axis=0)
+            pair_hit = hit[which]
+            np.add.at(grid, (district[pair_hit], date_idx[which][pair_hit]), 1)
+            grid[n_districts] = np.bincount(date_idx[hit], minlength=n_dates)[:n_dates]
             counts[column] = np.cumsum(grid, axis=1).astype(np.int64)
     ids = [*map(str, district_ids), "all"]
     names = [*map(str, district_names), "all districts"]
