@@ -36,6 +36,7 @@ from scipy.stats import t as student_t
 from sklearn.linear_model import LogisticRegression
 
 from ruinmap.errors import InputError
+from ruinmap.kernels.poisson_binomial import poisson_binomial_pmf
 
 __all__ = ["DEFAULT_LEVEL", "Calibration", "CountIntervals", "calibrate", "count_intervals",
            "district_dispersion", "score_sigma", "unvalidated_probabilities"]
@@ -186,18 +187,6 @@ def district_dispersion(p: np.ndarray, damaged: np.ndarray, block: np.ndarray, *
     return max(0.0, float((resid[used] ** 2 - var[used]).sum()) / denominator), int(used.sum())
 
 
-def _pmf(q: np.ndarray) -> np.ndarray:
-    """(B, n + 1) distribution of the number of successes of each row of Bernoulli(q), (B, n)."""
-    b, n = q.shape
-    pmf = np.zeros((b, n + 1))
-    pmf[:, 0] = 1.0
-    for k in range(n):
-        pk = q[:, k : k + 1]
-        pmf[:, 1 : k + 2] = pmf[:, 1 : k + 2] * (1 - pk) + pmf[:, : k + 1] * pk
-        pmf[:, 0] *= 1 - pk[:, 0]
-    return pmf
-
-
 def _bounds(p: np.ndarray, level: float, rng: np.random.Generator, tau2: float,
             df: int | None) -> tuple[int, int]:
     """Central `level` interval of a count that is, with equal weight for each row of `p`
@@ -210,7 +199,7 @@ def _bounds(p: np.ndarray, level: float, rng: np.random.Generator, tau2: float,
     if n == 0:
         return 0, 0
     if tau2 == 0 and n <= EXACT_MAX // max(1, p.shape[0] // 20):
-        cdf = np.cumsum(_pmf(p).mean(axis=0))
+        cdf = np.cumsum(poisson_binomial_pmf(p).mean(axis=0))
         low = int(np.searchsorted(cdf, tail - 1e-12))
         high = int(np.searchsorted(cdf, 1 - tail - 1e-12))
         return low, min(high, n)
