@@ -18,6 +18,7 @@ from distributed import Client
 from ruinmap.cluster.ingest import IngestOptions
 from ruinmap.cluster.job.run import JobResult, run_job
 from ruinmap.cluster.job.spec import parse_spec
+from ruinmap.cluster.outputs.cog import cog_problems
 from ruinmap.cluster.outputs.timeseries import DATE_NODATA, EPOCH
 from ruinmap.errors import SpecError
 from ruinmap.synthetic import City, make_city
@@ -78,6 +79,7 @@ def test_dated_products_are_written_and_listed(dated_run: tuple[str, JobResult],
                                                dated_city: City) -> None:
     _, result = dated_run
     files = {key: Path(str(path)) for key, path in result.files.items()}
+    assert cog_problems(files["damage_date_tif"], block=512) == []
     with rasterio.open(files["damage_date_tif"]) as src:
         assert (src.count, src.dtypes[0], src.nodata) == (2, "int32", DATE_NODATA)
         assert src.tags()["DATE_EPOCH"] == EPOCH.isoformat()
