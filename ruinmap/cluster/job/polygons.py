@@ -31,7 +31,7 @@ from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.storage.confined import Roots, confined_vector_path
 from ruinmap.errors import SpecError
 
-__all__ = ["Polygons", "TileVectors", "district_of_centroids", "districts_of_centroids",
+__all__ = ["Polygons", "TileVectors", "districts_of_centroids", "first_district",
            "polygons_on_grid", "read_polygons", "tile_vectors"]
 
 
@@ -135,17 +135,17 @@ def polygons_on_grid(
         polygons.building_geoms = geoms
         polygons.building_scored = scored
         polygons.building_pairs = districts_of_centroids(geoms, polygons.district_geoms)
-        polygons.building_district = district_of_centroids(geoms, polygons.district_geoms)
+        polygons.building_district = first_district(polygons.building_pairs, len(geoms))
     return polygons
 
 
-def district_of_centroids(buildings: np.ndarray, districts: np.ndarray) -> np.ndarray:
-    """0-based district holding each footprint's centroid (the first, if several); -1: none."""
-    tree = shapely.STRtree(districts)
-    found, which = tree.query(shapely.centroid(buildings), predicate="within")
-    out = np.full(len(buildings), -1, np.int64)
-    order = np.argsort(which, kind="stable")[::-1]  # the lowest district index wins
-    out[found[order]] = which[order]
+def first_district(pairs: tuple[np.ndarray, np.ndarray], n_buildings: int) -> np.ndarray:
+    """0-based district holding each footprint's centroid (the lowest index, if several), from
+    `districts_of_centroids`' pairs; -1: none."""
+    which, district = pairs
+    out = np.full(n_buildings, -1, np.int64)
+    # the pairs are sorted by district: assigned in reverse, the lowest district is written last
+    out[which[::-1]] = district[::-1]
     return out
 
 
