@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -341,8 +342,13 @@ def _with_scales(acq: Acquisition, bands: Sequence[str], requested: str,
         indexes = tuple(i + 1 for i, c in enumerate(converted_bands(names)) if c)
         sample = None
         if indexes:
-            sample = _cached_sample(f.path, indexes, options.nodata if options.nodata is not None
-                                    else f.nodata, options.confine_to, f.size_bytes, f.mtime_ns)
+            nodata = options.nodata if options.nodata is not None else f.nodata
+            if nodata is not None and math.isnan(nodata):
+                # NaN is nodata anyway (`sample_file`), and NaN != NaN would make every
+                # header's NaN a new cache key: the second plan sampled every file again
+                nodata = None
+            sample = _cached_sample(f.path, indexes, nodata, options.confine_to, f.size_bytes,
+                                    f.mtime_ns)
         decision = decide_scale(f.path, requested, f.product.scale, f.product.scale_evidence,
                                 sample, is_sar=is_sar)
         masked, mask_source = None, None
