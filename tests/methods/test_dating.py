@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ruinmap.cluster.geo.rasterize import footprint_labels
 from ruinmap.cluster.job.dating import building_dates
@@ -160,6 +162,45 @@ def test_building_dates_take_the_lower_median_confirmed_first() -> None:
     assert got.to_dict("list") == {"date": [3, 4, -1], "earliest": [2, 3, -1],
                                    "status": [2, 1, 0]}
     assert isinstance(got, pd.DataFrame)
+
+
+def _building_dates_reference(labels: np.ndarray, date_idx: np.ndarray, earliest: np.ndarray,
+                              status: np.ndarray, n_buildings: int) -> pd.DataFrame:
+    """`building_dates` in pandas, group by group (what it was before sorted arrays)."""
+    inside = labels > 0
+    frame = pd.DataFrame({"b": labels[inside] - 1, "date": date_idx[inside].astype(np.int64),
+                          "earliest": earliest[inside].astype(np.int64),
+                          "status": status[inside]})
+    never = 2**31
+    out = pd.DataFrame({"date": np.full(n_buildings, -1), "earliest": np.full(n_buildings, -1),
+                        "status": np.full(n_buildings, STATUS_NONE, np.uint8)})
+    for level in (1, 2):
+        key = frame["date"].where(frame["status"] >= level, never)
+        median = key.groupby(frame["b"]).quantile(0.5, interpolation="lower")
+        dated = median[median < never]
+        out.loc[dated.index, "date"] = dated.to_numpy()
+        out.loc[dated.index, "status"] = level
+        same = frame[(frame["status"] >= level)
+                     & (frame["date"].to_numpy() == median.reindex(frame["b"]).to_numpy())]
+        first = same.groupby("b")["earliest"].min()
+        out.loc[first.index.intersection(dated.index), "earliest"] = first
+    return out
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(1, 6))
+@settings(max_examples=60, deadline=None)
+def test_building_dates_equal_the_pandas_reference(seed: int, n_buildings: int,
+                                                   n_dates: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (9, 11)
+    labels = rng.integers(0, n_buildings + 1, shape)
+    status = rng.integers(0, 3, shape).astype(np.uint8)
+    date_idx = np.where(status > 0, rng.integers(0, n_dates, shape), -1)
+    earliest = np.where(status > 0, date_idx - rng.integers(1, 3, shape), -1)
+    got = building_dates(labels, date_idx, earliest, status, n_buildings + 2)
+    want = _building_dates_reference(labels, date_idx, earliest, status, n_buildings + 2)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert got["status"].dtype == np.uint8
 
 
 @pytest.mark.parametrize("rule", ["two_exceedance", "cusum"])
