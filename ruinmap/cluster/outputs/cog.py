@@ -246,7 +246,8 @@ def write_cog(
                 # a score: its NaN-aware average levels made in the one pass (`cog_staging`)
                 _write_float_cog(source, staging, dst, shape=(height, width), rows=rows,
                                  transform=transform, crs=crs, block=block,
-                                 description=description, tags=tags, options=options)
+                                 description=description, tags=tags, options=options,
+                                 needed=height * width * out_dtype.itemsize * 4 // 3)
             else:
                 _write_staging(
                     source,
@@ -487,16 +488,14 @@ def write_layers_cog(
 
     profile = _staging_profile(transform, crs, block) | {"photometric": "MINISBLACK",
                                                          "interleave": "band"}
-    try:
-        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB), staged_with_overviews(
-                staging, read_rows, count=len(sources), shape=(height, width), rows=rows,
-                profile=profile, describe=describe) as vrt:
-            _copy_to_cog(vrt, dst, block=block, options={
-                "COMPRESS": "DEFLATE", "LEVEL": 1, "PREDICTOR": "YES",
-                "OVERVIEWS": "FORCE_USE_EXISTING"})
-    except Exception:
-        _raise_if_disk_full(dst, staging, height * width * 4 * len(sources) * 4 // 3)
-        raise
+    needed = height * width * 4 * len(sources) * 4 // 3  # uncompressed, with overviews
+    with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB), staged_with_overviews(
+            staging, read_rows, count=len(sources), shape=(height, width), rows=rows,
+            profile=profile, describe=describe,
+            on_error=lambda: _raise_if_disk_full(dst, staging, needed)) as vrt:
+        _copy_to_cog(vrt, dst, block=block, options={
+            "COMPRESS": "DEFLATE", "LEVEL": 1, "PREDICTOR": "YES",
+            "OVERVIEWS": "FORCE_USE_EXISTING"})
     return dst
 
 
@@ -523,7 +522,7 @@ def _copy_to_cog(source: Path, dst: Path, *, block: int, options: Mapping[str, A
 def _write_float_cog(source: Sliceable2D, staging: Path, dst: Path, *, shape: tuple[int, int],
                      rows: int, transform: Affine, crs: CRS, block: int,
                      description: str | None, tags: Mapping[str, object] | None,
-                     options: Mapping[str, Any]) -> None:
+                     options: Mapping[str, Any], needed: int) -> None:
     """`write_cog` of a float32 band with NaN nodata and average overviews: staged with its
     levels in one pass (`cog_staging`), copied by the COG driver."""
 
@@ -538,6 +537,8 @@ def _write_float_cog(source: Sliceable2D, staging: Path, dst: Path, *, shape: tu
 
     with staged_with_overviews(staging, read_rows, count=1, shape=shape, rows=rows,
                                profile=_staging_profile(transform, crs, block),
-                               describe=describe) as vrt:
+                               describe=describe,
+                               on_error=lambda: _raise_if_disk_full(dst, staging, needed)
+                               ) as vrt:
         _copy_to_cog(vrt, dst, block=block,
                      options={**options, "OVERVIEWS": "FORCE_USE_EXISTING"})

@@ -65,10 +65,12 @@ def staged_with_overviews(
     rows: int,
     profile: dict[str, Any],
     describe: Callable[[DatasetWriter], None],
+    on_error: Callable[[], None] | None = None,
 ) -> Iterator[Path]:
     """Write the staging GeoTIFF `staging` (float32, `count` bands, `profile` without its
     size and band count) and its average overview levels (module doc); yield the VRT the COG
-    driver copies. Every file is removed on exit.
+    driver copies. Every file is removed on exit; on an error, after `on_error` (called while
+    the files still hold their space: a full disk is judged by the space left).
 
     rows: rows read per window; a multiple of every overview factor (they divide the tile side
     `profile["blockysize"]`, or `rows` is rounded up here). describe: sets the band
@@ -111,6 +113,10 @@ def staged_with_overviews(
         rasterio.shutil.copy(staging, vrt, driver="VRT")
         _add_overviews(vrt, [levels[f] for f in factors])
         yield vrt
+    except Exception:
+        if on_error is not None:
+            on_error()
+        raise
     finally:
         for path in (staging, vrt, *levels.values()):
             path.unlink(missing_ok=True)
