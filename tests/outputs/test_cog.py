@@ -17,7 +17,8 @@ from rasterio.crs import CRS
 from zarr.storage import LocalStore
 
 from ruinmap.cluster.outputs import cog_problems, write_cog, write_layers_cog
-from ruinmap.cluster.outputs.cog import cog_overview_factors, window_rows
+from ruinmap.cluster.outputs.cog import window_rows
+from ruinmap.cluster.outputs.cog_staging import cog_overview_factors
 from ruinmap.cluster.outputs.palette import class_colormap
 from ruinmap.errors import InputError
 
@@ -167,6 +168,14 @@ def test_layers_cog_overviews_average_the_valid_full_resolution_pixels(
                                            err_msg=f"band {index}, factor {factor}")
 
 
+def _valid_mean_padded(values: np.ndarray, factor: int) -> np.ndarray:
+    """`_valid_mean` with the edge blocks cut by the raster's end (their pixels only)."""
+    rows, cols = values.shape
+    padded = np.full((-(-rows // factor) * factor, -(-cols // factor) * factor), np.nan)
+    padded[:rows, :cols] = values
+    return _valid_mean(padded, factor)
+
+
 def test_layers_cog_of_an_uneven_shape_keeps_every_pixel(tmp_path: Path) -> None:
     bands = _layer_bands((701, 903))
     dst = write_layers_cog(bands, tmp_path / "layers.tif", names=["p", "a", "b"],
@@ -175,6 +184,65 @@ def test_layers_cog_of_an_uneven_shape_keeps_every_pixel(tmp_path: Path) -> None
     with rasterio.open(dst) as cog:
         assert cog.overviews(2) == [2, 4]
         np.testing.assert_array_equal(cog.read(), np.stack(bands))
+    for level, factor in enumerate([2, 4]):
+        with rasterio.open(dst, overview_level=level) as cog:
+            np.testing.assert_allclose(cog.read(3), _valid_mean_padded(bands[2], factor),
+                                       rtol=1e-6, equal_nan=True)
+
+
+def test_write_cog_score_overviews_average_the_valid_full_resolution_pixels(
+        tmp_path: Path) -> None:
+    score = _layer_bands((1024, 768))[0]
+    store = zarr.create_array(LocalStore(tmp_path / "s.zarr"), shape=score.shape,
+                              chunks=(128, 768), dtype="float32", fill_value=np.nan)
+    store[:] = score
+    dst = _write(store, tmp_path / "score.tif", "score", 256, max_window_bytes=256 * 768 * 4)
+    assert cog_problems(dst, block=256) == []
+    with rasterio.open(dst) as cog:
+        assert cog.overviews(1) == [2, 4]
+        np.testing.assert_array_equal(cog.read(1), score)
+    for level, factor in enumerate([2, 4]):
+        with rasterio.open(dst, overview_level=level) as cog:
+            np.testing.assert_allclose(cog.read(1), _valid_mean(score, factor), rtol=1e-6,
+                                       equal_nan=True, err_msg=f"factor {factor}")
+
+
+def test_layers_cog_writes_integer_layers_as_the_same_float32_values(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    p_value = _layer_bands((600, 520))[0]
+    n_pre = rng.integers(0, 40, p_value.shape).astype(np.uint8)
+    n_post = rng.integers(0, 9, p_value.shape).astype(np.int16)
+    dst = write_layers_cog([p_value, n_pre, n_post], tmp_path / "layers.tif",
+                           names=["p_value", "n_pre", "n_post"], units=["1", "1", "1"],
+                           transform=TRANSFORM, crs=CRS_UTM, block=256)
+    assert cog_problems(dst, block=256) == []
+    with rasterio.open(dst) as cog:
+        assert cog.dtypes == ("float32",) * 3
+        np.testing.assert_array_equal(cog.read(2), n_pre.astype(np.float32))
+        np.testing.assert_array_equal(cog.read(3), n_post.astype(np.float32))
+    with rasterio.open(dst, overview_level=0) as cog:
+        np.testing.assert_allclose(cog.read(2), _valid_mean(n_pre, 2), rtol=1e-6)
+
+
+def test_layers_cog_leaves_nothing_when_a_layer_fails(tmp_path: Path) -> None:
+    good = _layer_bands((1000, 300))[0]
+
+    class FailingLayer:
+        shape = good.shape
+        dtype = good.dtype
+
+        def __getitem__(self, key: Any) -> np.ndarray:
+            if key[0].start >= 512:
+                raise OSError("disk gone")
+            return good[key]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OSError, match="disk gone"):
+        write_layers_cog([good, FailingLayer()], out / "layers.tif", names=["a", "b"],
+                         units=["1", "1"], transform=TRANSFORM, crs=CRS_UTM, block=256,
+                         max_window_bytes=256 * 300 * 8)
+    assert list(out.iterdir()) == []
 
 
 def test_cog_overview_factors_halve_until_one_tile_holds_the_level() -> None:

@@ -3,11 +3,13 @@
 `write_cog` never holds the whole raster in memory: it reads the source in row windows (a
 whole number of output tiles, and of the source's chunks where it can, at most
 `max_window_bytes` each), writes them into a tiled BigTIFF-if-needed GeoTIFF under a temporary
-name, then has GDAL's COG driver copy that into the final layout (tiles, overviews built by
-the driver, header and overviews first so HTTP range readers fetch little) under a second
-temporary name, checks the result is a COG, and renames it onto `dst` (`atomic_path`). The
-folder needs room for both for a moment (the staging file is fast-compressed, about the
-final size).
+name, then has GDAL's COG driver copy that into the final layout (tiles, overviews, header and
+overviews first so HTTP range readers fetch little) under a second temporary name, checks the
+result is a COG, and renames it onto `dst` (`atomic_path`). A float score's average overviews
+(and `write_layers_cog`'s) are computed in the same pass over the source, each level from the
+full resolution (`cog_staging`); a class raster's nearest overviews are the driver's. The
+folder needs room for both files for a moment (a float staging file is uncompressed, the
+class raster's fast-compressed).
 
 A class raster (`class_names` given, uint8) also gets, so QGIS, ArcGIS and GDAL show named,
 coloured classes without any set-up:
@@ -39,11 +41,12 @@ import rasterio.shutil
 from affine import Affine
 from numpy.typing import DTypeLike
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp
 from rasterio.errors import CRSError
-from rasterio.io import MemoryFile
+from rasterio.io import DatasetWriter, MemoryFile
 from rasterio.windows import Window
 
+from ruinmap.cluster.outputs.cog_staging import staged_with_overviews
 from ruinmap.cluster.outputs.palette import class_categories, class_colormap
 from ruinmap.cluster.outputs.styles import pam_path, write_class_sidecars, write_fraction_style
 from ruinmap.cluster.storage.durable import atomic_path, disk_full_error, temp_sibling
@@ -229,42 +232,41 @@ def write_cog(
         max_window_bytes=max_window_bytes,
     )
     dst.parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {"COMPRESS": compress.upper()}
+    if out_dtype.kind == "f":
+        options["PREDICTOR"] = "YES"
+    if compress != "lzw":
+        default_level = 1 if out_dtype.kind == "f" else 4
+        options["LEVEL"] = default_level if level is None else level
     staging = temp_sibling(dst.with_suffix(".tif"))
     try:
         with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
-            _write_staging(
-                source,
-                staging,
-                shape=(height, width),
-                rows=rows,
-                transform=transform,
-                crs=crs,
-                nodata=nodata,
-                dtype=out_dtype,
-                block=block,
-                description=description,
-                colormap=class_colormap(class_names) if class_names is not None else None,
-                tags=tags,
-                band_tags=class_band_tags(class_names) if class_names is not None else None,
-            )
-            with atomic_path(dst) as tmp:
-                options: dict[str, Any] = {
-                    "BLOCKSIZE": block,
-                    "COMPRESS": compress.upper(),
-                    "OVERVIEW_RESAMPLING": resampling.upper(),
-                    "BIGTIFF": "IF_SAFER",
-                    "NUM_THREADS": "ALL_CPUS",
-                }
-                if out_dtype.kind == "f":
-                    options["PREDICTOR"] = "YES"
-                if compress != "lzw":
-                    default_level = 1 if out_dtype.kind == "f" else 4
-                    options["LEVEL"] = default_level if level is None else level
-                rasterio.shutil.copy(staging, tmp, driver="COG", **options)
-                _remove_pam(tmp)
-                problems = cog_problems(tmp, block=block)
-                if problems:
-                    raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
+            if out_dtype == np.float32 and resampling == "average" and nodata is not None \
+                    and math.isnan(nodata):
+                # a score: its NaN-aware average levels made in the one pass (`cog_staging`)
+                _write_float_cog(source, staging, dst, shape=(height, width), rows=rows,
+                                 transform=transform, crs=crs, block=block,
+                                 description=description, tags=tags, options=options,
+                                 needed=height * width * out_dtype.itemsize * 4 // 3)
+            else:
+                _write_staging(
+                    source,
+                    staging,
+                    shape=(height, width),
+                    rows=rows,
+                    transform=transform,
+                    crs=crs,
+                    nodata=nodata,
+                    dtype=out_dtype,
+                    block=block,
+                    description=description,
+                    colormap=class_colormap(class_names) if class_names is not None else None,
+                    tags=tags,
+                    band_tags=(class_band_tags(class_names) if class_names is not None
+                               else None),
+                )
+                _copy_to_cog(staging, dst, block=block, options={
+                    **options, "OVERVIEW_RESAMPLING": resampling.upper()})
     except Exception:
         # uncompressed, with overviews
         _raise_if_disk_full(dst, staging, height * width * out_dtype.itemsize * 4 // 3)
@@ -444,16 +446,18 @@ def write_layers_cog(
     block: int = 512,
     max_window_bytes: int = DEFAULT_WINDOW_BYTES,
 ) -> Path:
-    """Several full-size float32 layers of one grid as the bands of one COG (NaN nodata),
-    read window by window like `write_cog`: each band named (its description, what QGIS
-    lists as the band name) and with its unit, grey / undefined colour interpretation
-    (a measurement, never RGB), average overviews. Written atomically; returns `dst`.
+    """Several full-size layers of one grid as the float32 bands of one COG (NaN nodata),
+    read window by window like `write_cog` (float or integer sources; integers are written
+    as the same values in float32): each band named (its description, what QGIS lists as the
+    band name) and with its unit, grey / undefined colour interpretation (a measurement,
+    never RGB), average overviews (each level's pixel the mean of the valid full-resolution
+    pixels it covers). Written atomically; returns `dst`.
 
-    The overviews are built in the band-interleaved staging file (`build_staging_overviews`)
-    and copied by the COG driver: left to make them itself, it writes them band after band
-    into pixel-interleaved compressed tiles, rewriting every tile once per band (GDAL's
-    "A strile cannot be rewritten in place"): 10.9 s against 3.7 s in all for pwtt's three
-    layers at 2048² (the 2-core VM under load).
+    The overviews are computed in the one pass over the sources (`cog_staging`) and copied by
+    the COG driver: left to make them itself, it writes them band after band into
+    pixel-interleaved compressed tiles, rewriting every tile once per band (GDAL's "A strile
+    cannot be rewritten in place"), and GDAL's own overview builder re-reads the full
+    resolution once per level.
     """
     dst = Path(dst)
     if not sources or len(sources) != len(names) or len(names) != len(units):
@@ -470,69 +474,71 @@ def write_layers_cog(
                        max_window_bytes=max_window_bytes)
     dst.parent.mkdir(parents=True, exist_ok=True)
     staging = temp_sibling(dst.with_suffix(".tif"))
-    profile: dict[str, Any] = {
-        "driver": "GTiff", "width": width, "height": height, "count": len(sources),
-        "dtype": "float32", "crs": crs, "transform": transform, "nodata": float("nan"),
-        "tiled": True, "blockxsize": block, "blockysize": block, "compress": "zstd",
-        "zstd_level": 1, "bigtiff": "IF_SAFER", "photometric": "MINISBLACK",
-        "interleave": "band",
-    }
-    try:
-        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
-            with rasterio.open(staging, "w", **profile) as out:
-                for r0 in range(0, height, rows):
-                    r1 = min(r0 + rows, height)
-                    window = Window(0, r0, width, r1 - r0)
-                    for index, source in enumerate(sources, start=1):
-                        values = np.asarray(source[r0:r1, :], dtype=np.float32)
-                        out.write(values, index, window=window)
-                out.descriptions = tuple(names)
-                out.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (
-                    len(sources) - 1)
-                for index, unit in enumerate(units, start=1):
-                    out.set_band_unit(index, unit)
-                if tags:
-                    out.update_tags(**{str(k): str(v) for k, v in tags.items()})
-            build_staging_overviews(staging, (height, width), block)
-            with atomic_path(dst) as tmp:
-                rasterio.shutil.copy(staging, tmp, driver="COG", BLOCKSIZE=block,
-                                     COMPRESS="DEFLATE", LEVEL=1, PREDICTOR="YES",
-                                     OVERVIEWS="FORCE_USE_EXISTING", BIGTIFF="IF_SAFER",
-                                     NUM_THREADS="ALL_CPUS")
-                _remove_pam(tmp)
-                problems = cog_problems(tmp, block=block)
-                if problems:
-                    raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
-    except Exception:
-        _raise_if_disk_full(dst, staging, height * width * 4 * len(sources) * 4 // 3)
-        raise
-    finally:
-        _remove_pam(staging)
-        staging.unlink(missing_ok=True)
+
+    def read_rows(index: int, r0: int, r1: int) -> np.ndarray:
+        return np.asarray(sources[index - 1][r0:r1, :], dtype=np.float32)
+
+    def describe(out: DatasetWriter) -> None:
+        out.descriptions = tuple(names)
+        out.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (len(sources) - 1)
+        for index, unit in enumerate(units, start=1):
+            out.set_band_unit(index, unit)
+        if tags:
+            out.update_tags(**{str(k): str(v) for k, v in tags.items()})
+
+    profile = _staging_profile(transform, crs, block) | {"photometric": "MINISBLACK",
+                                                         "interleave": "band"}
+    needed = height * width * 4 * len(sources) * 4 // 3  # uncompressed, with overviews
+    with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB), staged_with_overviews(
+            staging, read_rows, count=len(sources), shape=(height, width), rows=rows,
+            profile=profile, describe=describe,
+            on_error=lambda: _raise_if_disk_full(dst, staging, needed)) as vrt:
+        _copy_to_cog(vrt, dst, block=block, options={
+            "COMPRESS": "DEFLATE", "LEVEL": 1, "PREDICTOR": "YES",
+            "OVERVIEWS": "FORCE_USE_EXISTING"})
     return dst
 
 
-def cog_overview_factors(shape: tuple[int, int], block: int) -> list[int]:
-    """The overview factors GDAL's COG driver chooses for a raster of `shape` (rows, cols)
-    and tiles of `block` px: 2, 4, 8, ... until the level's larger side fits one tile
-    (sides rounded up, as GDAL does)."""
-    height, width = shape
-    factors: list[int] = []
-    factor = 1
-    while max(math.ceil(height / factor), math.ceil(width / factor)) > block:
-        factor *= 2
-        factors.append(factor)
-    return factors
+def _staging_profile(transform: Affine, crs: CRS, block: int) -> dict[str, Any]:
+    """The GeoTIFF profile of a float staging file (size and bands set by the writer)."""
+    return {"driver": "GTiff", "crs": crs, "transform": transform, "nodata": float("nan"),
+            "tiled": True, "blockxsize": block, "blockysize": block,
+            # Written once and read once by the COG copy: compressing it too (zstd 1) cost
+            # 1-2 s more of 5-8 s for pwtt's three layers at 4096^2 (2 loaded cores).
+            "compress": None, "bigtiff": "IF_SAFER"}
 
 
-def build_staging_overviews(path: Path, shape: tuple[int, int], block: int) -> None:
-    """Average overviews inside the staging GeoTIFF at `path`, at the factors the COG
-    driver would choose (`cog_overview_factors`): each pixel of a level the mean of the
-    valid (non-NaN) full-resolution pixels it covers.
+def _copy_to_cog(source: Path, dst: Path, *, block: int, options: Mapping[str, Any]) -> None:
+    """GDAL's COG driver's copy of `source` onto `dst` (atomically), checked a valid COG."""
+    with atomic_path(dst) as tmp:
+        rasterio.shutil.copy(source, tmp, driver="COG", BLOCKSIZE=block, BIGTIFF="IF_SAFER",
+                             NUM_THREADS="ALL_CPUS", **options)
+        _remove_pam(tmp)
+        problems = cog_problems(tmp, block=block)
+        if problems:
+            raise RuinmapError(f"{dst}: GDAL did not write a valid COG: {problems}")
 
-    One level a call: given several levels in one call GDAL makes each from the level
-    before, an average of averages, which differs from that mean next to NaN.
-    """
-    with rasterio.open(path, "r+") as staged:
-        for factor in cog_overview_factors(shape, block):
-            staged.build_overviews([factor], Resampling.average)
+
+def _write_float_cog(source: Sliceable2D, staging: Path, dst: Path, *, shape: tuple[int, int],
+                     rows: int, transform: Affine, crs: CRS, block: int,
+                     description: str | None, tags: Mapping[str, object] | None,
+                     options: Mapping[str, Any], needed: int) -> None:
+    """`write_cog` of a float32 band with NaN nodata and average overviews: staged with its
+    levels in one pass (`cog_staging`), copied by the COG driver."""
+
+    def read_rows(index: int, r0: int, r1: int) -> np.ndarray:
+        return np.asarray(source[r0:r1, :]).astype(np.float32, copy=False)
+
+    def describe(out: DatasetWriter) -> None:
+        if description:
+            out.set_band_description(1, description)
+        if tags:
+            out.update_tags(**{str(k): str(v) for k, v in tags.items()})
+
+    with staged_with_overviews(staging, read_rows, count=1, shape=shape, rows=rows,
+                               profile=_staging_profile(transform, crs, block),
+                               describe=describe,
+                               on_error=lambda: _raise_if_disk_full(dst, staging, needed)
+                               ) as vrt:
+        _copy_to_cog(vrt, dst, block=block,
+                     options={**options, "OVERVIEWS": "FORCE_USE_EXISTING"})
