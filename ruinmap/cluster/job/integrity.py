@@ -66,10 +66,11 @@ def write_layer_shard(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) ->
     leading = array.ndim - 2  # a leading axis (the dating state's fields) is whole
     selection = (*(slice(None),) * leading, slice(tile.row0, tile.row0 + tile.height),
                  slice(tile.col0, tile.col0 + tile.width))
-    write_shard(store, array, (*(0,) * leading, tile.row0 // shard, tile.col0 // shard),
-                selection, data)
-    # hashed as read back (locally from the page cache): what a re-run will verify
-    return file_checksum(layer_shard(plan, name, tile))
+    coords = (*(0,) * leading, tile.row0 // shard, tile.col0 // shard)
+    write_shard(store, array, coords, selection, data)
+    # hashed as read back (locally from the page cache): what a re-run will verify; the
+    # shard's file from the array already open (`layer_shard` would open it again)
+    return file_checksum(shard_file(store, array, coords))
 
 
 def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:

@@ -138,8 +138,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     del pre, post
     crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
     score = np.ascontiguousarray(padded.score[crop])
-    extra = {name: np.ascontiguousarray(layer[crop], dtype=np.float32)
-             for name, layer in padded.extra.items()}
+    extra = {name: np.ascontiguousarray(layer[crop]) for name, layer in padded.extra.items()}
     del padded
     observed = valid[crop]  # the statistic was valid here: imagery to score
     counted = observed
