@@ -8,17 +8,18 @@ reduces the tile to a `TilePartial` saved beside the ledger, and records
 the tile in the ledger last, with the sha256 of its files.
 
 With a built-up mask (`builtup`), the mask over the padded window goes to the method, which
-blanks its statistic outside it before the focal steps; the written score is then NaN outside
-the mask (PWTT never reports unmasked pixels), and the partial counts only the pixels whose
-statistic was valid and built-up: the focal steps also give a score to nodata pixels within
-their radius of valid ones, and those are not valid area. So a recorded tile's outputs
-and partial are whole and durable, and a re-run can tell if they changed since
-(`integrity`); anything else is redone.
+blanks its statistic outside it before the focal steps; the written score is then NaN
+outside the mask (PWTT never reports unmasked pixels), and the partial and `damage` count
+only the pixels whose statistic was valid and built-up: the focal steps also give a score to
+nodata pixels within their radius of valid ones, and those are not valid area (`damage`
+255). So a recorded tile's outputs and partial are whole and durable, and a re-run can tell
+if they changed since (`integrity`); anything else is redone.
 
 With an automatic threshold (`threshold = "otsu"`, ...) the classes are not known yet: the
 task writes only `score`, its partial counts the score's histogram (`s_hist`) and no damaged
-pixels, and the second pass (`classes.run_class_tile`) writes `damage` and the class counts
-once the client has chosen the threshold.
+pixels and keeps the counted pixels (`s_counted`), and the second pass
+(`classes.run_class_tile`) writes `damage` and the class counts once the client has chosen
+the threshold.
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
         counted = observed & built[crop]
     automatic = params.is_automatic
     classes = first_pass_classes(score, params)
+    # damage.tif classes the pixels the tables count, as the second pass does: not those the
+    # focal steps scored in nodata
+    classes[~counted] = NODATA_CLASS
     score_s = time.perf_counter() - started - read_s
     checksums = {"score": write_layer_shard(plan, "score", tile, score),
                  **{name: write_layer_shard(plan, name, tile, layer)
