@@ -36,7 +36,7 @@ from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.ingest.inplace import InPlaceDates, read_dates_window
 from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.dating import date_tile, dating_enabled
-from ruinmap.cluster.job.integrity import write_layer_shard
+from ruinmap.cluster.job.integrity import write_layer_shards
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
@@ -152,12 +152,9 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     # focal steps scored in nodata
     classes[~counted] = NODATA_CLASS
     score_s = time.perf_counter() - started - read_s
-    checksums = {"score": write_layer_shard(plan, "score", tile, score),
-                 **{name: write_layer_shard(plan, name, tile, layer)
-                    for name, layer in extra.items()},
-                 **dated}
-    if not automatic:
-        checksums["damage"] = write_layer_shard(plan, "damage", tile, classes)
+    # with an automatic threshold the second pass writes `damage`
+    written = {"score": score, **extra, **({} if automatic else {"damage": classes})}
+    checksums = {**write_layer_shards(plan, tile, written), **dated}
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine
