@@ -1,5 +1,5 @@
-"""What pwtt's extra layers (p_value, n_pre, n_post: three float32 arrays in the job's store,
-pwtt_layers.tif, the districts' mean_n_post) cost: the whole job (`bench_job`'s scene:
+"""What pwtt's extra layers (p_value, float32, and the uint16 counts n_pre, n_post in the job's
+store, pwtt_layers.tif, the districts' mean_n_post) cost: the whole job (`bench_job`'s scene:
 5 pre + 3 post dates, VV + VH, 100 districts, 50,000 footprints; ingest, tiles, merge, every
 product) with `layers = true` and `layers = false`, runs interleaved, the median of each.
 

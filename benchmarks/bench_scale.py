@@ -339,6 +339,7 @@ def write_partials(country: Country, plan: Any, folder: Path) -> dict[str, Any]:
             b_centroid_index=centroid.astype(np.int64),
             b_centroid_score=np.where(fp.has_data[centroid], fp.score[centroid], np.nan),
             **grid_partial_fields(plan, tile, rng), s_hist=np.zeros(0, np.int64),
+            s_counted=np.zeros(0, np.uint8),
         )  # fmt: skip
         checksum = save_partial(partial, plan.partial(tile), tile.key)
         plan.ledger.record(tile.key, {"signature": plan.signature, "seconds": 0.0},

@@ -143,3 +143,37 @@ def test_crashed_second_pass_resumes_only_its_unfinished_tiles(
     np.testing.assert_array_equal(damage_after, damage_before)
     pd.testing.assert_frame_equal(again.districts[TABLE_COLUMNS],
                                   otsu_run.districts[TABLE_COLUMNS])
+
+
+def _log_ratio_spec(city: City, out: Path, threshold: float | str,
+                    class_thresholds: list[float] | None = None) -> JobSpec:
+    """The city's job by `log-ratio` (whose score is not re-masked to its data, so its focal
+    mean scores nodata pixels at the swath edges) with no built-up mask."""
+    data = make_job_spec(city, out).to_json_dict()
+    data["method"] = "log-ratio"
+    data["method_params"] = {"threshold": threshold,
+                             **({"class_thresholds": class_thresholds}
+                                if class_thresholds is not None else {})}
+    data["mask"] = {"source": "none"}
+    return parse_spec(data, out.parent)
+
+
+def test_otsu_counts_the_pixels_a_fixed_threshold_counts_where_the_focal_mean_spreads(
+    job_city: City, dask_client: Client,
+) -> None:
+    root = job_city.out_dir.parent
+    otsu = _run(_log_ratio_spec(job_city, root / "log_ratio_otsu", "otsu"), dask_client)
+    choice = _report(otsu)["threshold_choice"]
+    fixed = _run(_log_ratio_spec(job_city, root / "log_ratio_fixed", choice["threshold"],
+                                 list(choice["class_thresholds"])), dask_client)
+    score, damage, _ = _store_arrays(otsu)
+    fixed_score, fixed_damage, _ = _store_arrays(fixed)
+    np.testing.assert_array_equal(score, fixed_score)
+    # the focal mean scored nodata pixels; neither pass classes them nor counts their area
+    spread = np.isfinite(score) & (damage == 255)
+    assert spread.sum() > 100
+    assert (score[spread] > choice["threshold"]).any()  # so the first count would differ
+    np.testing.assert_array_equal(damage, fixed_damage)
+    pd.testing.assert_frame_equal(otsu.districts[TABLE_COLUMNS],
+                                  fixed.districts[TABLE_COLUMNS])
+    np.testing.assert_allclose(otsu.grid_fraction, fixed.grid_fraction, equal_nan=True)

@@ -58,6 +58,19 @@ def test_extra_layers_in_the_store_equal_the_method_on_the_whole_image(
     assert set(np.unique(_layer(job_run, "n_post"))) <= set(range(post.shape[0] + 1))
 
 
+def test_date_counts_are_stored_as_uint16_whose_zero_is_a_count(job_run: JobResult) -> None:
+    store = str(job_run.store)
+    p_value = zarr.open_array(store=store, path="p_value", mode="r")
+    assert p_value.dtype == np.float32 and "_FillValue" in p_value.attrs
+    for name in ("n_pre", "n_post"):
+        counts = zarr.open_array(store=store, path=name, mode="r")
+        assert counts.dtype == np.uint16 and counts.fill_value == 0
+        # no _FillValue: xarray keeps a pixel's 0 dates as the count 0, not as nodata
+        assert "_FillValue" not in counts.attrs
+    no_dates = _layer(job_run, "n_post") == 0
+    assert no_dates.any() and np.isnan(_layer(job_run, "p_value")[no_dates]).all()
+
+
 def test_every_tile_records_the_checksums_of_its_extra_layers(job_run: JobResult) -> None:
     ledger = Ledger(as_location(job_run.store.parent / ".ruinmap-job" / "ledger"))
     entries = [ledger.info(key) for key in ledger.done()]

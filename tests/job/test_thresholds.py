@@ -4,6 +4,8 @@ populations."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,10 +13,10 @@ from hypothesis import strategies as st
 from skimage.filters import threshold_otsu
 from sklearn.mixture import GaussianMixture
 
-from ruinmap.cluster.job.partials import tile_partial
+from ruinmap.cluster.job.partials import counted_pixels, load_partial, save_partial, tile_partial
 from ruinmap.cluster.job.thresholds import choose_threshold, threshold_choice
 from ruinmap.cluster.methods import LogRatioParams
-from ruinmap.errors import InputError
+from ruinmap.errors import InputError, StoreError
 from ruinmap.kernels import classify, label_stats
 from ruinmap.kernels.thresholds import bin_centers, kittler_illingworth, score_hist_edges
 
@@ -83,7 +85,28 @@ def test_without_hist_edges_the_partial_has_no_histogram() -> None:
         centroid_index=np.zeros(0, np.int64), centroid_rc=np.zeros((0, 2), np.int64),
         origin=(0, 0), cell_px=2,
     )  # fmt: skip
-    assert part.s_hist.size == 0
+    assert part.s_hist.size == 0 and part.s_counted.size == 0
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (7, 13)])  # 13 x 7 bits: not whole bytes
+def test_partial_keeps_its_counted_pixels_through_a_save_for_the_second_pass(
+    tmp_path: Path, shape: tuple[int, int],
+) -> None:
+    rng = np.random.default_rng(2)
+    score = rng.normal(0.0, 2.0, shape).astype(np.float32)
+    counted = rng.random(shape) < 0.6
+    part = tile_partial(
+        score, classify(score, (1.0,)), threshold=np.inf, n_classes=2, edges=EDGES[::256],
+        district_labels=np.zeros(shape, np.int32), n_districts=1,
+        building_labels=np.zeros(shape, np.int32), building_index=np.zeros(0, np.int64),
+        centroid_index=np.zeros(0, np.int64), centroid_rc=np.zeros((0, 2), np.int64),
+        origin=(0, 0), cell_px=2, hist_edges=EDGES, counted=counted, observed=counted,
+    )  # fmt: skip
+    checksum = save_partial(part, tmp_path / "tile.npz", "0/0")
+    loaded = load_partial(tmp_path / "tile.npz", "0/0", checksum)
+    np.testing.assert_array_equal(counted_pixels(loaded, shape), counted)
+    with pytest.raises(StoreError, match="run the job again"):
+        counted_pixels(loaded, (shape[0] + 1, shape[1]))
 
 
 @settings(max_examples=15, deadline=None)

@@ -4,15 +4,16 @@ With `threshold = "otsu" | "kittler-illingworth" | "gmm"` the tile pass (`task.r
 writes the score and a partial holding the score's histogram (`s_hist`) but no classes: the
 threshold is not known yet. The client adds the histograms (`job_histogram`), chooses the
 threshold (`thresholds.threshold_choice`), and then each tile's `run_class_tile` reads its
-own shard of the stored score back, writes its `damage` shard
-(`classify(score, class_thresholds)`) and a `ClassPartial` (district class and damaged pixel
-counts, grid damaged counts) to `partials/classes_<iy>_<ix>.npz`, and records itself last in
-the class ledger (`<work dir>/class-ledger/`) with the sha256 of both files and the class
-edges it applied. A re-run verifies those (`verified_class_tiles`) and redoes a tile whose
-files changed, whose edges differ from the ones chosen now, or whose score was recomputed;
-so a crashed second pass resumes like the first. The merge takes the class counts from
-these partials (`merge_class_partials`); building flags come from the merged mean score and
-the chosen threshold, as with a fixed one.
+own shard of the stored score back, writes its `damage` shard (`classify(score,
+class_thresholds)` over the pixels the first pass counted, `s_counted`: the focal steps also
+score nodata pixels, which are not valid area) and a `ClassPartial` (district class and
+damaged pixel counts, grid damaged counts) to `partials/classes_<iy>_<ix>.npz`, and records
+itself last in the class ledger (`<work dir>/class-ledger/`) with the sha256 of both files
+and the class edges it applied. A re-run verifies those (`verified_class_tiles`) and redoes
+a tile whose files changed, whose edges differ from the ones chosen now, or whose score was
+recomputed; so a crashed second pass resumes like the first. The merge takes the class
+counts from these partials (`merge_class_partials`); building flags come from the merged
+mean score and the chosen threshold, as with a fixed one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ruinmap.cluster.job.integrity import layer_shard, load_verified_partial, write_layer_shard
-from ruinmap.cluster.job.partials import district_fields, load_npz, npz_problem, partial_bytes
+from ruinmap.cluster.job.partials import (
+    counted_pixels,
+    district_fields,
+    load_npz,
+    npz_problem,
+    partial_bytes,
+)
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.task import district_label_layers, tile_row_area
@@ -121,6 +128,8 @@ def run_class_tile(plan: JobPlan, tile: Tile, vectors: TileVectors) -> float:
     cols = slice(tile.col0, tile.col0 + tile.width)
     score = np.ascontiguousarray(
         open_array(plan.layers, "score", "r", plan.signature)[rows, cols], dtype=np.float32)
+    counted = counted_pixels(load_verified_partial(plan, tile), score.shape)
+    score[~counted] = np.nan  # as the first pass's figures: only pixels with a valid statistic
     classes = classify(score, params.class_thresholds)
     checksums = {"damage": write_layer_shard(plan, "damage", tile, classes)}
     districts = district_label_layers(vectors, tile.grid(plan.grid).affine,

@@ -12,6 +12,8 @@ changed file, or a garbage ledger entry, makes its tile run again instead of bei
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from ruinmap.cluster.storage.location import Location
 from ruinmap.errors import StoreError
 
 __all__ = ["DATING_LAYERS", "LAYERS", "load_verified_partial", "plan_layers", "tile_files",
-           "verified_tiles"]
+           "verified_tiles", "write_layer_shard", "write_layer_shards"]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,26 @@ def write_layer_shard(plan: JobPlan, name: str, tile: Tile, data: np.ndarray) ->
     leading = array.ndim - 2  # a leading axis (the dating state's fields) is whole
     selection = (*(slice(None),) * leading, slice(tile.row0, tile.row0 + tile.height),
                  slice(tile.col0, tile.col0 + tile.width))
-    write_shard(store, array, (*(0,) * leading, tile.row0 // shard, tile.col0 // shard),
-                selection, data)
-    # hashed as read back (locally from the page cache): what a re-run will verify
-    return file_checksum(layer_shard(plan, name, tile))
+    coords = (*(0,) * leading, tile.row0 // shard, tile.col0 // shard)
+    write_shard(store, array, coords, selection, data)
+    # hashed as read back (locally from the page cache): what a re-run will verify; the
+    # shard's file from the array already open (`layer_shard` would open it again)
+    return file_checksum(shard_file(store, array, coords))
+
+
+def write_layer_shards(plan: JobPlan, tile: Tile, layers: Mapping[str, np.ndarray]
+                       ) -> dict[str, str | None]:
+    """`write_layer_shard` of each of `layers` ({name: data}), in threads: zstd, the fsyncs and
+    hashlib release the GIL, so a tile's shards wait on the disk together (pwtt's score and
+    three extra layers: 0.165 -> 0.133 s for the three extra ones at load 19 on the 2-core
+    VM, fsync 40 % of it). Returns {name: sha256 or None}."""
+    if len(layers) < 2:
+        return {name: write_layer_shard(plan, name, tile, data) for name, data in layers.items()}
+    with ThreadPoolExecutor(max_workers=len(layers),
+                            thread_name_prefix="ruinmap-shards") as pool:
+        written = {name: pool.submit(write_layer_shard, plan, name, tile, data)
+                   for name, data in layers.items()}
+        return {name: future.result() for name, future in written.items()}
 
 
 def tile_files(plan: JobPlan, tile: Tile) -> dict[str, Location]:

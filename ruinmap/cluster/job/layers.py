@@ -3,8 +3,9 @@ written tile by tile, and the damage grid (`grid_damaged_fraction`, `grid_mean_s
 written once merged. When the imagery comes from `inputs.store` (which a job only reads), the
 job's store holds the layers alone, with `x`, `y` and `spatial_ref`.
 
-A method's extra per-pixel layers (pwtt: `p_value`, `n_pre`, `n_post`; float32, NaN fill;
-`Scorer.extra_layers`) are made, sharded and described like `score`.
+A method's extra per-pixel layers (pwtt: `p_value`, float32 with NaN fill; `n_pre`, `n_post`,
+uint16 counts whose fill 0 is a count, no date, not nodata; `Scorer.extra_layers`) are made,
+sharded and described like `score`.
 
 `score` and `damage` have the store's grid and the job's tiles as shards, so every tile task
 writes whole shards of its own. The grid layers carry cell-centre coordinates and a
@@ -68,7 +69,8 @@ def create_output_arrays(store: Location, grid: Grid, chunk: int, tile_px: int,
     tile."""
     if not store.join("spatial_ref", "zarr.json").is_file():
         _write_grid_reference(store, grid)
-    arrays = {**OUTPUT_ARRAYS, **{layer.name: (np.float32, np.nan) for layer in extra}}
+    arrays = {**OUTPUT_ARRAYS, **{layer.name: (layer.dtype, layer.fill_value)
+                                  for layer in extra}}
     for name, (dtype, fill) in arrays.items():
         create_array(
             store, name, shape=grid.shape, dtype=dtype, chunks=(chunk, chunk),
@@ -107,9 +109,13 @@ def write_grid_layers(store: Location, grid: Grid, cell_px: int, fraction: np.nd
 
 
 def extra_layer_attrs(layer: ExtraLayer, method: str, grid: Grid) -> dict[str, Any]:
-    """CF and GeoZarr attributes of a method's extra layer (float32, NaN = nodata)."""
-    return {**score_attrs(method, grid), "units": layer.units,
-            "long_name": f"{layer.long_name} ({method})"}
+    """CF and GeoZarr attributes of a method's extra layer (float32, NaN = nodata; a count
+    has no `_FillValue`: its 0 is a count, so xarray keeps it)."""
+    attrs = {**score_attrs(method, grid), "units": layer.units,
+             "long_name": f"{layer.long_name} ({method})"}
+    if layer.is_count:
+        del attrs["_FillValue"]
+    return attrs
 
 
 def describe_layers(store: Location, grid: Grid, method: str,

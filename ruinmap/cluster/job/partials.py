@@ -8,8 +8,9 @@ footprints it was sent (by their global index), the sum and count of the method'
 layer over each district's valid pixels (zeros for methods without one), and additive
 damage-grid partials (score sum, valid count, damaged count) per global grid cell it touches;
 with an automatic threshold also the histogram of its valid scores over the job-wide fixed
-bins (`s_hist`, see `kernels.thresholds`; empty otherwise), and no classes yet (`job.classes`
-counts them in a second pass once the threshold is chosen). Partials are small, add up
+bins (`s_hist`, see `kernels.thresholds`; empty otherwise) and the pixels it counts (`s_counted`,
+bits), and no classes yet (`job.classes` counts them in a second pass once the threshold is
+chosen, over those pixels only). Partials are small, add up
 exactly (sums to float64 rounding), and are stored as one `.npz` per tile (`save_partial`,
 locally or in object storage, written whole or not at all) that holds its own tile key and
 only the district rows the tile touched (a country's tile touches a few of 500 districts, and
@@ -42,6 +43,7 @@ __all__ = [
     "TILE_KEY",
     "TilePartial",
     "automatic_score_edges",
+    "counted_pixels",
     "district_fields",
     "load_npz", "load_partial", "npz_problem",
     "partial_bytes",
@@ -111,6 +113,9 @@ class TilePartial:
     g_damaged: np.ndarray
     # the job-wide score histogram's counts (SCORE_HIST_BINS), with an automatic threshold
     s_hist: np.ndarray
+    # with an automatic threshold the pixels the figures count (`counted`), np.packbits of
+    # the tile's rows: the second pass classes these alone (`counted_pixels`)
+    s_counted: np.ndarray
 
 
 def tile_partial(
@@ -145,7 +150,8 @@ def tile_partial(
     to the image origin. `n_post`: the method's post-date count layer (pwtt), or None.
     `row_area`: each row's pixel area over the grid-centre pixel's
     (`geo.units.pixel_area_m2`; None: all 1, as on a projected grid).
-    `hist_edges`: count the valid scores into these bins (`s_hist`).
+    `hist_edges`: count the valid scores into these bins (`s_hist`) and keep `counted`
+    (`s_counted`) for the second pass (an automatic threshold).
 
     `counted` (bool): the pixels the district and grid figures count (the built-up pixels
     whose statistic was valid); `observed`: those whose statistic was valid, built-up or not
@@ -170,9 +176,12 @@ def tile_partial(
     offset = (row0 % cell_px, col0 % cell_px)
     g_count = block_reduce(score, cell_px, "count", block_offset=offset)
     s_hist = np.zeros(0, np.int64)
+    s_counted = np.zeros(0, np.uint8)
     if hist_edges is not None:
         everywhere = np.ones(score.shape, np.uint8)  # every pixel: NaN ones count nowhere
         s_hist = label_stats(everywhere, score, 1, hist_edges).hist[0].astype(np.int64)
+        # the focal steps score nodata pixels too: only the stored score cannot tell them
+        s_counted = np.packbits(np.isfinite(score) if counted is None else counted)
     return TilePartial(
         **d_fields,
         b_index=np.asarray(building_index, np.int64), b_count=building.count,
@@ -183,8 +192,18 @@ def tile_partial(
         g_count=np.rint(g_count).astype(np.int64),
         g_damaged=np.rint(block_reduce(score, cell_px, "count_above", threshold,
                                        block_offset=offset)).astype(np.int64),
-        s_hist=s_hist,
+        s_hist=s_hist, s_counted=s_counted,
     )  # fmt: skip
+
+
+def counted_pixels(partial: TilePartial, shape: tuple[int, int]) -> np.ndarray:
+    """The `counted` pixels (bool, the tile's `shape`) a partial keeps with an automatic
+    threshold (`s_counted`)."""
+    n = shape[0] * shape[1]
+    if partial.s_counted.size != -(-n // 8):
+        raise StoreError(f"the partial holds {partial.s_counted.size} bytes of counted pixels, "
+                         f"not those of a {shape[0]} x {shape[1]} tile: run the job again")
+    return np.unpackbits(partial.s_counted, count=n).reshape(shape).view(bool)
 
 
 def district_fields(score: np.ndarray, classes: np.ndarray, district_labels: np.ndarray,

@@ -8,17 +8,18 @@ reduces the tile to a `TilePartial` saved beside the ledger, and records
 the tile in the ledger last, with the sha256 of its files.
 
 With a built-up mask (`builtup`), the mask over the padded window goes to the method, which
-blanks its statistic outside it before the focal steps; the written score is then NaN outside
-the mask (PWTT never reports unmasked pixels), and the partial counts only the pixels whose
-statistic was valid and built-up: the focal steps also give a score to nodata pixels within
-their radius of valid ones, and those are not valid area. So a recorded tile's outputs
-and partial are whole and durable, and a re-run can tell if they changed since
-(`integrity`); anything else is redone.
+blanks its statistic outside it before the focal steps; the written score is then NaN
+outside the mask (PWTT never reports unmasked pixels), and the partial and `damage` count
+only the pixels whose statistic was valid and built-up: the focal steps also give a score to
+nodata pixels within their radius of valid ones, and those are not valid area (`damage`
+255). So a recorded tile's outputs and partial are whole and durable, and a re-run can tell
+if they changed since (`integrity`); anything else is redone.
 
 With an automatic threshold (`threshold = "otsu"`, ...) the classes are not known yet: the
 task writes only `score`, its partial counts the score's histogram (`s_hist`) and no damaged
-pixels, and the second pass (`classes.run_class_tile`) writes `damage` and the class counts
-once the client has chosen the threshold.
+pixels and keeps the counted pixels (`s_counted`), and the second pass
+(`classes.run_class_tile`) writes `damage` and the class counts once the client has chosen
+the threshold.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.ingest.inplace import InPlaceDates, read_dates_window
 from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.dating import date_tile, dating_enabled
-from ruinmap.cluster.job.integrity import write_layer_shard
+from ruinmap.cluster.job.integrity import write_layer_shards
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
@@ -138,8 +139,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     del pre, post
     crop = (slice(dr, dr + tile.height), slice(dc, dc + tile.width))
     score = np.ascontiguousarray(padded.score[crop])
-    extra = {name: np.ascontiguousarray(layer[crop], dtype=np.float32)
-             for name, layer in padded.extra.items()}
+    extra = {name: np.ascontiguousarray(layer[crop]) for name, layer in padded.extra.items()}
     del padded
     observed = valid[crop]  # the statistic was valid here: imagery to score
     counted = observed
@@ -148,13 +148,13 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
         counted = observed & built[crop]
     automatic = params.is_automatic
     classes = first_pass_classes(score, params)
+    # damage.tif classes the pixels the tables count, as the second pass does: not those the
+    # focal steps scored in nodata
+    classes[~counted] = NODATA_CLASS
     score_s = time.perf_counter() - started - read_s
-    checksums = {"score": write_layer_shard(plan, "score", tile, score),
-                 **{name: write_layer_shard(plan, name, tile, layer)
-                    for name, layer in extra.items()},
-                 **dated}
-    if not automatic:
-        checksums["damage"] = write_layer_shard(plan, "damage", tile, classes)
+    # with an automatic threshold the second pass writes `damage`
+    written = {"score": score, **extra, **({} if automatic else {"damage": classes})}
+    checksums = {**write_layer_shards(plan, tile, written), **dated}
     write_s = time.perf_counter() - started - read_s - score_s
 
     transform = tile.grid(plan.grid).affine

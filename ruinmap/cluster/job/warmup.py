@@ -69,8 +69,7 @@ def warm_tile_kernels(params: MethodParamsBase, bands: tuple[str, ...], n_pre: i
         building_labels=footprint, building_index=np.zeros(1, np.int64),
         centroid_index=np.zeros(1, np.int64), centroid_rc=np.array([[3, 3]], np.int64),
         origin=(0, 0), cell_px=_SIDE // 2,
-        n_post=None if n_post_layer is None else np.ascontiguousarray(n_post_layer,
-                                                                       dtype=np.float32),
+        n_post=None if n_post_layer is None else np.ascontiguousarray(n_post_layer),
         hist_edges=score_hist_edges() if automatic else None, counted=valid, observed=valid,
     )  # fmt: skip
     return time.perf_counter() - started

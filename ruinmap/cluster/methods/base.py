@@ -61,17 +61,29 @@ class ScoreContext:
 @dataclass(frozen=True)
 class ExtraLayer:
     """A per-pixel layer a method gives besides its score (pwtt's `p_value`, `n_pre`,
-    `n_post`): float32, NaN = nodata, stored, checksummed and published like `score`."""
+    `n_post`), stored, checksummed and published like `score`: a measurement as float32
+    with NaN = nodata, or a count (`is_count`) as uint16, whose 0 (no date used: the
+    statistic is NaN there) is the store's fill and stays a count (no `_FillValue`)."""
 
     name: str
     units: str
     long_name: str
+    is_count: bool = False
+
+    @property
+    def dtype(self) -> np.dtype:
+        # a count fits 16 bits (dates a pixel used) and costs half a float32 to write
+        return np.dtype(np.uint16 if self.is_count else np.float32)
+
+    @property
+    def fill_value(self) -> float | int:
+        return 0 if self.is_count else float("nan")
 
 
 @dataclass(frozen=True)
 class ScoreLayers:
     """The score of a padded window and the method's extra layers on the same window, by
-    name (each float32, the score's shape; empty for methods with none)."""
+    name (each of its `ExtraLayer.dtype`, the score's shape; empty for methods with none)."""
 
     score: np.ndarray
     extra: Mapping[str, np.ndarray] = field(default_factory=dict)

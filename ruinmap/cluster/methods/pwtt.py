@@ -55,14 +55,14 @@ __all__ = [
     "statistic_layers",
 ]
 
-#: pwtt's layers besides the score (float32, NaN = nodata)
+#: pwtt's layers besides the score (p_value float32, NaN = nodata; the counts uint16)
 PWTT_LAYERS = (
     ExtraLayer("p_value", "1", "two-sided p-value of the per-pixel statistic (normal "
                "approximation, before smoothing)"),
     ExtraLayer("n_pre", "1", "pre-event dates used per pixel (summed over orbits with "
-               "stouffer, the most of any orbit with max)"),
+               "stouffer, the most of any orbit with max)", is_count=True),
     ExtraLayer("n_post", "1", "post-event dates used per pixel (summed over orbits with "
-               "stouffer, the most of any orbit with max)"),
+               "stouffer, the most of any orbit with max)", is_count=True),
 )
 
 def _log_sigma0(image: np.ndarray, size: int, enl: float, is_filtered: bool,
@@ -292,8 +292,14 @@ def statistic_layers(stat: PwttStatistic, params: PwttParams, context: ScoreCont
         score[~has_data] = np.nan
     if not params.layers:
         return ScoreLayers(score)
-    return ScoreLayers(score, {"p_value": stat.p_value, "n_pre": stat.n_pre,
-                               "n_post": stat.n_post})
+    return ScoreLayers(score, {"p_value": stat.p_value, "n_pre": date_count(stat.n_pre),
+                               "n_post": date_count(stat.n_post)})
+
+
+def date_count(count: np.ndarray) -> np.ndarray:
+    """A count of dates as its layer's uint16 (`ExtraLayer.is_count`; NaN, never made by
+    the kernels, would be 0: no date)."""
+    return np.nan_to_num(count, nan=0.0).astype(np.uint16)
 
 
 def pwtt_score(
