@@ -8,7 +8,9 @@ shards of the store are not rewritten, the tiles read neither the pre dates nor 
 dates (they continue from the score's kept moments and their dating state over the new date
 only) and job.json lists both runs. A dating state shard damaged between the runs is found by its
 checksum and its tile dated over the whole series again, with the same result; so are damaged
-kept moments of the score, whose tiles then fold the whole series again.
+kept moments of the score, whose tiles then fold the whole series again. The tiles' built-up
+masks and footprint labels are kept too (`job.tile_inputs`): read back on an append, made
+again when damaged or when the footprint file changed, always equal to what a fresh job makes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,6 +33,7 @@ from ruinmap.cluster.ingest.append import appended_post_dates
 from ruinmap.cluster.ingest.layout import StoreLayout
 from ruinmap.cluster.job.run import JobResult, run_job
 from ruinmap.cluster.job.spec import JobSpec, parse_spec
+from ruinmap.cluster.job.tile_inputs import TILE_INPUTS, TILE_INPUTS_LEDGER
 from ruinmap.cluster.job.workdir import STORE_NAME, WORK_DIR
 from ruinmap.cluster.storage.arrays import Compression, open_array
 from ruinmap.cluster.storage.location import LocalPath
@@ -100,6 +104,24 @@ def _layers(out: Path) -> dict[str, np.ndarray]:
     return {name: np.asarray(open_array(store, name, "r", str(out))[...]) for name in LAYERS}
 
 
+def _tile_inputs(out: Path) -> dict[str, int]:
+    """{file name: mtime} of the kept tile inputs (`job.tile_inputs`)."""
+    return {p.name: p.stat().st_mtime_ns for p in (out / WORK_DIR / TILE_INPUTS).iterdir()}
+
+
+def _kept_inputs(out: Path) -> dict[str, tuple[str, bytes]]:
+    """{ledger key: (inputs digest, file bytes)} of the kept tile inputs."""
+    work = out / WORK_DIR
+    kept = {}
+    for entry in (work / TILE_INPUTS_LEDGER).iterdir():
+        body = json.loads(entry.read_text())
+        role, tile = body["key"].split("-", 1)
+        _, iy, ix = tile.split("/")
+        data = (work / TILE_INPUTS / f"{role}_{iy}_{ix}.bin").read_bytes()
+        kept[body["key"]] = (body["inputs"], data)
+    return kept
+
+
 def assert_same_results(out: Path, expected: Path) -> None:
     got, want = _layers(out), _layers(expected)
     for name in LAYERS:
@@ -124,9 +146,15 @@ def test_appending_a_date_equals_the_whole_series_run(
     # dates again, so zeroing those in the store changes nothing
     pre = open_array(LocalPath(out / STORE_NAME), "pre", "r+", "test")
     pre[...] = 0.0
+    kept_inputs = _tile_inputs(out)
     with caplog.at_level(logging.INFO, logger="ruinmap"):
         result = _run(_spec(city, out, 6), dask_client)
     assert not [r for r in caplog.records if "dating state" in r.getMessage()]
+    # the date-independent inputs are read back, not made again: the same files, untouched
+    assert any("4 of 4 tiles read their kept built-up mask" in r.getMessage()
+               for r in caplog.records)
+    assert _tile_inputs(out) == kept_inputs
+    assert sum(name.startswith("mask_") for name in kept_inputs) == 4
     assert any("from its kept moments of 5 post dates" in r.getMessage()
                for r in caplog.records)
     assert result.tiles_run == result.tiles_total == 4  # the score uses every post date
@@ -187,6 +215,46 @@ def test_damaged_kept_moments_are_folded_again(
                for m in messages), messages
     assert not any("from its kept moments" in m for m in messages)
     assert_same_results(out, whole)
+
+
+def test_a_damaged_kept_mask_is_made_again_with_the_same_result(
+        city: City, first_five: Path, whole: Path, dask_client: Client,
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = _copy(first_five, tmp_path / "mask")
+    damaged = out / WORK_DIR / TILE_INPUTS / "mask_1_0.bin"
+    _flip_a_byte(damaged, 2)
+    with caplog.at_level(logging.INFO, logger="ruinmap"):
+        _run(_spec(city, out, 6), dask_client)
+    assert any("3 of 4 tiles read their kept built-up mask" in r.getMessage()
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert_same_results(out, whole)
+    # made again bitwise as the first run made it, and recorded whole
+    assert _kept_inputs(out) == _kept_inputs(first_five)
+
+
+def test_a_changed_footprint_file_makes_the_kept_masks_again(
+        city: City, first_five: Path, dask_client: Client, tmp_path: Path) -> None:
+    moved = gpd.read_file(city.buildings_path)
+    moved.loc[0, "geometry"] = moved.geometry.iloc[0].buffer(12.0)  # one footprint grows
+    footprints = tmp_path / "buildings.gpkg"
+    moved.to_file(footprints)
+
+    def spec(out: Path) -> JobSpec:
+        data = _spec(city, out, 5).to_json_dict()
+        data["buildings"] = {**data["buildings"], "path": str(footprints)}
+        return parse_spec(data, out.parent)
+
+    out = _copy(first_five, tmp_path / "footprints")
+    before = _kept_inputs(out)
+    _run(spec(out), dask_client)
+    fresh = tmp_path / "fresh"
+    _run(spec(fresh), dask_client)
+    after = _kept_inputs(out)
+    # the kept inputs are exactly those a job on the new footprints makes; some had to change
+    assert after == _kept_inputs(fresh)
+    assert any(after[key][0] != before[key][0] for key in after if key.startswith("mask-"))
+    for name in ("score", "damage"):
+        np.testing.assert_array_equal(_layers(out)[name], _layers(fresh)[name])
 
 
 def test_a_damaged_state_of_a_finished_job_reruns_its_tile(

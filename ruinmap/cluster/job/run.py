@@ -314,12 +314,19 @@ def _run_tiles(client: Client, plan: JobPlan, polygons: Polygons, progress: bool
                           pure=False, retries=1)
             for tile, file in zip(pending, files, strict=True)
         ]
+    kept = {"mask": 0, "labels": 0}
     for future in track(futures, "tiles", enabled=progress):
-        log.debug("tile timings %s", future.result())
+        timings = future.result()
+        log.debug("tile timings %s", timings)
+        for role in kept:
+            kept[role] += int(timings.get(f"{role}_kept", 0))
         finished += 1
         if on_progress is not None:
             on_progress(finished, len(plan.tiles))
     remove_vector_files(plan.work_dir)
+    if any(kept.values()):
+        log.info("%d of %d tiles read their kept built-up mask, %d their kept footprint labels "
+                 "(`tile_inputs`)", kept["mask"], len(pending), kept["labels"])
     return pending
 
 

@@ -31,16 +31,16 @@ import numpy as np
 import shapely
 from affine import Affine
 
-from ruinmap.cluster.geo.rasterize import footprint_labels, labels_on_window
+from ruinmap.cluster.geo.rasterize import labels_on_window
 from ruinmap.cluster.geo.units import pixel_area_m2
 from ruinmap.cluster.ingest.inplace import InPlaceDates, read_dates_window
-from ruinmap.cluster.job.builtup import window_mask
 from ruinmap.cluster.job.dating import date_tile, dating_enabled
 from ruinmap.cluster.job.integrity import write_layer_shards
 from ruinmap.cluster.job.partials import save_partial, tile_partial
 from ruinmap.cluster.job.plan import JobPlan
 from ruinmap.cluster.job.polygons import TileVectors
 from ruinmap.cluster.job.score_state import MomentsBase, moment_layers
+from ruinmap.cluster.job.tile_inputs import kept_footprint_labels, kept_window_mask
 from ruinmap.cluster.job.tiles import Tile
 from ruinmap.cluster.methods import compute_layers
 from ruinmap.cluster.methods.params import MethodParamsBase
@@ -125,7 +125,8 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     read_s = time.perf_counter() - started
     padded_shape = post.shape[2:]
     window = plan.grid.padded(tile.row0, tile.col0, tile.height, tile.width, plan.halo)
-    built = window_mask(plan.mask, plan.grid, window, vectors.mask_wkb, plan.pixel_size_m)
+    # date-independent: kept from an earlier run of the job when whole (`tile_inputs`)
+    built, mask_kept = kept_window_mask(plan, tile, window, vectors)
     valid = np.zeros(padded_shape, bool)  # the method fills it (`mask_statistic`)
     if moments is not None:
         padded = moment_layers(plan, tile, moments, pre, post, window, (dr, dc), built, valid)
@@ -160,7 +161,7 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     transform = tile.grid(plan.grid).affine
     shape = (tile.height, tile.width)
     districts = district_label_layers(vectors, transform, shape)
-    buildings = footprint_labels(shapely.from_wkb(vectors.building_wkb), transform, shape)
+    buildings, labels_kept = kept_footprint_labels(plan, tile, vectors, transform, shape)
     partial = tile_partial(
         score, classes,
         threshold=first_pass_threshold(params),
@@ -178,4 +179,5 @@ def run_tile(plan: JobPlan, tile: Tile, vectors: TileVectors,
     plan.ledger.record(tile.key, {"signature": plan.signature, "seconds": round(total_s, 3)},
                        checksums=checksums)
     return {"read_s": read_s, "score_s": score_s, "write_s": write_s, "total_s": total_s,
-            "dates_read": dates_read}
+            "dates_read": dates_read, "mask_kept": float(mask_kept),
+            "labels_kept": float(labels_kept)}

@@ -17,7 +17,10 @@
 - with the score's moments kept (`method_params.incremental`, default with dating):
   `moments.json` (whose moment arrays these are) and `moments-ledger/` (each tile's kept
   moments: how many post dates they hold and their sha256, `score_state`), also kept when
-  a monitored job appends post dates.
+  a monitored job appends post dates;
+- `tile-inputs/` and `tile-inputs-ledger/`: each tile's built-up mask and footprint labels,
+  with the digest of what they were made from (`tile_inputs`): kept on an append and when
+  the folder starts over (a tile makes its own again when those inputs changed).
 
 Nothing else belongs here (`WORK_ENTRIES`; `outdir.claim_output_dir` refuses a work folder
 holding anything else), and starting over removes only these entries.
@@ -37,9 +40,9 @@ from ruinmap.cluster.methods import ExtraLayer
 from ruinmap.cluster.storage.ledger import Ledger
 from ruinmap.cluster.storage.location import Location
 
-__all__ = ["JOB_MARKER", "KEPT_ON_APPEND", "PRODUCTS_MARKER", "STORE_NAME", "WORK_DIR",
-           "WORK_ENTRIES", "mark_products_current", "partial_location", "prepare_work_dir",
-           "products_are_current", "read_job_marker", "tile_ledger"]
+__all__ = ["JOB_MARKER", "KEPT_ALWAYS", "KEPT_ON_APPEND", "PRODUCTS_MARKER", "STORE_NAME",
+           "WORK_DIR", "WORK_ENTRIES", "mark_products_current", "partial_location",
+           "prepare_work_dir", "products_are_current", "read_job_marker", "tile_ledger"]
 
 WORK_DIR = ".ruinmap-job"
 #: the job's own store in output.dir: the ingested imagery (unless `inputs.store` names
@@ -49,11 +52,14 @@ JOB_MARKER = "job.json"
 PRODUCTS_MARKER = "products.json"
 # every name ruinmap writes at the top of the work folder (add new ones here)
 WORK_ENTRIES = (JOB_MARKER, PRODUCTS_MARKER, "ledger", "partials", "class-ledger",
-                "dating.json", "dating-ledger", "moments.json", "moments-ledger", "vectors")
+                "dating.json", "dating-ledger", "moments.json", "moments-ledger",
+                "tile-inputs", "tile-inputs-ledger", "vectors")
 #: what a monitored job keeps when it appends post dates (`monitor`): the dating state and
 #: the score's moments
 KEPT_ON_APPEND = (JOB_MARKER, "dating.json", "dating-ledger", "moments.json",
                   "moments-ledger")
+#: kept by any run: keyed by the digest of what they were made from (`tile_inputs`)
+KEPT_ALWAYS = ("tile-inputs", "tile-inputs-ledger")
 
 
 def tile_ledger(work_dir: Location) -> Ledger:
@@ -96,7 +102,7 @@ def prepare_work_dir(work_dir: Location, signature: str, store: Location, grid: 
         return False
     is_append = is_append and output_arrays_exist(store, extra)
     for name in WORK_ENTRIES:  # only ruinmap's own entries: never a file someone put here
-        if is_append and name in KEPT_ON_APPEND:
+        if (is_append and name in KEPT_ON_APPEND) or name in KEPT_ALWAYS:
             continue
         entry = work_dir.join(name)
         entry.remove_tree()
