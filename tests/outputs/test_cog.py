@@ -224,22 +224,24 @@ def test_layers_cog_writes_integer_layers_as_the_same_float32_values(tmp_path: P
         np.testing.assert_allclose(cog.read(2), _valid_mean(n_pre, 2), rtol=1e-6)
 
 
+class _FailingFrom512:
+    """An array source whose reads from row 512 on fail, as a lost disk would."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype = data, data.shape, data.dtype
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if key[0].start >= 512:
+            raise OSError("disk gone")
+        return np.asarray(self.data[key])
+
+
 def test_layers_cog_leaves_nothing_when_a_layer_fails(tmp_path: Path) -> None:
     good = _layer_bands((1000, 300))[0]
-
-    class FailingLayer:
-        shape = good.shape
-        dtype = good.dtype
-
-        def __getitem__(self, key: Any) -> np.ndarray:
-            if key[0].start >= 512:
-                raise OSError("disk gone")
-            return good[key]
-
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(OSError, match="disk gone"):
-        write_layers_cog([good, FailingLayer()], out / "layers.tif", names=["a", "b"],
+        write_layers_cog([good, _FailingFrom512(good)], out / "layers.tif", names=["a", "b"],
                          units=["1", "1"], transform=TRANSFORM, crs=CRS_UTM, block=256,
                          max_window_bytes=256 * 300 * 8)
     assert list(out.iterdir()) == []
@@ -301,20 +303,10 @@ def test_write_cog_over_a_class_raster_removes_its_stale_labels(tmp_path: Path) 
 
 def test_write_cog_leaves_nothing_when_the_source_fails(tmp_path: Path) -> None:
     data = _score((1000, 700))
-
-    class FailingSource:
-        shape = data.shape
-        dtype = data.dtype
-
-        def __getitem__(self, key: Any) -> np.ndarray:
-            if key[0].start >= 512:
-                raise OSError("disk gone")
-            return data[key]
-
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(OSError, match="disk gone"):
-        _write(FailingSource(), out / "s.tif", "score", 256, max_window_bytes=256 * 700 * 4)
+        _write(_FailingFrom512(data), out / "s.tif", "score", 256, max_window_bytes=256 * 700 * 4)
     assert list(out.iterdir()) == []
 
 
