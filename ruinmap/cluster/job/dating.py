@@ -241,7 +241,9 @@ def damaged_area_by_date(plan: JobPlan, polygons: Polygons, n_dates: int
     over the whole grid (dates), each pixel once. Each row's pixel area is its own
     (`geo.units.pixel_area_m2`: geodesic on a lon/lat grid), as in the district table.
 
-    Read in row strips of the store's chunks, so the client holds one strip, not the grid.
+    Read in row strips of the store's chunks, so this sum holds one strip, not the grid
+    (`dating_products` still reads the date layers whole for damage_date.tif and the
+    buildings' dates: those two layers are read twice).
     """
     grid = plan.grid
     height, width = grid.shape
